@@ -1,0 +1,1 @@
+//! DNS server (in progress).

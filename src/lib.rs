@@ -1,0 +1,4 @@
+//! dnsseeder: a Bitcoin DNS seeder whose memory lives in SQLite.
+
+pub mod dns;
+pub mod sim;

@@ -1,0 +1,1 @@
+//! Simulated Bitcoin network (in progress).
