@@ -1,0 +1,245 @@
+//! The database subcommands: `peers`, `stats`, `dump` and `import`. Each opens its own
+//! connection, so they are safe to run while `dnsseeder run` writes the same file.
+
+use std::io::Write;
+
+use anyhow::Context;
+use serde_json::json;
+
+use crate::config::{DumpArgs, Format, ImportArgs, PeersArgs, StatsArgs, StatsFormat};
+use crate::reliability::WINDOW_NAMES;
+use crate::store::{PeerFilter, PeerRow, Status, Store};
+use crate::{dump, unix_now};
+
+/// `dnsseeder peers`.
+///
+/// # Errors
+/// When the database cannot be read or the output written.
+pub fn peers(args: &PeersArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let store = Store::open_existing(&args.db.db)?;
+    let filter = PeerFilter {
+        status: if args.good {
+            Some(Status::Good)
+        } else {
+            args.status
+        },
+        services: args.filter_service,
+        family: args.network,
+        limit: args.limit,
+    };
+    let rows = store.peers(&filter, unix_now()).context("listing peers")?;
+    match args.format {
+        Format::Table => write_table(&rows, out)?,
+        Format::Json => {
+            let list: Vec<_> = rows.iter().map(row_json).collect();
+            serde_json::to_writer_pretty(&mut *out, &list)?;
+            writeln!(out)?;
+        }
+        Format::Csv => write_csv(&rows, out)?,
+    }
+    Ok(())
+}
+
+fn row_json(r: &PeerRow) -> serde_json::Value {
+    let reliability: serde_json::Map<String, serde_json::Value> = WINDOW_NAMES
+        .iter()
+        .zip(r.reliability)
+        .map(|(name, v)| ((*name).to_owned(), json!(v)))
+        .collect();
+    json!({
+        "address": r.address,
+        "network": r.family.name(),
+        "status": r.status,
+        "good": r.good,
+        "services": r.services,
+        "services_hex": format!("{:08x}", r.services),
+        "tries": r.tries,
+        "successes": r.successes,
+        "last_try": r.last_try,
+        "last_success": r.last_success,
+        "last_error": r.last_error,
+        "reliability": reliability,
+        "version": r.version,
+        "user_agent": r.user_agent,
+        "start_height": r.start_height,
+        "banned_until": r.banned_until,
+    })
+}
+
+fn write_table(rows: &[PeerRow], out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<46} {:<11} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>8}  agent",
+        "address",
+        "status",
+        "services",
+        "2h",
+        "8h",
+        "1d",
+        "1w",
+        "1m",
+        "tries",
+        "ok",
+        "version",
+        "height"
+    )?;
+    for r in rows {
+        let p = r.reliability.map(|v| format!("{:.2}%", 100.0 * v));
+        writeln!(
+            out,
+            "{:<46} {:<11} {:>08x} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>8}  {}",
+            r.address,
+            r.status,
+            r.services,
+            p[0],
+            p[1],
+            p[2],
+            p[3],
+            p[4],
+            r.tries,
+            r.successes,
+            r.version,
+            r.start_height,
+            r.user_agent
+        )?;
+    }
+    Ok(())
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+fn write_csv(rows: &[PeerRow], out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "address,network,status,good,services,tries,successes,last_try,last_success,last_error,\
+         reliability_2h,reliability_8h,reliability_1d,reliability_1w,reliability_1m,version,\
+         user_agent,start_height"
+    )?;
+    let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+    for r in rows {
+        let rel: Vec<String> = r.reliability.iter().map(|v| format!("{v:.6}")).collect();
+        writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            csv_field(&r.address),
+            r.family.name(),
+            r.status,
+            u8::from(r.good),
+            r.services,
+            r.tries,
+            r.successes,
+            opt(r.last_try),
+            opt(r.last_success),
+            csv_field(r.last_error.as_deref().unwrap_or("")),
+            rel.join(","),
+            r.version,
+            csv_field(&r.user_agent),
+            r.start_height
+        )?;
+    }
+    Ok(())
+}
+
+/// `dnsseeder stats`.
+///
+/// # Errors
+/// When the database cannot be read or the output written.
+pub fn stats(args: &StatsArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let store = Store::open_existing(&args.db.db)?;
+    let s = store.summary(unix_now()).context("counting peers")?;
+    match args.format {
+        StatsFormat::Json => {
+            let families: serde_json::Map<_, _> = s
+                .by_family
+                .iter()
+                .map(|(f, known, good)| {
+                    (f.name().to_owned(), json!({"known": known, "good": good}))
+                })
+                .collect();
+            let errors: serde_json::Map<_, _> = s
+                .by_error
+                .iter()
+                .map(|(e, n)| (e.clone(), json!(n)))
+                .collect();
+            let value = json!({
+                "known": s.known, "good": s.good, "new": s.new, "reachable": s.reachable,
+                "unreachable": s.unreachable, "banned": s.banned,
+                "tried_last_hour": s.tried_last_hour,
+                "networks": families, "errors": errors,
+            });
+            serde_json::to_writer_pretty(&mut *out, &value)?;
+            writeln!(out)?;
+        }
+        StatsFormat::Table => {
+            writeln!(out, "known        {}", s.known)?;
+            for (name, n) in [
+                ("good", s.good),
+                ("reachable", s.reachable),
+                ("unreachable", s.unreachable),
+                ("new", s.new),
+                ("banned", s.banned),
+                ("tried (1h)", s.tried_last_hour),
+            ] {
+                writeln!(out, "  {name:<11}{n}")?;
+            }
+            writeln!(out, "by network   known / good")?;
+            for (family, known, good) in &s.by_family {
+                writeln!(out, "  {:<11}{known} / {good}", family.name())?;
+            }
+            writeln!(out, "last errors")?;
+            for (error, n) in &s.by_error {
+                writeln!(out, "  {error:<11}{n}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `dnsseeder dump`.
+///
+/// # Errors
+/// When the database cannot be read or the dump written.
+pub fn dump(args: &DumpArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let store = Store::open_existing(&args.db.db)?;
+    match &args.output {
+        Some(path) => {
+            let lines = dump::write_file(&store, path)?;
+            log::info!("wrote {lines} peers to {}", path.display());
+        }
+        None => {
+            dump::write(&store, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// `dnsseeder import`: prints how many lines were imported and skipped, by reason.
+///
+/// # Errors
+/// When the file cannot be read or the database written.
+pub fn import(args: &ImportArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let file = dump::read_file(&args.file)?;
+    let mut store = Store::open(&args.db.db)?;
+    let changed = store
+        .import(&file.peers, unix_now())
+        .context("writing imported peers")?;
+    let skipped: usize = file.skipped.values().map(|(n, _)| n).sum();
+    writeln!(
+        out,
+        "imported {} peers from {} ({} rows new or updated), skipped {} lines",
+        file.peers.len(),
+        args.file.display(),
+        changed,
+        skipped
+    )?;
+    for (reason, (n, first)) in &file.skipped {
+        writeln!(out, "  {n} {} (first at line {first})", reason.describe())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,475 @@
+//! Store round trips on a temporary file.
+
+use super::*;
+
+fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("peers.db")).unwrap();
+    (dir, store)
+}
+
+fn addr(s: &str) -> PeerAddr {
+    s.parse().unwrap()
+}
+
+fn gossip(s: &str, services: u64) -> NewPeer {
+    NewPeer {
+        addr: addr(s),
+        services,
+        seen: 1_700_000_000,
+        source: Source::Gossip,
+    }
+}
+
+const POLICY: Policy = Policy {
+    scale: 1.0,
+    default_port: 8333,
+    min_height: 0,
+    allow_private: false,
+    max_addresses: 1_000_000,
+};
+
+fn success(a: &str, time: i64, services: u64) -> ProbeResult {
+    ProbeResult {
+        addr: addr(a),
+        time,
+        outcome: Outcome::Success {
+            version: 70016,
+            services,
+            user_agent: "/Satoshi:27.0.0/".into(),
+            start_height: 900_000,
+        },
+        asked_getaddr: true,
+    }
+}
+
+fn failure(a: &str, time: i64, reason: &'static str, violation: bool) -> ProbeResult {
+    ProbeResult {
+        addr: addr(a),
+        time,
+        outcome: Outcome::Failure { reason, violation },
+        asked_getaddr: false,
+    }
+}
+
+fn row(store: &Store, a: &str) -> PeerRow {
+    store
+        .peers(&PeerFilter::default(), 0)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.address == a)
+        .unwrap()
+}
+
+#[test]
+fn fresh_database_is_migrated_in_wal_mode() {
+    let (_dir, store) = temp_store();
+    let version: i64 = store
+        .connection()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let mode: String = store
+        .connection()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let views: i64 = store
+        .connection()
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'good_peers'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(views, 1);
+}
+
+#[test]
+fn reopen_keeps_rows_and_does_not_migrate_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("peers.db");
+    {
+        let mut store = Store::open(&path).unwrap();
+        store.add_peers(&[gossip("1.2.3.4:8333", 9)], 100).unwrap();
+    }
+    let store = Store::open_existing(&path).unwrap();
+    assert_eq!(store.count().unwrap(), 1);
+}
+
+#[test]
+fn newer_schema_is_refused_and_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("peers.db");
+    {
+        let store = Store::open(&path).unwrap();
+        store
+            .connection()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        store
+            .connection()
+            .pragma_update(None, "wal_checkpoint", "TRUNCATE")
+            .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let err = Store::open(&path).unwrap_err();
+    assert!(matches!(err, OpenError::Newer { .. }), "{err}");
+    assert!(err.to_string().contains("upgrade dnsseeder"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn foreign_file_is_refused_and_left_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    let content: Vec<u8> = (0..8192u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&path, &content).unwrap();
+    for open in [Store::open, Store::open_existing] {
+        let err = open(&path).unwrap_err();
+        assert!(matches!(err, OpenError::NotADatabase(_)), "{err}");
+        assert!(err.to_string().contains("left untouched"), "{err}");
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), content);
+    assert!(!dir.path().join("notes.txt-wal").exists());
+}
+
+#[test]
+fn missing_file_is_an_error_for_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Store::open_existing(&dir.path().join("nope.db")).unwrap_err();
+    assert!(matches!(err, OpenError::Missing(_)), "{err}");
+    assert!(!dir.path().join("nope.db").exists());
+}
+
+#[test]
+fn gossip_never_overwrites_observed_services() {
+    let (_dir, mut store) = temp_store();
+    assert_eq!(
+        store.add_peers(&[gossip("1.2.3.4:8333", 1)], 100).unwrap(),
+        1
+    );
+    let batch = Batch {
+        results: vec![success("1.2.3.4:8333", 200, 0x409)],
+        learned: vec![],
+    };
+    store.commit_batch(&batch, &POLICY, 200).unwrap();
+    assert_eq!(
+        store.add_peers(&[gossip("1.2.3.4:8333", 1)], 300).unwrap(),
+        0
+    );
+    assert_eq!(row(&store, "1.2.3.4:8333").services, 0x409);
+}
+
+#[test]
+fn success_then_failure_updates_every_column() {
+    let (_dir, mut store) = temp_store();
+    store.add_peers(&[gossip("1.2.3.4:8333", 1)], 100).unwrap();
+    let t0 = 1_000_000;
+    store
+        .commit_batch(
+            &Batch {
+                results: vec![success("1.2.3.4:8333", t0, 9)],
+                learned: vec![],
+            },
+            &POLICY,
+            t0,
+        )
+        .unwrap();
+    let r = row(&store, "1.2.3.4:8333");
+    assert_eq!((r.tries, r.successes, r.good), (1, 1, true));
+    assert_eq!(r.status, "good");
+    assert_eq!(r.last_success, Some(t0));
+    assert_eq!(r.user_agent, "/Satoshi:27.0.0/");
+    assert!((r.reliability[0] - 0.129_675_274_2).abs() < 1e-6);
+
+    let t1 = t0 + 600;
+    store
+        .commit_batch(
+            &Batch {
+                results: vec![failure("1.2.3.4:8333", t1, "timeout", false)],
+                learned: vec![],
+            },
+            &POLICY,
+            t1,
+        )
+        .unwrap();
+    let r = row(&store, "1.2.3.4:8333");
+    assert_eq!((r.tries, r.successes), (2, 1));
+    assert!(r.good, "1 of 2 is still good by the few-tries rule");
+    assert_eq!(r.last_error.as_deref(), Some("timeout"));
+    assert_eq!(r.last_success, Some(t0));
+    assert_eq!(r.status, "good");
+    assert_eq!(
+        r.user_agent, "/Satoshi:27.0.0/",
+        "a failure keeps what the peer said"
+    );
+}
+
+#[test]
+fn violation_bans_for_a_scaled_day() {
+    let (_dir, mut store) = temp_store();
+    store.add_peers(&[gossip("1.2.3.4:8333", 1)], 100).unwrap();
+    let policy = Policy {
+        scale: 0.01,
+        ..POLICY
+    };
+    store
+        .commit_batch(
+            &Batch {
+                results: vec![failure("1.2.3.4:8333", 1000, "bad-magic", true)],
+                learned: vec![],
+            },
+            &policy,
+            1000,
+        )
+        .unwrap();
+    let r = row(&store, "1.2.3.4:8333");
+    assert_eq!(r.banned_until, 1000 + 864);
+    assert_eq!(
+        store.peers(&PeerFilter::default(), 1000).unwrap()[0].status,
+        "banned"
+    );
+    assert!(store.due(1000 + 863, 10).unwrap().is_empty());
+    assert_eq!(store.due(1000 + 864, 10).unwrap().len(), 1);
+}
+
+#[test]
+fn old_version_is_banned_and_not_good() {
+    let (_dir, mut store) = temp_store();
+    store.add_peers(&[gossip("1.2.3.4:8333", 1)], 100).unwrap();
+    let mut result = success("1.2.3.4:8333", 1000, 1);
+    if let Outcome::Success { version, .. } = &mut result.outcome {
+        *version = 31800;
+    }
+    store
+        .commit_batch(
+            &Batch {
+                results: vec![result],
+                learned: vec![],
+            },
+            &POLICY,
+            1000,
+        )
+        .unwrap();
+    let r = row(&store, "1.2.3.4:8333");
+    assert!(!r.good);
+    assert_eq!(r.banned_until, 1000 + 7 * 86_400);
+}
+
+#[test]
+fn due_orders_answered_then_new_then_failing() {
+    let (_dir, mut store) = temp_store();
+    let peers: Vec<_> = ["1.1.1.1:8333", "2.2.2.2:8333", "3.3.3.3:8333"]
+        .iter()
+        .map(|a| gossip(a, 1))
+        .collect();
+    store.add_peers(&peers, 0).unwrap();
+    let policy = Policy {
+        scale: 0.0001,
+        ..POLICY
+    };
+    let batch = Batch {
+        results: vec![
+            success("1.1.1.1:8333", 10, 1),
+            failure("3.3.3.3:8333", 10, "refused", false),
+        ],
+        learned: vec![],
+    };
+    store.commit_batch(&batch, &policy, 10).unwrap();
+    let order: Vec<String> = store
+        .due(1000, 10)
+        .unwrap()
+        .iter()
+        .map(|d| d.addr.to_string())
+        .collect();
+    assert_eq!(order, ["1.1.1.1:8333", "2.2.2.2:8333", "3.3.3.3:8333"]);
+    assert_eq!(store.due(1000, 2).unwrap().len(), 2);
+    assert_eq!(store.due(1000, 10).unwrap()[0].last_getaddr, Some(10));
+}
+
+#[test]
+fn onion_addresses_are_stored_but_never_due() {
+    let (_dir, mut store) = temp_store();
+    let onion = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion:8333";
+    store.add_peers(&[gossip(onion, 1)], 0).unwrap();
+    assert_eq!(store.count().unwrap(), 1);
+    assert!(store.due(100, 10).unwrap().is_empty());
+}
+
+#[test]
+fn good_ips_filter_by_family_and_mask() {
+    let (_dir, mut store) = temp_store();
+    let all = [
+        ("1.1.1.1:8333", 1),
+        ("2.2.2.2:8333", 9),
+        ("3.3.3.3:8333", 0x409),
+        ("[2a01::1]:8333", 9),
+    ];
+    let peers: Vec<_> = all.iter().map(|(a, _)| gossip(a, 0)).collect();
+    store.add_peers(&peers, 0).unwrap();
+    let results = all.iter().map(|(a, s)| success(a, 10, *s)).collect();
+    store
+        .commit_batch(
+            &Batch {
+                results,
+                learned: vec![],
+            },
+            &POLICY,
+            10,
+        )
+        .unwrap();
+    let mut v4 = store.good_ips(Family::Ipv4, 9).unwrap();
+    v4.sort();
+    assert_eq!(
+        v4,
+        vec![
+            "2.2.2.2".parse::<IpAddr>().unwrap(),
+            "3.3.3.3".parse().unwrap()
+        ]
+    );
+    assert_eq!(store.good_ips(Family::Ipv4, 1).unwrap().len(), 3);
+    assert_eq!(store.good_ips(Family::Ipv4, 0x400).unwrap().len(), 1);
+    assert_eq!(
+        store.good_ips(Family::Ipv6, 9).unwrap(),
+        vec!["2a01::1".parse::<IpAddr>().unwrap()]
+    );
+}
+
+#[test]
+fn cap_evicts_never_reached_oldest_first() {
+    let (_dir, mut store) = temp_store();
+    store.add_peers(&[gossip("1.1.1.1:8333", 1)], 0).unwrap();
+    store.add_peers(&[gossip("2.2.2.2:8333", 1)], 1).unwrap();
+    let policy = Policy {
+        max_addresses: 3,
+        ..POLICY
+    };
+    // 1.1.1.1 answers: it must survive; 2.2.2.2 is the oldest never-reached one.
+    let batch = Batch {
+        results: vec![success("1.1.1.1:8333", 5, 1)],
+        learned: vec![gossip("3.3.3.3:8333", 1), gossip("4.4.4.4:8333", 1)],
+    };
+    let summary = store.commit_batch(&batch, &policy, 5).unwrap();
+    assert_eq!(
+        summary,
+        BatchSummary {
+            recorded: 1,
+            inserted: 2,
+            evicted: 1
+        }
+    );
+    let left: Vec<String> = store
+        .peers(&PeerFilter::default(), 5)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.address)
+        .collect();
+    assert_eq!(left.len(), 3);
+    assert!(left.contains(&"1.1.1.1:8333".to_owned()));
+    assert!(!left.contains(&"2.2.2.2:8333".to_owned()));
+}
+
+#[test]
+fn prune_removes_long_failing_never_reached_only() {
+    let (_dir, mut store) = temp_store();
+    store
+        .add_peers(
+            &[
+                gossip("1.1.1.1:8333", 1),
+                gossip("2.2.2.2:8333", 1),
+                gossip("3.3.3.3:8333", 1),
+            ],
+            0,
+        )
+        .unwrap();
+    let batch = Batch {
+        results: vec![
+            failure("1.1.1.1:8333", 5, "refused", false),
+            success("2.2.2.2:8333", 5, 1),
+        ],
+        learned: vec![],
+    };
+    store.commit_batch(&batch, &POLICY, 5).unwrap();
+    assert_eq!(store.prune(40 * 86_400, 30 * 86_400).unwrap(), 1);
+    assert_eq!(
+        store.count().unwrap(),
+        2,
+        "the reached and the never-tried peers stay"
+    );
+}
+
+#[test]
+fn import_keeps_figures_and_plain_lines_are_new() {
+    let (_dir, mut store) = temp_store();
+    let figures = DumpFigures {
+        good: true,
+        last_success: 1_700_000_000,
+        reliability: [0.995, 0.9, 0.8, 0.7, 0.6],
+        start_height: 850_000,
+        services: 0x409,
+        version: 70016,
+        user_agent: "/Satoshi:27.0.0/".into(),
+    };
+    let peers = vec![
+        ImportedPeer {
+            addr: addr("1.2.3.4:8333"),
+            figures: Some(figures.clone()),
+        },
+        ImportedPeer {
+            addr: addr("5.6.7.8:8333"),
+            figures: None,
+        },
+    ];
+    assert_eq!(store.import(&peers, 50).unwrap(), 2);
+    let r = row(&store, "1.2.3.4:8333");
+    assert_eq!(
+        (r.good, r.status.as_str(), r.services),
+        (true, "good", 0x409)
+    );
+    assert_eq!(row(&store, "5.6.7.8:8333").status, "new");
+    let mut dumped = Vec::new();
+    store
+        .for_each_dump_row(|a, f| {
+            dumped.push((a.to_string(), f.clone()));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(dumped, vec![("1.2.3.4:8333".to_owned(), figures)]);
+    assert_eq!(
+        store.due(50, 10).unwrap().len(),
+        2,
+        "imported peers are due at once"
+    );
+}
+
+#[test]
+fn summary_counts_statuses_and_errors() {
+    let (_dir, mut store) = temp_store();
+    store
+        .add_peers(
+            &[
+                gossip("1.1.1.1:8333", 1),
+                gossip("2.2.2.2:8333", 1),
+                gossip("3.3.3.3:8333", 1),
+            ],
+            0,
+        )
+        .unwrap();
+    let batch = Batch {
+        results: vec![
+            failure("1.1.1.1:8333", 5, "refused", false),
+            success("2.2.2.2:8333", 5, 1),
+        ],
+        learned: vec![],
+    };
+    store.commit_batch(&batch, &POLICY, 5).unwrap();
+    let s = store.summary(10).unwrap();
+    assert_eq!(
+        (s.known, s.good, s.new, s.unreachable, s.banned),
+        (3, 1, 1, 1, 0)
+    );
+    assert_eq!(s.tried_last_hour, 2);
+    assert_eq!(s.by_error, vec![("refused".to_owned(), 1)]);
+    assert_eq!(s.by_family, vec![(Family::Ipv4, 3, 1)]);
+}
