@@ -1,0 +1,7 @@
+//! Integration tests: the real `dnsseeder` binary on real files and sockets.
+//! One test binary with modules, so the crate is linked once.
+
+#![allow(clippy::unwrap_used)]
+
+mod cli;
+mod util;
