@@ -14,6 +14,7 @@ pub mod commands;
 pub mod config;
 pub mod dns;
 pub mod dump;
+pub mod p2p;
 pub mod reliability;
 pub mod services;
 pub mod sim;

@@ -1,0 +1,507 @@
+//! One probe of one peer over a blocking socket: connect, handshake, ask for addresses,
+//! and report what the peer said or why it failed.
+//!
+//! Every peer is hostile until proven otherwise. Headers are read by hand: the magic is
+//! checked, a length over [`MAX_PAYLOAD`] is refused before anything is allocated, the
+//! checksum is verified, and only the messages a probe needs are decoded (with their
+//! own, tighter caps); other payloads are skipped through a fixed buffer. Every read and
+//! write is bounded by the probe's overall deadline.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use bitcoin::consensus::encode::{self, Decodable, VarInt};
+use bitcoin::hashes::{Hash, sha256d};
+use bitcoin::p2p::address::{AddrV2, AddrV2Message, Address};
+use bitcoin::p2p::message::{NetworkMessage, RawNetworkMessage};
+use bitcoin::p2p::message_network::VersionMessage;
+use bitcoin::p2p::{Magic, ServiceFlags};
+
+use crate::addr::{Host, PeerAddr};
+
+/// Largest payload any header may announce (SPEC §4); larger is a protocol violation.
+pub const MAX_PAYLOAD: u32 = 4_000_000;
+/// Largest `addr`/`addrv2` entry count in one message.
+pub const MAX_ADDR_PER_MESSAGE: u64 = 1000;
+/// Protocol version we announce.
+pub const PROTOCOL_VERSION: u32 = 70016;
+/// Largest payload of a message a probe decodes (`addrv2` with 1000 entries of up to
+/// 512-byte addresses would be larger, but no real network has such addresses).
+const MAX_DECODED_PAYLOAD: u32 = 256 * 1024;
+const HEADER_LEN: usize = 24;
+
+/// Why a probe failed. [`ProbeError::reason`] is what the store records.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("connection refused")]
+    Refused,
+    #[error("timed out")]
+    Timeout,
+    #[error("wrong network magic {0:02x?}")]
+    BadMagic([u8; 4]),
+    #[error("bad checksum on '{0}'")]
+    BadChecksum(String),
+    #[error("oversize '{command}' message of {length} bytes")]
+    Oversize { command: String, length: u32 },
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("connection closed by peer")]
+    Closed,
+    #[error("never dialed: {0} is not a dialable address")]
+    Forbidden(SocketAddr),
+    #[error("{0}")]
+    Io(io::Error),
+}
+
+impl ProbeError {
+    /// The short reason stored in `last_error` and counted in `stats`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProbeError::Refused => "refused",
+            ProbeError::Timeout => "timeout",
+            ProbeError::BadMagic(_) => "bad-magic",
+            ProbeError::BadChecksum(_) => "bad-checksum",
+            ProbeError::Oversize { .. } => "oversize",
+            ProbeError::Protocol(_) => "protocol",
+            ProbeError::Closed => "closed",
+            ProbeError::Forbidden(_) => "forbidden",
+            ProbeError::Io(_) => "io",
+        }
+    }
+
+    /// Whether the failure is the peer breaking the protocol (banned for about a day),
+    /// rather than the peer being down.
+    pub fn is_violation(&self) -> bool {
+        matches!(
+            self,
+            ProbeError::BadMagic(_)
+                | ProbeError::BadChecksum(_)
+                | ProbeError::Oversize { .. }
+                | ProbeError::Protocol(_)
+        )
+    }
+
+    fn from_io(e: io::Error) -> ProbeError {
+        match e.kind() {
+            io::ErrorKind::ConnectionRefused => ProbeError::Refused,
+            // A read timeout surfaces as WouldBlock on Linux.
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ProbeError::Timeout,
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => ProbeError::Closed,
+            _ => ProbeError::Io(e),
+        }
+    }
+}
+
+/// How to probe.
+#[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    pub magic: Magic,
+    pub connect_timeout: Duration,
+    /// Overall deadline of one probe, connect included.
+    pub deadline: Duration,
+    /// Send `getaddr` and collect the answer.
+    pub getaddr: bool,
+    /// How long to keep listening after a multi-entry `addr` arrived.
+    pub addr_linger: Duration,
+    /// Most addresses kept from one peer.
+    pub max_addrs: usize,
+    pub user_agent: String,
+}
+
+impl ProbeOptions {
+    /// Defaults of SPEC §4 for `magic`.
+    pub fn new(magic: Magic) -> ProbeOptions {
+        ProbeOptions {
+            magic,
+            connect_timeout: Duration::from_secs(5),
+            deadline: Duration::from_secs(20),
+            getaddr: true,
+            addr_linger: Duration::from_secs(1),
+            max_addrs: 2500,
+            user_agent: format!("/dnsseeder:{}/", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// An address a peer told us about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Learned {
+    pub addr: PeerAddr,
+    pub services: u64,
+    /// Gossip timestamp, UNIX seconds (not yet clamped).
+    pub time: u32,
+}
+
+/// What a successful probe found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerInfo {
+    pub version: u32,
+    pub services: u64,
+    pub user_agent: String,
+    pub start_height: i32,
+    /// Whether `getaddr` was sent.
+    pub asked_getaddr: bool,
+    pub addrs: Vec<Learned>,
+}
+
+/// A stream with a settable timeout for the next operation.
+pub trait Conn: Read + Write {
+    /// Bounds the next reads and writes.
+    ///
+    /// # Errors
+    /// As the socket's `set_read_timeout`.
+    fn set_timeout(&mut self, timeout: Duration) -> io::Result<()>;
+}
+
+impl Conn for TcpStream {
+    fn set_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        let timeout = timeout.max(Duration::from_millis(1));
+        self.set_read_timeout(Some(timeout))?;
+        self.set_write_timeout(Some(timeout))
+    }
+}
+
+/// Probes `addr`: connect, handshake, optionally `getaddr`. Logs `dial ADDR` at debug
+/// level first (tests read it to prove where the crawler went).
+///
+/// # Errors
+/// Why the peer could not be probed.
+pub fn probe(addr: SocketAddr, opts: &ProbeOptions) -> Result<PeerInfo, ProbeError> {
+    if !crate::addr::is_dialable(addr) {
+        return Err(ProbeError::Forbidden(addr));
+    }
+    let start = Instant::now();
+    log::debug!("dial {addr}");
+    let mut stream = TcpStream::connect_timeout(&addr, opts.connect_timeout.min(opts.deadline))
+        .map_err(ProbeError::from_io)?;
+    stream.set_nodelay(true).map_err(ProbeError::Io)?;
+    let result = converse(&mut stream, addr, opts, start + opts.deadline);
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    result
+}
+
+/// A decoded message, as far as a probe cares.
+#[derive(Debug)]
+pub enum Message {
+    Version(VersionMessage),
+    Verack,
+    Ping(u64),
+    Addr(Vec<Learned>),
+    /// Anything else, by command name.
+    Other(String),
+}
+
+/// Runs the handshake and address collection on an open stream.
+///
+/// # Errors
+/// Why the conversation failed before the handshake completed.
+pub fn converse<C: Conn>(
+    conn: &mut C,
+    peer: SocketAddr,
+    opts: &ProbeOptions,
+    deadline: Instant,
+) -> Result<PeerInfo, ProbeError> {
+    let mut io = Framed {
+        conn,
+        magic: opts.magic,
+        deadline,
+    };
+    io.send(NetworkMessage::Version(our_version(peer, opts)))?;
+    io.send(NetworkMessage::SendAddrV2)?;
+    let (mut version, mut verack) = (None, false);
+    while version.is_none() || !verack {
+        match io.receive()? {
+            Message::Version(v) => {
+                if version.is_some() {
+                    return Err(ProbeError::Protocol("duplicate version".into()));
+                }
+                io.send(NetworkMessage::Verack)?;
+                version = Some(v);
+            }
+            Message::Verack => verack = true,
+            Message::Ping(nonce) => io.send(NetworkMessage::Pong(nonce))?,
+            Message::Addr(_) | Message::Other(_) => {}
+        }
+    }
+    let v = version.expect("the loop ends only once the version arrived");
+    let mut info = PeerInfo {
+        version: v.version,
+        services: v.services.to_u64(),
+        user_agent: sanitize_agent(&v.user_agent),
+        start_height: v.start_height,
+        asked_getaddr: false,
+        addrs: Vec::new(),
+    };
+    if opts.getaddr && v.version >= 31402 {
+        info.asked_getaddr = true;
+        // Failures here do not undo the handshake: keep what arrived.
+        if let Err(e) = io.send(NetworkMessage::GetAddr) {
+            log::debug!("{peer}: getaddr not sent: {e}");
+            return Ok(info);
+        }
+        collect_addrs(&mut io, peer, opts, &mut info.addrs);
+    }
+    Ok(info)
+}
+
+fn collect_addrs<C: Conn>(
+    io: &mut Framed<'_, C>,
+    peer: SocketAddr,
+    opts: &ProbeOptions,
+    out: &mut Vec<Learned>,
+) {
+    loop {
+        match io.receive() {
+            Ok(Message::Addr(entries)) => {
+                let real_answer = entries.len() > 1;
+                let room = opts.max_addrs.saturating_sub(out.len());
+                out.extend(entries.into_iter().take(room));
+                if out.len() >= opts.max_addrs {
+                    return;
+                }
+                if real_answer {
+                    io.deadline = io.deadline.min(Instant::now() + opts.addr_linger);
+                }
+            }
+            Ok(Message::Ping(nonce)) => {
+                if io.send(NetworkMessage::Pong(nonce)).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(ProbeError::Timeout | ProbeError::Closed) => return,
+            Err(e) => {
+                log::debug!("{peer}: after handshake: {e}");
+                return;
+            }
+        }
+    }
+}
+
+fn our_version(peer: SocketAddr, opts: &ProbeOptions) -> VersionMessage {
+    let unspecified = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+    let mut v = VersionMessage::new(
+        ServiceFlags::NONE,
+        crate::unix_now(),
+        Address::new(&peer, ServiceFlags::NONE),
+        Address::new(&unspecified, ServiceFlags::NONE),
+        rand::random(),
+        opts.user_agent.clone(),
+        0,
+    );
+    v.version = PROTOCOL_VERSION;
+    v.relay = false;
+    v
+}
+
+/// Strips a user agent to printable characters and a sane length.
+fn sanitize_agent(agent: &str) -> String {
+    agent
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(256)
+        .collect()
+}
+
+/// Message framing over a stream, bounded by a deadline.
+struct Framed<'a, C> {
+    conn: &'a mut C,
+    magic: Magic,
+    deadline: Instant,
+}
+
+impl<C: Conn> Framed<'_, C> {
+    fn remaining(&self) -> Result<Duration, ProbeError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(ProbeError::Timeout)
+        } else {
+            Ok(left)
+        }
+    }
+
+    fn send(&mut self, msg: NetworkMessage) -> Result<(), ProbeError> {
+        let bytes = encode::serialize(&RawNetworkMessage::new(self.magic, msg));
+        self.conn
+            .set_timeout(self.remaining()?)
+            .map_err(ProbeError::Io)?;
+        self.conn.write_all(&bytes).map_err(ProbeError::from_io)
+    }
+
+    fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), ProbeError> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            self.conn
+                .set_timeout(self.remaining()?)
+                .map_err(ProbeError::Io)?;
+            match self.conn.read(&mut buf[filled..]) {
+                Ok(0) => return Err(ProbeError::Closed),
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ProbeError::from_io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn skip(&mut self, mut len: usize) -> Result<(), ProbeError> {
+        let mut scratch = [0u8; 4096];
+        while len > 0 {
+            let n = len.min(scratch.len());
+            self.read_exact(&mut scratch[..n])?;
+            len -= n;
+        }
+        Ok(())
+    }
+
+    fn receive(&mut self) -> Result<Message, ProbeError> {
+        let mut header = [0u8; HEADER_LEN];
+        self.read_exact(&mut header)?;
+        let header = parse_header(&header, self.magic)?;
+        if header.length > MAX_DECODED_PAYLOAD && !is_decoded(&header.command) {
+            // Not ours to decode: skip without allocating (the checksum goes unchecked).
+            self.skip(header.length as usize)?;
+            return Ok(Message::Other(header.command));
+        }
+        if header.length > MAX_DECODED_PAYLOAD {
+            return Err(ProbeError::Oversize {
+                command: header.command,
+                length: header.length,
+            });
+        }
+        let mut payload = vec![0u8; header.length as usize];
+        self.read_exact(&mut payload)?;
+        decode_payload(&header, &payload)
+    }
+}
+
+/// A checked message header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub command: String,
+    pub length: u32,
+    pub checksum: [u8; 4],
+}
+
+/// Reads a 24-byte header: checks the magic, the command's characters and the length cap.
+///
+/// # Errors
+/// `BadMagic`, `Oversize` or `Protocol`.
+pub fn parse_header(bytes: &[u8; HEADER_LEN], magic: Magic) -> Result<Header, ProbeError> {
+    let got: [u8; 4] = bytes[0..4].try_into().expect("a header has 4 magic bytes");
+    if got != magic.to_bytes() {
+        return Err(ProbeError::BadMagic(got));
+    }
+    let raw = &bytes[4..16];
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    if !raw[..end].iter().all(|b| b.is_ascii_graphic()) || raw[end..].iter().any(|&b| b != 0) {
+        return Err(ProbeError::Protocol("malformed command name".into()));
+    }
+    let command = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let length = u32::from_le_bytes(bytes[16..20].try_into().expect("4 length bytes"));
+    if length > MAX_PAYLOAD {
+        return Err(ProbeError::Oversize { command, length });
+    }
+    let checksum = bytes[20..24].try_into().expect("4 checksum bytes");
+    Ok(Header {
+        command,
+        length,
+        checksum,
+    })
+}
+
+fn is_decoded(command: &str) -> bool {
+    matches!(command, "version" | "verack" | "ping" | "addr" | "addrv2")
+}
+
+/// Verifies the checksum and decodes the payload of the messages a probe needs.
+///
+/// # Errors
+/// `BadChecksum`, `Oversize` (too many addr entries) or `Protocol`.
+pub fn decode_payload(header: &Header, payload: &[u8]) -> Result<Message, ProbeError> {
+    let hash = sha256d::Hash::hash(payload);
+    if hash.as_byte_array()[..4] != header.checksum {
+        return Err(ProbeError::BadChecksum(header.command.clone()));
+    }
+    let bad = |e: encode::Error| ProbeError::Protocol(format!("bad '{}': {e}", header.command));
+    Ok(match header.command.as_str() {
+        "version" => Message::Version(decode_version(payload).map_err(bad)?),
+        "verack" => Message::Verack,
+        "ping" => Message::Ping(encode::deserialize_partial::<u64>(payload).map_err(bad)?.0),
+        "addr" => Message::Addr(decode_addrs(payload, &header.command, decode_addr_v1)?),
+        "addrv2" => Message::Addr(decode_addrs(payload, &header.command, decode_addr_v2)?),
+        other => Message::Other(other.to_owned()),
+    })
+}
+
+/// Decodes a `version`, tolerating trailing bytes (some nodes send them) and a missing
+/// `relay` byte (protocol versions before BIP37).
+fn decode_version(payload: &[u8]) -> Result<VersionMessage, encode::Error> {
+    match encode::deserialize_partial::<VersionMessage>(payload) {
+        Ok((v, _)) => Ok(v),
+        Err(e) => {
+            let mut padded = payload.to_vec();
+            padded.push(0);
+            encode::deserialize_partial::<VersionMessage>(&padded)
+                .map(|(v, _)| v)
+                .map_err(|_| e)
+        }
+    }
+}
+
+fn decode_addrs(
+    payload: &[u8],
+    command: &str,
+    entry: fn(&mut &[u8]) -> Result<Option<Learned>, encode::Error>,
+) -> Result<Vec<Learned>, ProbeError> {
+    let bad = |e: encode::Error| ProbeError::Protocol(format!("bad '{command}': {e}"));
+    let mut reader = payload;
+    let count = VarInt::consensus_decode(&mut reader).map_err(bad)?.0;
+    if count > MAX_ADDR_PER_MESSAGE {
+        return Err(ProbeError::Oversize {
+            command: format!("{command} with {count} entries"),
+            length: payload.len() as u32,
+        });
+    }
+    let mut out = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        if let Some(learned) = entry(&mut reader).map_err(bad)? {
+            out.push(learned);
+        }
+    }
+    Ok(out)
+}
+
+fn decode_addr_v1(reader: &mut &[u8]) -> Result<Option<Learned>, encode::Error> {
+    let time = u32::consensus_decode(reader)?;
+    let address = Address::consensus_decode(reader)?;
+    Ok(address.socket_addr().ok().map(|sock| Learned {
+        addr: PeerAddr::from_socket(sock),
+        services: address.services.to_u64(),
+        time,
+    }))
+}
+
+fn decode_addr_v2(reader: &mut &[u8]) -> Result<Option<Learned>, encode::Error> {
+    let m = AddrV2Message::consensus_decode(reader)?;
+    let host = match m.addr {
+        AddrV2::Ipv4(ip) => Host::V4(ip),
+        AddrV2::Ipv6(ip) => Host::from_ip(IpAddr::V6(ip)),
+        AddrV2::TorV3(key) => Host::TorV3(key),
+        AddrV2::I2p(hash) => Host::I2p(hash),
+        AddrV2::Cjdns(ip) => Host::Cjdns(ip),
+        AddrV2::TorV2(_) | AddrV2::Unknown(..) => return Ok(None),
+    };
+    Ok(Some(Learned {
+        addr: PeerAddr { host, port: m.port },
+        services: m.services.to_u64(),
+        time: m.time,
+    }))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,293 @@
+//! Probe conversations against scripted and real peers.
+
+use std::net::TcpListener;
+
+use bitcoin::Network;
+
+use super::*;
+
+fn magic() -> Magic {
+    Magic::from(Network::Regtest)
+}
+
+fn frame(msg: NetworkMessage) -> Vec<u8> {
+    encode::serialize(&RawNetworkMessage::new(magic(), msg))
+}
+
+fn raw_frame(command: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = magic().to_bytes().to_vec();
+    let mut name = [0u8; 12];
+    name[..command.len()].copy_from_slice(command.as_bytes());
+    out.extend_from_slice(&name);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&sha256d::Hash::hash(payload).as_byte_array()[..4]);
+    out.extend_from_slice(payload);
+    out
+}
+
+fn peer_version(version: u32) -> VersionMessage {
+    let peer: SocketAddr = "127.0.0.1:18444".parse().unwrap();
+    let mut v = VersionMessage::new(
+        ServiceFlags::NETWORK | ServiceFlags::WITNESS,
+        0,
+        Address::new(&peer, ServiceFlags::NONE),
+        Address::new(&peer, ServiceFlags::NONE),
+        7,
+        "/Satoshi:27.0.0/".into(),
+        850_000,
+    );
+    v.version = version;
+    v
+}
+
+fn addr_entries(n: usize) -> Vec<(u32, Address)> {
+    (0..n)
+        .map(|i| {
+            let sock = SocketAddr::from(([127, 1, (i / 256) as u8, (i % 256) as u8], 18444));
+            (1_700_000_000, Address::new(&sock, ServiceFlags::NETWORK))
+        })
+        .collect()
+}
+
+/// A peer that says a fixed script and records what we send.
+struct Script {
+    input: io::Cursor<Vec<u8>>,
+    output: Vec<u8>,
+}
+
+impl Read for Script {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.input.read(buf)
+    }
+}
+
+impl Write for Script {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.output.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Conn for Script {
+    fn set_timeout(&mut self, _: Duration) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn talk(script: Vec<u8>) -> (Result<PeerInfo, ProbeError>, Vec<u8>) {
+    let mut conn = Script {
+        input: io::Cursor::new(script),
+        output: Vec::new(),
+    };
+    let peer = "127.0.0.1:18444".parse().unwrap();
+    let opts = ProbeOptions::new(magic());
+    let result = converse(
+        &mut conn,
+        peer,
+        &opts,
+        Instant::now() + Duration::from_secs(5),
+    );
+    (result, conn.output)
+}
+
+fn handshake() -> Vec<u8> {
+    let mut s = frame(NetworkMessage::Version(peer_version(70016)));
+    s.extend(frame(NetworkMessage::Verack));
+    s
+}
+
+/// Splits what we sent into command names.
+fn commands(mut sent: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    while sent.len() >= HEADER_LEN {
+        let header = parse_header(sent[..HEADER_LEN].try_into().unwrap(), magic()).unwrap();
+        out.push(header.command);
+        sent = &sent[HEADER_LEN + header.length as usize..];
+    }
+    out
+}
+
+#[test]
+fn handshake_then_addresses_over_several_messages() {
+    let mut script = handshake();
+    script.extend(frame(NetworkMessage::SendHeaders));
+    script.extend(frame(NetworkMessage::Ping(99)));
+    script.extend(frame(NetworkMessage::Addr(addr_entries(1))));
+    script.extend(frame(NetworkMessage::Addr(addr_entries(600))));
+    script.extend(raw_frame("inv", &[0]));
+    script.extend(frame(NetworkMessage::Addr(addr_entries(400))));
+    let (result, sent) = talk(script);
+    let info = result.unwrap();
+    assert_eq!(info.version, 70016);
+    assert_eq!(info.services, 9);
+    assert_eq!(info.user_agent, "/Satoshi:27.0.0/");
+    assert_eq!(info.start_height, 850_000);
+    assert!(info.asked_getaddr);
+    assert_eq!(info.addrs.len(), 1001);
+    assert_eq!(info.addrs[1].addr.to_string(), "127.1.0.0:18444");
+    assert_eq!(
+        commands(&sent),
+        ["version", "sendaddrv2", "verack", "getaddr", "pong"]
+    );
+}
+
+#[test]
+fn our_version_announces_what_spec_says() {
+    let (_, sent) = talk(Vec::new());
+    let header = parse_header(sent[..HEADER_LEN].try_into().unwrap(), magic()).unwrap();
+    let payload = &sent[HEADER_LEN..HEADER_LEN + header.length as usize];
+    let Message::Version(v) = decode_payload(&header, payload).unwrap() else {
+        panic!("not a version")
+    };
+    assert_eq!(v.version, 70016);
+    assert_eq!(v.services, ServiceFlags::NONE);
+    assert!(!v.relay);
+    assert_eq!(v.start_height, 0);
+    assert_eq!(
+        v.user_agent,
+        format!("/dnsseeder:{}/", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn address_cap_per_probe() {
+    let mut script = handshake();
+    for _ in 0..4 {
+        script.extend(frame(NetworkMessage::Addr(addr_entries(1000))));
+    }
+    let (result, _) = talk(script);
+    assert_eq!(result.unwrap().addrs.len(), 2500);
+}
+
+#[test]
+fn version_with_trailing_bytes_is_accepted() {
+    let mut payload = encode::serialize(&peer_version(70016));
+    payload.push(0x42);
+    let mut script = raw_frame("version", &payload);
+    script.extend(frame(NetworkMessage::Verack));
+    let (result, _) = talk(script);
+    assert_eq!(result.unwrap().version, 70016);
+}
+
+#[test]
+fn hostile_headers_fail_with_their_reason() {
+    let mut wrong_magic = frame(NetworkMessage::Verack);
+    wrong_magic[0] ^= 0xff;
+    let mut oversize = raw_frame("block", &[]);
+    oversize[16..20].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+    let mut bad_sum = frame(NetworkMessage::Version(peer_version(70016)));
+    bad_sum[20] ^= 1;
+    let mut flood = handshake_prefix_version();
+    let mut payload = encode::serialize(&VarInt(1001));
+    for (t, a) in addr_entries(1001) {
+        payload.extend(encode::serialize(&t));
+        payload.extend(encode::serialize(&a));
+    }
+    flood.extend(raw_frame("addr", &payload));
+    let cases: [(Vec<u8>, &str); 6] = [
+        (wrong_magic, "bad-magic"),
+        (oversize, "oversize"),
+        (bad_sum, "bad-checksum"),
+        (flood, "oversize"),
+        (raw_frame("version", &[1, 2, 3]), "protocol"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), "bad-magic"),
+    ];
+    for (script, reason) in cases {
+        let err = talk(script).0.unwrap_err();
+        assert_eq!(err.reason(), reason, "{err}");
+        assert!(err.is_violation());
+    }
+}
+
+fn handshake_prefix_version() -> Vec<u8> {
+    frame(NetworkMessage::Version(peer_version(70016)))
+}
+
+#[test]
+fn large_unknown_payload_is_skipped_not_allocated() {
+    let mut script = handshake_prefix_version();
+    script.extend(raw_frame("block", &vec![0u8; 1_000_000]));
+    script.extend(frame(NetworkMessage::Verack));
+    assert!(talk(script).0.is_ok());
+}
+
+#[test]
+fn truncated_conversation_is_closed() {
+    let mut script = handshake_prefix_version();
+    script.truncate(script.len() - 5);
+    let err = talk(script).0.unwrap_err();
+    assert_eq!(err.reason(), "closed");
+    assert!(!err.is_violation());
+}
+
+#[test]
+fn garbage_never_panics() {
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    for round in 0..2000 {
+        let mut script = if round % 2 == 0 {
+            handshake()
+        } else {
+            Vec::new()
+        };
+        for _ in 0..(round % 64) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let at = (seed as usize) % (script.len() + 1);
+            script.insert(at, (seed >> 32) as u8);
+        }
+        let _ = talk(script);
+    }
+}
+
+#[test]
+fn real_socket_probe_and_refusal() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let node = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut script = handshake();
+        script.extend(frame(NetworkMessage::Addr(addr_entries(5))));
+        s.write_all(&script).unwrap();
+        // Hold the connection until the prober closes it.
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    });
+    let mut opts = ProbeOptions::new(magic());
+    opts.addr_linger = Duration::from_millis(100);
+    let info = probe(addr, &opts).unwrap();
+    assert_eq!(info.addrs.len(), 5);
+    node.join().unwrap();
+    // Nothing listens there any more.
+    let err = probe(addr, &opts).unwrap_err();
+    assert_eq!(err.reason(), "refused");
+}
+
+#[test]
+fn silent_peer_times_out_by_the_deadline() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut opts = ProbeOptions::new(magic());
+    opts.deadline = Duration::from_millis(300);
+    let start = Instant::now();
+    let err = probe(addr, &opts).unwrap_err();
+    assert_eq!(err.reason(), "timeout");
+    assert!(start.elapsed() < Duration::from_secs(3));
+    drop(listener);
+}
+
+#[test]
+fn forbidden_addresses_are_never_dialed() {
+    let opts = ProbeOptions::new(magic());
+    for a in [
+        "0.0.0.0:8333",
+        "224.0.0.1:8333",
+        "255.255.255.255:8333",
+        "127.0.0.1:0",
+    ] {
+        let err = probe(a.parse().unwrap(), &opts).unwrap_err();
+        assert_eq!(err.reason(), "forbidden", "{a}");
+    }
+}
