@@ -1,1 +1,0 @@
-//! Simulated Bitcoin network (in progress).

@@ -1,0 +1,352 @@
+//! What one simulated node does with one accepted connection, per [`Behaviour`].
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bitcoin::p2p::address::{AddrV2, AddrV2Message, Address};
+use bitcoin::p2p::message::NetworkMessage;
+use bitcoin::p2p::message_compact_blocks::SendCmpct;
+use bitcoin::p2p::message_network::VersionMessage;
+use bitcoin::p2p::{Magic, ServiceFlags};
+use rand::{Rng, RngExt};
+
+use super::Behaviour;
+use super::server::Shared;
+use super::wire::{Conn, HEADER_LEN};
+
+/// Protocol version of the good nodes (Bitcoin Core 22+).
+const PROTOCOL_VERSION: u32 = 70016;
+/// Protocol version of [`Behaviour::OldVersion`] nodes.
+const OLD_PROTOCOL_VERSION: u32 = 31800;
+/// Most entries in one `addr`/`addrv2` message (the protocol limit).
+const MAX_ADDR_PER_MSG: usize = 1000;
+/// Length field of the [`Behaviour::OversizeHeader`] header.
+const OVERSIZE_LEN: u32 = 0xFFFF_FFF0;
+/// Network id of the unknown-network entry in poisoned `addrv2` answers (BIP155 ids stop at 6).
+const UNKNOWN_NETWORK_ID: u8 = 42;
+/// User agents the good nodes take in turn.
+const USER_AGENTS: [&str; 4] = [
+    "/Satoshi:27.0.0/",
+    "/Satoshi:26.1.0/",
+    "/Satoshi:25.0.0/",
+    "/Satoshi:27.1.0/",
+];
+
+/// Serves connection number `nth` (1-based) accepted by node `node`, until the client
+/// closes, the node's behaviour ends it, or the network stops.
+pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, node: usize, nth: u64, shared: &Shared) {
+    let spec = &shared.config.nodes[node];
+    let conn = Conn {
+        stream,
+        stop: &shared.stop,
+        idle: shared.config.idle_timeout,
+    };
+    if conn.setup().is_err() {
+        return;
+    }
+    let mut conn = conn;
+    match spec.behaviour {
+        Behaviour::Dead => {}
+        Behaviour::Silent => conn.drain(),
+        Behaviour::Garbage => {
+            let mut bytes = vec![0u8; 2048];
+            rand::rng().fill_bytes(&mut bytes);
+            if conn.write_all(&bytes).is_ok() {
+                conn.drain();
+            }
+        }
+        Behaviour::OversizeHeader => {
+            let mut bytes = Vec::with_capacity(HEADER_LEN + 8);
+            bytes.extend_from_slice(&shared.config.magic.to_bytes());
+            bytes.extend_from_slice(b"version\0\0\0\0\0");
+            bytes.extend_from_slice(&OVERSIZE_LEN.to_le_bytes());
+            bytes.extend_from_slice(&[0x5d, 0xf6, 0xe0, 0xe2]);
+            bytes.extend_from_slice(&[0x7f, 0x11, 0x01, 0x00, 0x09, 0x04, 0x00, 0x00]);
+            if conn.write_all(&bytes).is_ok() {
+                conn.drain();
+            }
+        }
+        Behaviour::Flaky if nth % 2 == 0 => {}
+        _ => {
+            let magic = match spec.behaviour {
+                Behaviour::WrongMagic => shared.config.wrong_magic,
+                _ => shared.config.magic,
+            };
+            let mut session = Session {
+                conn,
+                shared,
+                node,
+                nth,
+                peer,
+                magic,
+                got_version: false,
+                got_verack: false,
+                addrv2: false,
+                answered: false,
+            };
+            // Errors only mean the client went away or misbehaved: the connection just ends.
+            let _ = session.run();
+        }
+    }
+}
+
+/// One handshaking connection: the node's side of the protocol.
+struct Session<'a> {
+    conn: Conn<'a>,
+    shared: &'a Shared,
+    node: usize,
+    nth: u64,
+    peer: SocketAddr,
+    /// Magic this node sends with.
+    magic: Magic,
+    got_version: bool,
+    got_verack: bool,
+    /// The client sent `sendaddrv2` before its `verack`.
+    addrv2: bool,
+    answered: bool,
+}
+
+/// One entry of an address answer.
+enum Entry {
+    /// An IP address, sendable as `addr` and `addrv2`.
+    Ip(SocketAddr, ServiceFlags),
+    /// An entry only `addrv2` can carry.
+    V2Only(AddrV2, u16),
+}
+
+impl Session<'_> {
+    fn behaviour(&self) -> Behaviour {
+        self.shared.config.nodes[self.node].behaviour
+    }
+
+    fn services(&self) -> ServiceFlags {
+        match self.behaviour() {
+            Behaviour::NoServices => ServiceFlags::NONE,
+            _ => self.shared.config.nodes[self.node].services,
+        }
+    }
+
+    fn run(&mut self) -> io::Result<()> {
+        while let Some(msg) = self.conn.read_message()? {
+            if self.behaviour() != Behaviour::WrongMagic && msg.magic != self.shared.config.magic {
+                return Ok(()); // Core disconnects on a foreign magic.
+            }
+            match msg.command.as_str() {
+                "version" if !self.got_version => {
+                    self.got_version = true;
+                    self.wait()?;
+                    let replies = self.handshake();
+                    self.send_all(replies)?;
+                }
+                "sendaddrv2" if self.got_version && !self.got_verack => self.addrv2 = true,
+                "verack" if self.got_version && !self.got_verack => {
+                    self.got_verack = true;
+                    self.wait()?;
+                    let replies = self.after_verack();
+                    self.send_all(replies)?;
+                }
+                "getaddr" if self.got_verack && !self.answered => {
+                    self.answered = true;
+                    self.wait()?;
+                    self.answer_getaddr()?;
+                }
+                "ping" if msg.payload.len() >= 8 => {
+                    let mut nonce = [0u8; 8];
+                    nonce.copy_from_slice(&msg.payload[..8]);
+                    self.wait()?;
+                    self.conn
+                        .send(self.magic, NetworkMessage::Pong(u64::from_le_bytes(nonce)))?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The delay of a `Slow` node before a reply.
+    fn wait(&self) -> io::Result<()> {
+        if self.behaviour() == Behaviour::Slow && !self.conn.pause(self.shared.config.slow_delay) {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        Ok(())
+    }
+
+    fn send_all(&mut self, msgs: Vec<NetworkMessage>) -> io::Result<()> {
+        msgs.into_iter()
+            .try_for_each(|msg| self.conn.send(self.magic, msg))
+    }
+
+    /// `version`, then (as Core does for 70016 peers) `wtxidrelay` and `sendaddrv2`, `verack`.
+    fn handshake(&self) -> Vec<NetworkMessage> {
+        let spec = &self.shared.config.nodes[self.node];
+        let old = self.behaviour() == Behaviour::OldVersion;
+        let mut version = VersionMessage::new(
+            self.services(),
+            i64::from(now()),
+            Address::new(&self.peer, ServiceFlags::NONE),
+            Address::new(&spec.addr, self.services()),
+            rand::rng().random(),
+            if old {
+                "/Satoshi:0.3.18/".to_owned()
+            } else {
+                USER_AGENTS[self.node % USER_AGENTS.len()].to_owned()
+            },
+            spec.start_height,
+        );
+        version.version = if old {
+            OLD_PROTOCOL_VERSION
+        } else {
+            PROTOCOL_VERSION
+        };
+        version.relay = true;
+        let mut msgs = vec![NetworkMessage::Version(version)];
+        if !old {
+            msgs.extend([NetworkMessage::WtxidRelay, NetworkMessage::SendAddrV2]);
+        }
+        msgs.push(NetworkMessage::Verack);
+        msgs
+    }
+
+    /// The unsolicited messages a Core node sends once the handshake is done.
+    fn after_verack(&self) -> Vec<NetworkMessage> {
+        if self.behaviour() == Behaviour::OldVersion {
+            return Vec::new();
+        }
+        let own = Entry::Ip(self.shared.config.nodes[self.node].addr, self.services());
+        vec![
+            NetworkMessage::SendHeaders,
+            NetworkMessage::SendCmpct(SendCmpct {
+                send_compact: false,
+                version: 2,
+            }),
+            NetworkMessage::Ping(rand::rng().random()),
+            NetworkMessage::FeeFilter(1000),
+            self.addr_message(std::slice::from_ref(&own)),
+        ]
+    }
+
+    /// Sends the node's gossip list (plus poison), split in two on every third connection,
+    /// then an `AddrFlood` node's flood.
+    fn answer_getaddr(&mut self) -> io::Result<()> {
+        let mut entries = self.entries();
+        if entries.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut rng = rand::rng();
+            rand::seq::SliceRandom::shuffle(entries.as_mut_slice(), &mut rng);
+        }
+        let split = (self.nth + self.node as u64) % 3 == 0 && entries.len() >= 2;
+        let (first, second) = entries.split_at(if split { entries.len() / 2 } else { 0 });
+        for part in [first, second] {
+            for chunk in part.chunks(MAX_ADDR_PER_MSG) {
+                let msg = self.addr_message(chunk);
+                self.conn.send(self.magic, msg)?;
+            }
+        }
+        if self.behaviour() == Behaviour::AddrFlood {
+            let rank = self.shared.flood_rank[self.node];
+            let count = self.shared.config.flood_messages;
+            for m in 0..count {
+                let first = (rank * count + m) * MAX_ADDR_PER_MSG;
+                let chunk: Vec<Entry> = (first..first + MAX_ADDR_PER_MSG)
+                    .map(|k| Entry::Ip(flood_addr(k, self.shared.config.port), flood_services()))
+                    .collect();
+                let msg = self.addr_message(&chunk);
+                self.conn.send(self.magic, msg)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The real nodes this node lists, plus poison if it is a poisoning node.
+    fn entries(&self) -> Vec<Entry> {
+        let nodes = &self.shared.config.nodes;
+        let mut entries: Vec<Entry> = self.shared.plan[self.node]
+            .iter()
+            .map(|&j| Entry::Ip(nodes[j].addr, nodes[j].services))
+            .collect();
+        if self.shared.poisoner[self.node] {
+            let port = self.shared.config.port;
+            entries.extend(
+                self.shared
+                    .config
+                    .poison
+                    .iter()
+                    .map(|&addr| Entry::Ip(addr, flood_services())),
+            );
+            entries.push(Entry::V2Only(
+                AddrV2::Unknown(UNKNOWN_NETWORK_ID, vec![0xab; 12]),
+                port,
+            ));
+            let mut onion = [0u8; 32];
+            onion[..8].copy_from_slice(&(self.node as u64).to_le_bytes());
+            entries.push(Entry::V2Only(AddrV2::TorV3(onion), port));
+        }
+        entries
+    }
+
+    /// An `addrv2` message if the client asked for it, else `addr` (dropping v2-only entries).
+    fn addr_message(&self, entries: &[Entry]) -> NetworkMessage {
+        let now = now();
+        let mut rng = rand::rng();
+        let mut time = || now.saturating_sub(rng.random_range(60..3 * 3600));
+        if self.addrv2 {
+            NetworkMessage::AddrV2(
+                entries
+                    .iter()
+                    .map(|entry| {
+                        let (addr, port, services) = match entry {
+                            Entry::Ip(sa, services) => (v2_addr(sa.ip()), sa.port(), *services),
+                            Entry::V2Only(addr, port) => (addr.clone(), *port, flood_services()),
+                        };
+                        AddrV2Message {
+                            time: time(),
+                            services,
+                            addr,
+                            port,
+                        }
+                    })
+                    .collect(),
+            )
+        } else {
+            NetworkMessage::Addr(
+                entries
+                    .iter()
+                    .filter_map(|entry| match entry {
+                        Entry::Ip(sa, services) => Some((time(), Address::new(sa, *services))),
+                        Entry::V2Only(..) => None,
+                    })
+                    .collect(),
+            )
+        }
+    }
+}
+
+fn v2_addr(ip: IpAddr) -> AddrV2 {
+    match ip {
+        IpAddr::V4(ip) => AddrV2::Ipv4(ip),
+        IpAddr::V6(ip) => AddrV2::Ipv6(ip),
+    }
+}
+
+/// Address `k` of the flood range 127.200.0.0–127.254.255.255, where nothing listens.
+fn flood_addr(k: usize, port: u16) -> SocketAddr {
+    let k = k % (55 << 16);
+    let octet = |v: usize| u8::try_from(v % 256).expect("precondition: reduced modulo 256");
+    let ip = Ipv4Addr::new(127, octet(200 + (k >> 16)), octet(k >> 8), octet(k));
+    SocketAddr::new(IpAddr::V4(ip), port)
+}
+
+fn flood_services() -> ServiceFlags {
+    ServiceFlags::NETWORK | ServiceFlags::WITNESS
+}
+
+/// UNIX time in seconds, as P2P timestamps carry it.
+fn now() -> u32 {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    u32::try_from(secs).unwrap_or(u32::MAX)
+}

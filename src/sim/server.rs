@@ -1,0 +1,296 @@
+//! The running network: listeners, the accept loop and the per-connection threads.
+
+use std::collections::HashMap;
+use std::io::{self, ErrorKind};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use bitcoin::p2p::Magic;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::{Behaviour, NodeSpec, SimConfig, gossip, node};
+
+/// Token of the waker that interrupts the poll on shutdown (listeners use their node index).
+const WAKE: Token = Token(usize::MAX);
+/// File descriptors kept free for connections and everything else in the process.
+const SPARE_FDS: u64 = 256;
+/// Stack of a connection thread: messages are built on the heap, so little is needed.
+const CONN_STACK: usize = 256 * 1024;
+/// How long shutdown waits for connection threads to notice the stop flag.
+const DRAIN_WAIT: Duration = Duration::from_secs(3);
+
+/// State shared by the accept loop and the connection threads.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: SimConfig,
+    /// Gossip list of each node (indices into `config.nodes`).
+    pub plan: Vec<Vec<usize>>,
+    /// Whether each node adds the poison addresses to its answers.
+    pub poisoner: Vec<bool>,
+    /// Rank of each `AddrFlood` node among them, so each floods its own addresses.
+    pub flood_rank: Vec<usize>,
+    pub stop: AtomicBool,
+    /// Connections accepted per node.
+    pub accepted: Vec<AtomicU64>,
+    /// Connection threads still running.
+    pub live: AtomicUsize,
+}
+
+/// A running simulated network. Dropping it stops it, like [`SimNetwork::shutdown`].
+#[derive(Debug)]
+pub struct SimNetwork {
+    shared: Arc<Shared>,
+    index: HashMap<SocketAddr, usize>,
+    seed: usize,
+    waker: Waker,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl SimNetwork {
+    /// Raises the open-file limit to its hard limit, binds a listener for every node that is
+    /// not [`Behaviour::Dead`] and starts the accept thread.
+    ///
+    /// # Errors
+    ///
+    /// If the configuration has no `Good` node (there would be no seed), if the open-file
+    /// limit cannot hold one descriptor per listener plus some spare, or if an address
+    /// cannot be bound (already in use, or not a local address).
+    pub fn start(config: SimConfig) -> io::Result<SimNetwork> {
+        let seed = config
+            .nodes
+            .iter()
+            .position(|n| n.behaviour == Behaviour::Good)
+            .ok_or_else(|| io::Error::new(ErrorKind::InvalidInput, "no good node to seed from"))?;
+        let listening: Vec<usize> = (0..config.nodes.len())
+            .filter(|&i| config.nodes[i].behaviour != Behaviour::Dead)
+            .collect();
+        ensure_fd_limit(listening.len() as u64 + SPARE_FDS)?;
+        let poll = Poll::new()?;
+        let mut listeners = HashMap::with_capacity(listening.len());
+        for &i in &listening {
+            let addr = config.nodes[i].addr;
+            let listener = TcpListener::bind(addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("bind {addr}: {e}")))?;
+            listener.set_nonblocking(true)?;
+            poll.registry().register(
+                &mut SourceFd(&listener.as_raw_fd()),
+                Token(i),
+                Interest::READABLE,
+            )?;
+            listeners.insert(i, listener);
+        }
+        let waker = Waker::new(poll.registry(), WAKE)?;
+        let shared = Arc::new(shared_state(config));
+        let index = shared
+            .config
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.addr, i))
+            .collect();
+        let acceptor = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("sim-accept".to_owned())
+                .spawn(move || accept_loop(poll, &listeners, &shared))?
+        };
+        log::debug!(
+            "simulated network: {} nodes, {} listening",
+            shared.config.nodes.len(),
+            listening.len()
+        );
+        Ok(SimNetwork {
+            shared,
+            index,
+            seed,
+            waker,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// The nodes, as configured.
+    pub fn nodes(&self) -> &[NodeSpec] {
+        &self.shared.config.nodes
+    }
+
+    /// The configuration the network runs with.
+    pub fn config(&self) -> &SimConfig {
+        &self.shared.config
+    }
+
+    /// The network's default P2P port.
+    pub fn port(&self) -> u16 {
+        self.shared.config.port
+    }
+
+    /// The network's magic.
+    pub fn magic(&self) -> Magic {
+        self.shared.config.magic
+    }
+
+    /// Address of the first `Good` node: a crawler bootstrapping from it reaches every node.
+    pub fn seed(&self) -> SocketAddr {
+        self.shared.config.nodes[self.seed].addr
+    }
+
+    /// Connections accepted so far by the node at `addr` (0 for an unknown address).
+    pub fn connections(&self, addr: SocketAddr) -> u64 {
+        self.index
+            .get(&addr)
+            .map_or(0, |&i| self.shared.accepted[i].load(Ordering::Relaxed))
+    }
+
+    /// Stops accepting, closes every listener and waits (up to 3 s) for the connection
+    /// threads to close their sockets.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        let Some(acceptor) = self.acceptor.take() else {
+            return;
+        };
+        if let Err(e) = self.waker.wake() {
+            log::warn!("simulated network: cannot wake the accept thread: {e}");
+        }
+        if acceptor.join().is_err() {
+            log::warn!("simulated network: the accept thread panicked");
+        }
+        let deadline = Instant::now() + DRAIN_WAIT;
+        while self.shared.live.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for SimNetwork {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn shared_state(config: SimConfig) -> Shared {
+    let plan = gossip::plan(&config);
+    let mut good_rank = 0;
+    let mut flood_count = 0;
+    let mut poisoner = Vec::with_capacity(config.nodes.len());
+    let mut flood_rank = Vec::with_capacity(config.nodes.len());
+    for node in &config.nodes {
+        let good = node.behaviour == Behaviour::Good;
+        poisoner.push(good && good_rank % 2 == 0);
+        good_rank += usize::from(good);
+        flood_rank.push(flood_count);
+        flood_count += usize::from(node.behaviour == Behaviour::AddrFlood);
+    }
+    let accepted = config.nodes.iter().map(|_| AtomicU64::new(0)).collect();
+    Shared {
+        config,
+        plan,
+        poisoner,
+        flood_rank,
+        stop: AtomicBool::new(false),
+        accepted,
+        live: AtomicUsize::new(0),
+    }
+}
+
+/// Raises the soft open-file limit to the hard one and checks that `needed` fit. If the
+/// hard limit is too low, tries to raise it too (which works when privileged).
+fn ensure_fd_limit(needed: u64) -> io::Result<()> {
+    let mut limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            log::warn!("simulated network: cannot raise the open-file limit: {e}");
+            rlimit::getrlimit(rlimit::Resource::NOFILE)?.0
+        }
+    };
+    if limit < needed && rlimit::setrlimit(rlimit::Resource::NOFILE, needed, needed).is_ok() {
+        limit = needed;
+    }
+    if limit < needed {
+        return Err(io::Error::other(format!(
+            "the open-file limit is {limit}, the simulated network needs {needed}"
+        )));
+    }
+    Ok(())
+}
+
+/// Accepts on every listener until the stop flag is set. Listeners whose accept failed for
+/// lack of resources are retried on the next round, since the edge-triggered poll would not
+/// report them again.
+fn accept_loop(mut poll: Poll, listeners: &HashMap<usize, TcpListener>, shared: &Arc<Shared>) {
+    let mut events = Events::with_capacity(1024);
+    let mut retry: Vec<usize> = Vec::new();
+    while !shared.stop.load(Ordering::Relaxed) {
+        let timeout = if retry.is_empty() { 500 } else { 50 };
+        if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(timeout))) {
+            if e.kind() == ErrorKind::Interrupted {
+                continue;
+            }
+            log::error!("simulated network: poll failed, no more accepts: {e}");
+            return;
+        }
+        let ready: Vec<usize> = events
+            .iter()
+            .map(|ev| ev.token().0)
+            .filter(|&t| Token(t) != WAKE)
+            .chain(std::mem::take(&mut retry))
+            .collect();
+        for node in ready {
+            if let Some(listener) = listeners.get(&node)
+                && !accept_all(listener, node, shared)
+            {
+                retry.push(node);
+            }
+        }
+        retry.dedup();
+    }
+}
+
+/// Accepts until the listener's queue is empty. Returns `false` if it stopped on an error
+/// other than an empty queue.
+fn accept_all(listener: &TcpListener, node: usize, shared: &Arc<Shared>) -> bool {
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                let nth = shared.accepted[node].fetch_add(1, Ordering::Relaxed) + 1;
+                spawn_connection(stream, peer, node, nth, shared);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                log::warn!("simulated network: accept on node {node}: {e}");
+                return false;
+            }
+        }
+    }
+}
+
+fn spawn_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    node: usize,
+    nth: u64,
+    shared: &Arc<Shared>,
+) {
+    shared.live.fetch_add(1, Ordering::AcqRel);
+    let worker = Arc::clone(shared);
+    let spawned = thread::Builder::new()
+        .name("sim-conn".to_owned())
+        .stack_size(CONN_STACK)
+        .spawn(move || {
+            node::serve(stream, peer, node, nth, &worker);
+            worker.live.fetch_sub(1, Ordering::AcqRel);
+        });
+    if let Err(e) = spawned {
+        // The stream was moved into the failed closure and is closed with it.
+        shared.live.fetch_sub(1, Ordering::AcqRel);
+        log::warn!("simulated network: cannot start a connection thread: {e}");
+    }
+}

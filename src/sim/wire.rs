@@ -1,0 +1,169 @@
+//! Framing for the simulated nodes: patient reads and writes on blocking sockets that give up
+//! when the network stops or the peer stays idle too long.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bitcoin::consensus::encode;
+use bitcoin::p2p::Magic;
+use bitcoin::p2p::message::{NetworkMessage, RawNetworkMessage};
+
+/// Length of a P2P message header: magic, command, payload length, checksum.
+pub(crate) const HEADER_LEN: usize = 24;
+
+/// Largest payload a simulated node accepts from its client (the client only sends small
+/// messages; anything bigger means the stream is out of sync).
+const MAX_PAYLOAD: usize = 1_000_000;
+
+/// How long one blocking socket call may wait before the stop flag is checked again.
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// One message as received: the magic it came with, its command name and its raw payload.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    pub magic: Magic,
+    pub command: String,
+    pub payload: Vec<u8>,
+}
+
+/// A blocking stream plus what ends it: the network's stop flag and an idle limit.
+#[derive(Debug)]
+pub(crate) struct Conn<'a> {
+    pub stream: TcpStream,
+    pub stop: &'a AtomicBool,
+    pub idle: Duration,
+}
+
+impl Conn<'_> {
+    /// Sets the short socket timeouts that let every call notice `stop`.
+    pub(crate) fn setup(&self) -> io::Result<()> {
+        self.stream.set_nonblocking(false)?;
+        self.stream.set_nodelay(true)?;
+        self.stream.set_read_timeout(Some(POLL_INTERVAL))?;
+        self.stream.set_write_timeout(Some(POLL_INTERVAL))
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Fills `buf` completely. Returns `Ok(false)` on EOF, stop or idle timeout.
+    fn fill(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        let mut done = 0;
+        let mut last = Instant::now();
+        while done < buf.len() {
+            if self.stopped() || last.elapsed() > self.idle {
+                return Ok(false);
+            }
+            match self.stream.read(&mut buf[done..]) {
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    done += n;
+                    last = Instant::now();
+                }
+                Err(e) if is_retry(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads one message. Returns `Ok(None)` on EOF, stop, idle timeout or an oversized
+    /// header (the stream is then useless).
+    pub(crate) fn read_message(&mut self) -> io::Result<Option<Incoming>> {
+        let mut header = [0u8; HEADER_LEN];
+        if !self.fill(&mut header)? {
+            return Ok(None);
+        }
+        let magic = Magic::from_bytes([header[0], header[1], header[2], header[3]]);
+        let command: String = header[4..16]
+            .iter()
+            .take_while(|&&b| b != 0)
+            .map(|&b| char::from(b))
+            .collect();
+        let len = u32::from_le_bytes([header[16], header[17], header[18], header[19]]);
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > MAX_PAYLOAD {
+            return Ok(None);
+        }
+        let mut payload = vec![0u8; len];
+        if !self.fill(&mut payload)? {
+            return Ok(None);
+        }
+        Ok(Some(Incoming {
+            magic,
+            command,
+            payload,
+        }))
+    }
+
+    /// Writes all of `bytes`, waiting while the client is slow to read. Fails with
+    /// `TimedOut` on stop or when nothing could be written for the idle limit.
+    pub(crate) fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let mut done = 0;
+        let mut last = Instant::now();
+        while done < bytes.len() {
+            if self.stopped() || last.elapsed() > self.idle {
+                return Err(ErrorKind::TimedOut.into());
+            }
+            match self.stream.write(&bytes[done..]) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    done += n;
+                    last = Instant::now();
+                }
+                Err(e) if is_retry(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes and sends one message with the given magic.
+    pub(crate) fn send(&mut self, magic: Magic, msg: NetworkMessage) -> io::Result<()> {
+        self.write_all(&encode_message(magic, msg))
+    }
+
+    /// Sleeps for `delay` in short steps; returns `false` if the network stopped meanwhile.
+    pub(crate) fn pause(&self, delay: Duration) -> bool {
+        let end = Instant::now() + delay;
+        loop {
+            if self.stopped() {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= end {
+                return true;
+            }
+            std::thread::sleep((end - now).min(POLL_INTERVAL));
+        }
+    }
+
+    /// Reads and discards everything until EOF, stop or the idle limit.
+    pub(crate) fn drain(&mut self) {
+        let mut buf = [0u8; 4096];
+        let start = Instant::now();
+        while !self.stopped() && start.elapsed() < self.idle {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if is_retry(&e) => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Serialises a message with its 24-byte header.
+pub(crate) fn encode_message(magic: Magic, msg: NetworkMessage) -> Vec<u8> {
+    encode::serialize(&RawNetworkMessage::new(magic, msg))
+}
+
+fn is_retry(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+    )
+}
