@@ -12,10 +12,12 @@
 pub mod addr;
 pub mod commands;
 pub mod config;
+pub mod crawler;
 pub mod dns;
 pub mod dump;
 pub mod p2p;
 pub mod reliability;
+pub mod seeder;
 pub mod services;
 pub mod sim;
 pub mod store;
@@ -39,6 +41,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     match cli.command {
+        Command::Run(args) => seeder::run(&args)?,
+        Command::Demo(args) => seeder::demo(&args)?,
         Command::Peers(args) => commands::peers(&args, &mut out)?,
         Command::Stats(args) => commands::stats(&args, &mut out)?,
         Command::Dump(args) => commands::dump(&args, &mut out)?,

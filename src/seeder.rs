@@ -1,0 +1,306 @@
+//! `dnsseeder run` and `dnsseeder demo`: turn flags into a validated configuration,
+//! start the crawler (and the DNS server), and run the main loop that prints the status
+//! line, writes the dump, and stops everything on SIGINT/SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use crossbeam_channel::{Receiver, select, tick};
+
+use crate::config::{DemoArgs, NetworkArg, RunArgs, UsageError};
+use crate::crawler::{CrawlConfig, Crawler};
+use crate::p2p::ProbeOptions;
+use crate::sim::{SimConfig, SimNetwork};
+use crate::store::{Policy, Store};
+use crate::{dump, unix_now};
+
+/// Everything `run` needs, validated.
+#[derive(Debug, Clone)]
+pub struct SeederConfig {
+    pub crawl: CrawlConfig,
+    pub status_interval: Duration,
+    pub dump: Option<PathBuf>,
+    pub dump_interval: Duration,
+}
+
+fn usage(message: impl Into<String>) -> anyhow::Error {
+    UsageError(message.into()).into()
+}
+
+fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
+    if value.is_finite() && value > 0.0 && value < 1e6 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(usage(format!(
+            "{flag} must be a positive number of seconds, got {value}"
+        )))
+    }
+}
+
+impl SeederConfig {
+    /// Validates the flags of `run`.
+    ///
+    /// # Errors
+    /// [`UsageError`] naming the flag at fault.
+    pub fn from_args(args: &RunArgs) -> anyhow::Result<SeederConfig> {
+        if args.threads == 0 || args.threads > 4096 {
+            return Err(usage(format!(
+                "--threads must be between 1 and 4096, got {}",
+                args.threads
+            )));
+        }
+        if !(args.retry_scale.is_finite() && args.retry_scale > 0.0 && args.retry_scale <= 1000.0) {
+            return Err(usage(format!(
+                "--retry-scale must be a positive factor, got {}",
+                args.retry_scale
+            )));
+        }
+        if args.max_addresses == 0 {
+            return Err(usage("--max-addresses must be at least 1"));
+        }
+        if args.host.is_some() && (args.ns.is_none() || args.mbox.is_none()) {
+            return Err(usage(
+                "--host needs --ns (this server's name) and --mbox (the zone's contact)",
+            ));
+        }
+        if args.dump_interval == 0 || args.status_interval == 0 {
+            return Err(usage(
+                "--dump-interval and --status-interval must be at least 1 second",
+            ));
+        }
+        let mut probe =
+            ProbeOptions::new(args.magic.unwrap_or_else(|| args.network.network().into()));
+        probe.connect_timeout = seconds("--connect-timeout", args.connect_timeout)?;
+        probe.deadline = seconds("--probe-timeout", args.probe_timeout)?;
+        let default_port = args.port.unwrap_or_else(|| args.network.default_port());
+        if default_port == 0 {
+            return Err(usage("--port must not be 0"));
+        }
+        let dns_seeds = if args.no_dns_seed {
+            Vec::new()
+        } else if args.dns_seeds.is_empty() {
+            args.network
+                .dns_seeds()
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect()
+        } else {
+            args.dns_seeds.clone()
+        };
+        Ok(SeederConfig {
+            crawl: CrawlConfig {
+                db: args.db.db.clone(),
+                threads: args.threads,
+                probe,
+                policy: Policy {
+                    scale: args.retry_scale,
+                    default_port,
+                    min_height: args.min_height.unwrap_or_else(|| args.network.min_height()),
+                    allow_private: args.allow_private,
+                    max_addresses: args.max_addresses,
+                },
+                seeds: args.seeds.clone(),
+                dns_seeds,
+            },
+            status_interval: Duration::from_secs(args.status_interval),
+            dump: args.dump.clone(),
+            dump_interval: Duration::from_secs(args.dump_interval),
+        })
+    }
+}
+
+/// `dnsseeder run`.
+///
+/// # Errors
+/// Unusable flags ([`UsageError`]), an unusable database, or a failure to start.
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let config = SeederConfig::from_args(args)?;
+    let signals = signal_channel()?;
+    serve(&config, &signals)
+}
+
+/// Runs the seeder until a message arrives on `stop` (a signal, or the demo's timer).
+///
+/// # Errors
+/// When the database cannot be opened or a thread cannot start.
+pub fn serve(config: &SeederConfig, stop: &Receiver<&'static str>) -> anyhow::Result<()> {
+    raise_fd_limit();
+    if let Some(path) = &config.dump {
+        check_dump_path(path)?;
+    }
+    let status_store = Store::open(&config.crawl.db)?;
+    log::info!(
+        "dnsseeder {} starting: database {}, {} crawler threads",
+        env!("CARGO_PKG_VERSION"),
+        config.crawl.db.display(),
+        config.crawl.threads
+    );
+    let crawler = Crawler::start(config.crawl.clone())?;
+    let status_tick = tick(config.status_interval);
+    let dump_tick = tick(config.dump_interval);
+    let why = loop {
+        select! {
+            recv(stop) -> why => break why.unwrap_or("stop channel closed"),
+            recv(status_tick) -> _ => log_status(&status_store, crawler.counters.in_flight.load(Ordering::Relaxed), 0),
+            recv(dump_tick) -> _ => write_dump(&status_store, config.dump.as_deref()),
+        }
+    };
+    log::info!(
+        "{why}: stopping; in-flight probes finish within {:?}",
+        config.crawl.probe.deadline
+    );
+    let started = Instant::now();
+    crawler.stop();
+    log::info!(
+        "crawler stopped in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    write_dump(&status_store, config.dump.as_deref());
+    log_status(&status_store, 0, 0);
+    Ok(())
+}
+
+/// Fails early, with the path in the message, when the dump's directory is unusable.
+fn check_dump_path(path: &Path) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    tempfile::tempfile_in(dir).map(drop).with_context(|| {
+        format!(
+            "--dump {}: cannot write in {}",
+            path.display(),
+            dir.display()
+        )
+    })
+}
+
+fn write_dump(store: &Store, path: Option<&Path>) {
+    let Some(path) = path else { return };
+    match dump::write_file(store, path) {
+        Ok(lines) => log::info!("dump: {lines} peers written to {}", path.display()),
+        Err(e) => log::error!("dump to {} failed: {e:#}", path.display()),
+    }
+}
+
+fn log_status(store: &Store, in_flight: usize, dns_queries: u64) {
+    match store.summary(unix_now()) {
+        Ok(s) => log::info!(
+            "good {}/{} known (tried {} in last 1h, {} new, {} in flight), {} banned; {} DNS queries",
+            s.good,
+            s.known,
+            s.tried_last_hour,
+            s.new,
+            in_flight,
+            s.banned,
+            dns_queries
+        ),
+        Err(e) => log::error!("status: cannot read the database: {e}"),
+    }
+}
+
+/// SIGINT and SIGTERM, as messages.
+fn signal_channel() -> anyhow::Result<Receiver<&'static str>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let (tx, rx) = crossbeam_channel::bounded(4);
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("cannot install signal handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let name = if signal == SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                };
+                if tx.send(name).is_err() {
+                    return;
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
+    Ok(rx)
+}
+
+/// Raises the soft open-file limit to the hard one: every probe and DNS TCP client is
+/// a descriptor, and the usual soft limit of 1024 is below `--threads` plus clients.
+pub fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => log::debug!("open file limit: {n}"),
+        Err(e) => log::warn!("cannot raise the open file limit: {e}"),
+    }
+}
+
+/// `dnsseeder demo`: a simulated network on 127.0.0.0/8 and the seeder crawling it.
+///
+/// # Errors
+/// When the simulated network or the seeder cannot start.
+pub fn demo(args: &DemoArgs) -> anyhow::Result<()> {
+    raise_fd_limit();
+    let temp = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let db = args
+        .db
+        .clone()
+        .unwrap_or_else(|| temp.path().join("demo.db"));
+    let network = NetworkArg::Regtest;
+    let magic = network.network().into();
+    let sim = SimNetwork::start(SimConfig::mixed(
+        args.nodes.max(32),
+        magic,
+        network.default_port(),
+    ))
+    .context("cannot start the simulated network")?;
+    log::info!(
+        "demo: {} simulated nodes on 127.0.0.0/8 (seed {}), database {}",
+        sim.nodes().len(),
+        sim.seed(),
+        db.display()
+    );
+    let mut probe = ProbeOptions::new(magic);
+    probe.connect_timeout = Duration::from_secs(2);
+    probe.deadline = Duration::from_secs(3);
+    probe.addr_linger = Duration::from_millis(300);
+    let config = SeederConfig {
+        crawl: CrawlConfig {
+            db: db.clone(),
+            threads: args.threads.max(1),
+            probe,
+            policy: Policy {
+                scale: 0.01,
+                default_port: network.default_port(),
+                min_height: 0,
+                allow_private: true,
+                max_addresses: 1_000_000,
+            },
+            seeds: vec![sim.seed()],
+            dns_seeds: Vec::new(),
+        },
+        status_interval: Duration::from_secs(5),
+        dump: None,
+        dump_interval: Duration::from_secs(3600),
+    };
+    let signals = signal_channel()?;
+    let stop = match args.duration {
+        Some(secs) => {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let timer = crossbeam_channel::after(Duration::from_secs(secs));
+            std::thread::spawn(move || {
+                select! {
+                    recv(signals) -> s => { let _ = tx.send(s.unwrap_or("signal")); }
+                    recv(timer) -> _ => { let _ = tx.send("demo duration over"); }
+                }
+            });
+            rx
+        }
+        None => signals,
+    };
+    serve(&config, &stop)?;
+    log::info!(
+        "demo: look inside with `dnsseeder peers --db {}` (kept only with --db)",
+        db.display()
+    );
+    Ok(())
+}
