@@ -50,3 +50,129 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// Heavy tests (a simulated network plus a seeder process) run one at a time: the
+/// machine has two cores.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A running `dnsseeder` process. Its stderr is collected; on drop it is killed, and
+/// if the test is failing its log is replayed so the failure shows the seeder's side.
+pub struct Seeder {
+    child: Option<std::process::Child>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Seeder {
+    /// Starts `dnsseeder ARGS` with `RUST_LOG` set to `log`.
+    pub fn start(args: &[&str], log: &str) -> Seeder {
+        use std::io::BufRead;
+        let mut child = bin()
+            .args(args)
+            .env("RUST_LOG", log)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the dnsseeder binary starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Seeder {
+            child: Some(child),
+            log: lines,
+            reader: Some(reader),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// A copy of the log so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until a log line contains `needle`; panics after `timeout`.
+    pub fn wait_for_log(&self, needle: &str, timeout: std::time::Duration) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "no log line with {needle:?} within {timeout:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Sends a signal by name (`TERM`, `KILL`, `INT`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; panics after `timeout`. Returns its status and
+    /// the time it took.
+    pub fn wait_exit(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> (std::process::ExitStatus, std::time::Duration) {
+        let start = std::time::Instant::now();
+        let child = self.child.as_mut().expect("running");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait works") {
+                self.child = None;
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
+                return (status, start.elapsed());
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "the seeder did not exit within {timeout:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Seeder {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            let log = self
+                .log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let tail = log.len().saturating_sub(200);
+            eprintln!(
+                "---- seeder log (last {} of {} lines) ----",
+                log.len() - tail,
+                log.len()
+            );
+            for line in &log[tail..] {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
