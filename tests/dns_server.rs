@@ -649,3 +649,71 @@ fn shutdown_is_prompt_with_open_connections() {
     // The port is free again.
     assert!(UdpSocket::bind(addr).is_ok());
 }
+
+/// Answers every datagram with a copy of `answer` carrying the request's ID: the
+/// "minimal fixed-answer responder" the server's throughput is compared with.
+fn fixed_responder(answer: Vec<u8>) -> (SocketAddr, Arc<std::sync::atomic::AtomicBool>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let addr = socket.local_addr().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        let mut out = answer;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok((n, peer)) = socket.recv_from(&mut buf) {
+                if n >= 2 {
+                    out[..2].copy_from_slice(&buf[..2]);
+                    let _ = socket.send_to(&out, peer);
+                }
+            }
+        }
+    });
+    (addr, stop)
+}
+
+/// Responses per second for `duration`, with 16 queries in flight from one client.
+fn udp_rate(server: SocketAddr, packet: &[u8], duration: Duration) -> f64 {
+    let socket = client("127.0.0.1:0");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    let (start, mut answered) = (Instant::now(), 0u64);
+    for _ in 0..16 {
+        socket.send_to(packet, server).unwrap();
+    }
+    while start.elapsed() < duration {
+        if socket.recv_from(&mut buf).is_ok() {
+            answered += 1;
+        }
+        socket.send_to(packet, server).unwrap();
+    }
+    answered as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Throughput of the server against a fixed responder sending the same bytes
+/// (`cargo test --release --test dns_server -- --ignored --nocapture throughput`).
+#[test]
+#[ignore]
+fn udp_throughput_vs_fixed_responder() {
+    let (server, addr) = start();
+    let packet = query(1, "x9.seed.example.com.", RecordType::A, None);
+    let socket = client("127.0.0.1:0");
+    socket.send_to(&packet, addr).unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, _) = socket.recv_from(&mut buf).unwrap();
+    let (fixed, stop) = fixed_responder(buf[..n].to_vec());
+    let duration = Duration::from_secs(2);
+    let baseline = udp_rate(fixed, &packet, duration);
+    let ours = udp_rate(addr, &packet, duration);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "fixed responder {baseline:.0}/s, dnsseeder {ours:.0}/s: {:.2}x ({n}-byte answers)",
+        ours / baseline
+    );
+    drop(server);
+}

@@ -30,6 +30,9 @@ pub(crate) struct AnswerCache {
     entries: RwLock<HashMap<u64, Entry>>,
     source: Mutex<Box<dyn PeerSource>>,
     epoch: Instant,
+    /// Milliseconds since `epoch`, advanced by the refresher: a coarse clock that spares
+    /// the serving threads a clock read and a shared write per query.
+    clock: AtomicU64,
     ttl: Duration,
     max_masks: usize,
     pinned: Vec<u64>,
@@ -48,6 +51,7 @@ impl AnswerCache {
             entries: RwLock::new(HashMap::new()),
             source: Mutex::new(source),
             epoch: Instant::now(),
+            clock: AtomicU64::new(0),
             ttl,
             max_masks: max_masks + pinned.len(),
             pinned,
@@ -66,11 +70,13 @@ impl AnswerCache {
     /// Returns the answer set for `mask`: the cached one, or a fresh one if the mask is
     /// new and the cache has room, else `None`.
     pub(crate) fn get(&self, mask: u64) -> Option<Arc<AnswerSet>> {
-        let now = Instant::now();
         {
             let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(entry) = entries.get(&mask) {
-                entry.last_used.store(self.millis(now), Ordering::Relaxed);
+                let clock = self.clock.load(Ordering::Relaxed);
+                if entry.last_used.load(Ordering::Relaxed) != clock {
+                    entry.last_used.store(clock, Ordering::Relaxed);
+                }
                 return Some(Arc::clone(&entry.set));
             }
             if entries.len() >= self.max_masks {
@@ -78,6 +84,7 @@ impl AnswerCache {
             }
         }
         let set = self.fetch(mask, None);
+        let now = Instant::now();
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         if entries.len() < self.max_masks || entries.contains_key(&mask) {
             entries.insert(mask, self.entry(Arc::clone(&set), now));
@@ -88,6 +95,7 @@ impl AnswerCache {
     /// Rebuilds the sets older than the TTL and drops idle unpinned masks; called by the
     /// refresher thread. The source is queried without holding the map's lock.
     pub(crate) fn refresh(&self, now: Instant) {
+        self.clock.fetch_max(self.millis(now), Ordering::Relaxed);
         let idle_before = self
             .millis(now)
             .saturating_sub(MASK_IDLE.as_millis() as u64);

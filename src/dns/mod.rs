@@ -25,7 +25,7 @@
 //! - `wire`: the pure function [`respond`] (and [`respond_into`], which reuses a buffer):
 //!   hickory-proto decodes the request; the response is written directly, with the
 //!   question copied, owner names as compression pointers into it, and SOA/NS RDATA
-//!   encoded once by hickory-proto in [`ZoneContext`]. No allocation per query.
+//!   encoded once by hickory-proto in [`ZoneContext`]. No allocation for typical queries.
 //! - `answer`: [`AnswerSet`], the peers of one mask grouped by netgroup, and the choice.
 //! - `cache`, `ratelimit` ([`RateLimiter`]) and `server` ([`DnsServer`], [`DnsHandle`]).
 //!

@@ -4,7 +4,8 @@
 //! so a malformed OPT or a trailing record is caught). Responses are written by hand into
 //! a reused buffer: the question is copied verbatim (so its letter case is echoed), owner
 //! names are compression pointers into it, and the SOA and NS RDATA are encoded once with
-//! hickory-proto when the [`ZoneContext`] is built. No allocation happens per query.
+//! hickory-proto when the [`ZoneContext`] is built. A typical query allocates nothing
+//! (hickory keeps names up to 32 bytes inline).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -489,15 +490,11 @@ impl<'o> ResponseWriter<'o> {
         let mut picked = [Ipv4Addr::UNSPECIFIED; MAX_ANSWERS];
         let n = set.map_or(0, |s| s.pick_ipv4(rng, &mut picked));
         let fit = n.min(self.room() / (POINTER_LEN + RR_FIXED + 4));
-        for ip in &picked[..fit] {
-            self.rr(
-                HEADER_LEN,
-                RecordType::A,
-                ctx.ttl,
-                &ip.octets(),
-                Section::Answer,
-            );
-        }
+        self.addresses(
+            RecordType::A,
+            ctx.ttl,
+            picked[..fit].iter().map(|ip| ip.octets()),
+        );
         self.tc |= fit < n;
         fit > 0
     }
@@ -511,17 +508,35 @@ impl<'o> ResponseWriter<'o> {
         let mut picked = [Ipv6Addr::UNSPECIFIED; MAX_ANSWERS];
         let n = set.map_or(0, |s| s.pick_ipv6(rng, &mut picked));
         let fit = n.min(self.room() / (POINTER_LEN + RR_FIXED + 16));
-        for ip in &picked[..fit] {
-            self.rr(
-                HEADER_LEN,
-                RecordType::AAAA,
-                ctx.ttl,
-                &ip.octets(),
-                Section::Answer,
-            );
-        }
+        self.addresses(
+            RecordType::AAAA,
+            ctx.ttl,
+            picked[..fit].iter().map(|ip| ip.octets()),
+        );
         self.tc |= fit < n;
         fit > 0
+    }
+
+    /// Writes address records owned by the question name, one copy per record.
+    fn addresses<const N: usize>(
+        &mut self,
+        rtype: RecordType,
+        ttl: u32,
+        rdatas: impl ExactSizeIterator<Item = [u8; N]>,
+    ) {
+        let head = POINTER_LEN + RR_FIXED;
+        let mut rr = [0u8; POINTER_LEN + RR_FIXED + 16];
+        rr[..2].copy_from_slice(&(0xC000 | HEADER_LEN as u16).to_be_bytes());
+        rr[2..4].copy_from_slice(&u16::from(rtype).to_be_bytes());
+        rr[4..6].copy_from_slice(&1u16.to_be_bytes());
+        rr[6..10].copy_from_slice(&ttl.to_be_bytes());
+        rr[10..12].copy_from_slice(&(N as u16).to_be_bytes());
+        self.answers += rdatas.len() as u16;
+        self.out.reserve(rdatas.len() * (head + N));
+        for rdata in rdatas {
+            rr[head..head + N].copy_from_slice(&rdata);
+            self.out.extend_from_slice(&rr[..head + N]);
+        }
     }
 
     /// Sets the flags and counts, appends the OPT record if any, and returns `outcome`.
