@@ -1,1 +1,0 @@
-//! DNS server (in progress).

@@ -1,0 +1,105 @@
+//! The authoritative DNS server: it answers A and AAAA queries for the seed zone with
+//! good peers, over UDP and TCP, without an async runtime.
+//!
+//! # What it answers (SPEC §6)
+//! - `HOST` and `x<hex>.HOST` (A, AAAA): peers whose services include the mask: the
+//!   configured default mask for `HOST`, exactly `<hex>` for `x<hex>` (1 to 16 hex
+//!   digits of either case, no leading zero, so `x0` and `x09` are unknown names), and
+//!   only masks in `allow_filters` when it is set. At most [`MAX_ANSWERS`] records, IPv4
+//!   for A and IPv6 for AAAA, chosen at random one netgroup (/16, /32) at a time.
+//! - NS and SOA at the apex. ANY at the apex gets the SOA alone (RFC 8482), elsewhere
+//!   no data; AXFR/IXFR and classes other than IN are REFUSED.
+//! - A known name without data: NOERROR with the SOA in authority (TTL and SOA minimum
+//!   `negative_ttl`); an unknown name inside the zone: NXDOMAIN with the SOA; a name
+//!   outside the zone: REFUSED, not authoritative, question echoed.
+//! - AA on authoritative answers; the question is copied byte for byte, so its letter
+//!   case (0x20) is echoed. RD and CD are echoed.
+//! - UDP answers fit 512 bytes, or the client's EDNS0 size capped at 1232 (an OPT
+//!   record advertising 1232 is then added); records cut for size set TC. TCP (RFC 7766
+//!   framing, pipelining) returns the same answers whole.
+//! - Malformed requests: FORMERR when the header parsed (QR=0) but the rest did not,
+//!   or there is not exactly one question; NOTIMP for opcodes other than QUERY; BADVERS
+//!   for EDNS versions above 0; silence for responses and packets under 12 bytes.
+//!
+//! # Layout
+//! - `wire`: the pure function [`respond`] (and [`respond_into`], which reuses a buffer):
+//!   hickory-proto decodes the request; the response is written directly, with the
+//!   question copied, owner names as compression pointers into it, and SOA/NS RDATA
+//!   encoded once by hickory-proto in [`ZoneContext`]. No allocation for typical queries.
+//! - `answer`: [`AnswerSet`], the peers of one mask grouped by netgroup, and the choice.
+//! - `cache`, `ratelimit` ([`RateLimiter`]) and `server` ([`DnsServer`], [`DnsHandle`]).
+//!
+//! # Answer cache
+//! One `Arc<AnswerSet>` per mask in a `RwLock<HashMap>`; a serving thread holds the read
+//! lock only to clone the `Arc`. A refresher thread rebuilds every set older than
+//! `cache_ttl` from the [`PeerSource`], querying the source without holding the map's
+//! lock, and on an error keeps serving the old set. The default mask and `allow_filters`
+//! are filled before serving starts and never dropped. A mask seen for the first time is
+//! filled synchronously by the serving thread that meets it (one query to the source),
+//! but only while fewer than `max_cached_masks` (64) other masks are cached; past that
+//! cap it is answered NOERROR + SOA without records, so random `x<hex>` names cannot
+//! make the server hit the database per query. Masks unused for 10 minutes are dropped.
+//! Chosen over a channel to the refresher because the first answer for a new mask is
+//! then complete, and the cap bounds how often the serving thread can wait on the source.
+//!
+//! # Rate limiting
+//! Per source address (IPv6 by /64), UDP only, one limiter per UDP thread (no locks):
+//! a token bucket of `burst` refilled at `qps` grants answers; when it is empty a second
+//! bucket of the same shape grants empty TC=1 replies (a real resolver retries over
+//! TCP); beyond both, silence. Entries that have refilled are swept every 5 s and at most
+//! 65,536 sources are tracked; newcomers while the table is full share one overflow
+//! bucket 8 times larger. TCP is bounded by `max_tcp_connections` instead.
+//!
+//! # Amplification
+//! Measured by the unit test `amplification_factor_of_the_largest_answers` for
+//! `x9.seed.example.com` (a 37-byte query, 48 bytes with an OPT record):
+//! A without EDNS0: 29 records in 501 bytes, 13.5x; AAAA without EDNS0: 16 records in
+//! 485 bytes, 13.1x; A with EDNS0: 30 records in 528 bytes, 11.0x; AAAA with EDNS0
+//! (size at least 888): 30 records in 888 bytes, **18.5x, the largest**. The rate limiter
+//! caps what a spoofed flood can reflect at one victim address: a burst of 100 answers
+//! and 50 per second, then as many ~1x truncated replies, then nothing.
+//!
+//! # Threads
+//! [`DnsServer::bind`] binds UDP and TCP on the same port per listen address (IPv6
+//! sockets are `IPV6_V6ONLY`, so `0.0.0.0:53` and `[::]:53` coexist).
+//! [`DnsServer::spawn`] starts one thread per UDP socket, a TCP acceptor per listener
+//! with a thread per connection (at most `max_tcp_connections`; extra connections are
+//! accepted and closed at once; a connection without a complete query for
+//! `tcp_idle_timeout` is closed), and the cache refresher. Every blocking call has a
+//! timeout of at most 200 ms, so [`DnsHandle::shutdown`] (or dropping the handle) stops
+//! and joins them promptly.
+
+mod answer;
+mod cache;
+mod config;
+mod ratelimit;
+mod server;
+mod wire;
+
+pub use answer::{AnswerSet, MAX_ANSWERS};
+pub use config::{ConfigError, DnsConfig};
+pub use ratelimit::{RateLimiter, Verdict};
+pub use server::{BindError, DnsCounters, DnsHandle, DnsServer, DnsStats};
+pub use wire::{
+    MAX_UDP_EDNS, MAX_UDP_PLAIN, Outcome, Transport, ZoneContext, parse_mask_label, respond,
+    respond_into, respond_truncated_into,
+};
+
+/// Where answer sets come from: the SQLite peer store implements it with an indexed
+/// query (good peers whose services include `mask`).
+///
+/// Called from the cache refresher, and once per new mask from a serving thread (see
+/// the module documentation), never per query.
+pub trait PeerSource: Send + 'static {
+    /// Returns the good peers whose services include every bit of `mask`; addresses
+    /// that are neither IPv4 nor IPv6 have no place here.
+    ///
+    /// # Errors
+    ///
+    /// Any error is logged, and the previous answer set (or none) is served until the
+    /// next refresh.
+    fn good_peers(&mut self, mask: u64) -> anyhow::Result<Vec<std::net::IpAddr>>;
+}
+
+#[cfg(test)]
+mod tests;
