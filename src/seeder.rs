@@ -2,6 +2,7 @@
 //! start the crawler (and the DNS server), and run the main loop that prints the status
 //! line, writes the dump, and stops everything on SIGINT/SIGTERM.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -9,8 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use crossbeam_channel::{Receiver, select, tick};
 
+use crate::addr::Family;
 use crate::config::{DemoArgs, NetworkArg, RunArgs, UsageError};
 use crate::crawler::{CrawlConfig, Crawler};
+use crate::dns::{DnsConfig, DnsServer, PeerSource};
 use crate::p2p::ProbeOptions;
 use crate::sim::{SimConfig, SimNetwork};
 use crate::store::{Policy, Store};
@@ -23,6 +26,20 @@ pub struct SeederConfig {
     pub status_interval: Duration,
     pub dump: Option<PathBuf>,
     pub dump_interval: Duration,
+    /// The DNS server, when `--host` is given.
+    pub dns: Option<DnsConfig>,
+}
+
+/// The peer store as the DNS server's source of answer sets: one indexed query per
+/// family (the `peers_good` index), on the DNS side's own read connection.
+struct StoreSource(Store);
+
+impl PeerSource for StoreSource {
+    fn good_peers(&mut self, mask: u64) -> anyhow::Result<Vec<IpAddr>> {
+        let mut ips = self.0.good_ips(Family::Ipv4, mask)?;
+        ips.extend(self.0.good_ips(Family::Ipv6, mask)?);
+        Ok(ips)
+    }
 }
 
 fn usage(message: impl Into<String>) -> anyhow::Error {
@@ -89,7 +106,26 @@ impl SeederConfig {
         } else {
             args.dns_seeds.clone()
         };
+        let dns = match &args.host {
+            None => None,
+            Some(host) => {
+                let mut dns = DnsConfig::new(
+                    host.clone(),
+                    args.ns.clone().unwrap_or_default(),
+                    args.mbox.clone().unwrap_or_default(),
+                );
+                dns.listen = args.dns_listen.clone();
+                dns.ttl = args.ttl;
+                dns.default_mask = args.filter_service;
+                dns.allow_filters = args.allow_filters.clone();
+                dns.rate_limit = args.dns_rate_limit.0;
+                dns.tcp_idle_timeout = Duration::from_secs(args.tcp_idle_timeout.max(1));
+                dns.validate().map_err(|e| usage(e.to_string()))?;
+                Some(dns)
+            }
+        };
         Ok(SeederConfig {
+            dns,
             crawl: CrawlConfig {
                 db: args.db.db.clone(),
                 threads: args.threads,
@@ -137,13 +173,29 @@ pub fn serve(config: &SeederConfig, stop: &Receiver<&'static str>) -> anyhow::Re
         config.crawl.db.display(),
         config.crawl.threads
     );
+    // Bind DNS before crawling: a port that cannot be had is a startup error.
+    let dns = match &config.dns {
+        Some(dns) => {
+            let source = StoreSource(Store::open(&config.crawl.db)?);
+            let server = DnsServer::bind(dns.clone(), source)?;
+            Some(server.spawn()?)
+        }
+        None => {
+            log::info!("no --host: crawling only, no DNS server");
+            None
+        }
+    };
+    let dns_queries = || {
+        dns.as_ref()
+            .map_or(0, |d| d.counters().queries.load(Ordering::Relaxed))
+    };
     let crawler = Crawler::start(config.crawl.clone())?;
     let status_tick = tick(config.status_interval);
     let dump_tick = tick(config.dump_interval);
     let why = loop {
         select! {
             recv(stop) -> why => break why.unwrap_or("stop channel closed"),
-            recv(status_tick) -> _ => log_status(&status_store, crawler.counters.in_flight.load(Ordering::Relaxed), 0),
+            recv(status_tick) -> _ => log_status(&status_store, crawler.counters.in_flight.load(Ordering::Relaxed), dns_queries()),
             recv(dump_tick) -> _ => write_dump(&status_store, config.dump.as_deref()),
         }
     };
@@ -158,7 +210,10 @@ pub fn serve(config: &SeederConfig, stop: &Receiver<&'static str>) -> anyhow::Re
         started.elapsed().as_secs_f64()
     );
     write_dump(&status_store, config.dump.as_deref());
-    log_status(&status_store, 0, 0);
+    log_status(&status_store, 0, dns_queries());
+    if let Some(dns) = dns {
+        dns.shutdown();
+    }
     Ok(())
 }
 
@@ -234,6 +289,21 @@ pub fn raise_fd_limit() {
     }
 }
 
+/// The zone the demo serves.
+pub const DEMO_ZONE: &str = "seed.example.com";
+
+fn demo_dns(listen: SocketAddr) -> DnsConfig {
+    let mut dns = DnsConfig::new(
+        DEMO_ZONE,
+        format!("ns.{DEMO_ZONE}"),
+        format!("hostmaster.{DEMO_ZONE}"),
+    );
+    dns.listen = vec![listen];
+    dns.rate_limit = None;
+    dns.cache_ttl = Duration::from_secs(2);
+    dns
+}
+
 /// `dnsseeder demo`: a simulated network on 127.0.0.0/8 and the seeder crawling it.
 ///
 /// # Errors
@@ -281,6 +351,7 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         status_interval: Duration::from_secs(5),
         dump: None,
         dump_interval: Duration::from_secs(3600),
+        dns: Some(demo_dns(args.dns_listen)),
     };
     let signals = signal_channel()?;
     let stop = match args.duration {

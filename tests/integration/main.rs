@@ -5,4 +5,5 @@
 
 mod cli;
 mod crawl;
+mod dns_server;
 mod util;

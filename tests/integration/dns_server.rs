@@ -1,6 +1,5 @@
 //! The DNS server over real sockets on 127.0.0.1 (and ::1 when available), queried with
 //! packets built and decoded by hickory-proto.
-#![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
