@@ -72,7 +72,7 @@ fn start() -> (DnsHandle, SocketAddr) {
     start_with(config(), test_peers())
 }
 
-fn query(id: u16, name: &str, rtype: RecordType, edns: Option<u16>) -> Vec<u8> {
+pub(crate) fn query(id: u16, name: &str, rtype: RecordType, edns: Option<u16>) -> Vec<u8> {
     let mut m = Message::query();
     m.metadata.id = id;
     m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
@@ -84,14 +84,14 @@ fn query(id: u16, name: &str, rtype: RecordType, edns: Option<u16>) -> Vec<u8> {
     m.to_vec().unwrap()
 }
 
-fn client(bind: &str) -> UdpSocket {
+pub(crate) fn client(bind: &str) -> UdpSocket {
     let socket = UdpSocket::bind(bind).unwrap();
     socket.set_read_timeout(Some(TIMEOUT)).unwrap();
     socket
 }
 
 /// Sends `packet` from `socket` and returns the decoded response, if one comes.
-fn exchange(socket: &UdpSocket, server: SocketAddr, packet: &[u8]) -> Option<Message> {
+pub(crate) fn exchange(socket: &UdpSocket, server: SocketAddr, packet: &[u8]) -> Option<Message> {
     socket.send_to(packet, server).unwrap();
     let mut buf = [0u8; 2048];
     match socket.recv_from(&mut buf) {
@@ -108,13 +108,13 @@ fn udp(server: SocketAddr, name: &str, rtype: RecordType) -> Message {
     exchange(&socket, server, &query(0x4242, name, rtype, None)).expect("an answer")
 }
 
-fn tcp_connect(server: SocketAddr) -> TcpStream {
+pub(crate) fn tcp_connect(server: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&server, TIMEOUT).unwrap();
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
     stream
 }
 
-fn tcp_read(stream: &mut TcpStream) -> Message {
+pub(crate) fn tcp_read(stream: &mut TcpStream) -> Message {
     let mut len = [0u8; 2];
     stream.read_exact(&mut len).unwrap();
     let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
@@ -122,19 +122,19 @@ fn tcp_read(stream: &mut TcpStream) -> Message {
     Message::from_vec(&buf).unwrap()
 }
 
-fn framed(packet: &[u8]) -> Vec<u8> {
+pub(crate) fn framed(packet: &[u8]) -> Vec<u8> {
     let mut v = (packet.len() as u16).to_be_bytes().to_vec();
     v.extend_from_slice(packet);
     v
 }
 
-fn tcp(server: SocketAddr, packet: &[u8]) -> Message {
+pub(crate) fn tcp(server: SocketAddr, packet: &[u8]) -> Message {
     let mut stream = tcp_connect(server);
     stream.write_all(&framed(packet)).unwrap();
     tcp_read(&mut stream)
 }
 
-fn addresses(m: &Message) -> Vec<IpAddr> {
+pub(crate) fn addresses(m: &Message) -> Vec<IpAddr> {
     m.answers
         .iter()
         .filter_map(|r| match &r.data {
@@ -145,7 +145,7 @@ fn addresses(m: &Message) -> Vec<IpAddr> {
         .collect()
 }
 
-fn has_soa_authority(m: &Message) -> bool {
+pub(crate) fn has_soa_authority(m: &Message) -> bool {
     m.authorities.len() == 1 && matches!(m.authorities[0].data, RData::SOA(_))
 }
 

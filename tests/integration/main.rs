@@ -6,4 +6,5 @@
 mod cli;
 mod crawl;
 mod dns_server;
+mod seed_dns;
 mod util;
