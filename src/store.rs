@@ -27,8 +27,8 @@ pub enum OpenError {
     #[error("database {0} does not exist (create it with `dnsseeder run` or `dnsseeder import`)")]
     Missing(PathBuf),
     #[error(
-        "{0} is not a dnsseeder database (not SQLite, or corrupt); it was left untouched: \
-         check --db, or move the file away to start afresh"
+        "{0} is not a dnsseeder database (not SQLite, truncated or corrupt); it was left \
+         untouched: check --db, or move the file away to start afresh"
     )]
     NotADatabase(PathBuf),
     #[error(
@@ -305,6 +305,9 @@ impl Store {
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         if create {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        if !header_is_plausible(path) {
+            return Err(OpenError::NotADatabase(path.to_owned()));
         }
         let conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
         // The first read of the header tells a foreign or corrupt file; nothing is
@@ -663,6 +666,39 @@ impl Store {
             |r| r.get(0),
         )
     }
+}
+
+/// Reads the 100-byte SQLite header without SQLite: a file that is not empty must start
+/// with the SQLite magic, and must hold as many pages as its header says it has (a
+/// truncated copy would otherwise open and fail later, in the middle of a crawl).
+fn header_is_plausible(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return true; // missing: SQLite creates it, or reports why it cannot
+    };
+    let Ok(len) = file.metadata().map(|m| m.len()) else {
+        return true;
+    };
+    if len == 0 {
+        return true;
+    }
+    let mut header = [0u8; 100];
+    if len < 100 || file.read_exact(&mut header).is_err() || &header[..16] != b"SQLite format 3\0" {
+        return false;
+    }
+    let be32 = |at: usize| u32::from_be_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65_536,
+        n => u64::from(n),
+    };
+    let (change_counter, pages, valid_for) = (be32(24), u64::from(be32(28)), be32(92));
+    // The page count is only meaningful when written by the same change as the counter,
+    // and only when no WAL is left to replay (a crash during a checkpoint may leave page
+    // 1 written before the file grew; SQLite recovers that from the WAL).
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal_pending = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+    wal_pending || valid_for != change_counter || len >= pages * page_size
 }
 
 fn is_not_a_database(e: &rusqlite::Error) -> bool {

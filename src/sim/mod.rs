@@ -70,11 +70,17 @@ pub enum Behaviour {
     AddrFlood,
     /// A good node on a non-default port (the network port + 1), advertised with that port.
     AltPort,
+    /// Sends a valid `version` message one byte per second (a slowloris): the handshake
+    /// can only end by the prober's deadline.
+    Slowloris,
+    /// Sends its `version`, then an endless stream of valid messages (`ping`, `inv`,
+    /// `sendheaders`, ...) without ever sending `verack`.
+    EndlessStream,
 }
 
 impl Behaviour {
     /// Every behaviour, `Good` first.
-    pub const ALL: [Behaviour; 12] = [
+    pub const ALL: [Behaviour; 14] = [
         Behaviour::Good,
         Behaviour::Dead,
         Behaviour::Silent,
@@ -87,6 +93,8 @@ impl Behaviour {
         Behaviour::Flaky,
         Behaviour::AddrFlood,
         Behaviour::AltPort,
+        Behaviour::Slowloris,
+        Behaviour::EndlessStream,
     ];
 
     /// Whether a node of this kind answers `getaddr` with other nodes' addresses.

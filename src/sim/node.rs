@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bitcoin::p2p::address::{AddrV2, AddrV2Message, Address};
 use bitcoin::p2p::message::NetworkMessage;
@@ -13,7 +13,7 @@ use rand::{Rng, RngExt};
 
 use super::Behaviour;
 use super::server::Shared;
-use super::wire::{Conn, HEADER_LEN};
+use super::wire::{Conn, HEADER_LEN, encode_message};
 
 /// Protocol version of the good nodes (Bitcoin Core 22+).
 const PROTOCOL_VERSION: u32 = 70016;
@@ -68,6 +68,37 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, node: usize, nth: u64, 
             }
         }
         Behaviour::Flaky if nth % 2 == 0 => {}
+        Behaviour::Slowloris => {
+            let version = NetworkMessage::Version(handshake_version(shared, node, peer));
+            let version = encode_message(shared.config.magic, version);
+            for byte in version {
+                if conn.write_all(&[byte]).is_err() || !conn.pause(Duration::from_secs(1)) {
+                    return;
+                }
+            }
+            conn.drain();
+        }
+        Behaviour::EndlessStream => {
+            let magic = shared.config.magic;
+            let mut msgs = vec![NetworkMessage::Version(handshake_version(
+                shared, node, peer,
+            ))];
+            for i in 0u64.. {
+                msgs.push(match i % 3 {
+                    0 => NetworkMessage::Ping(i),
+                    1 => NetworkMessage::SendHeaders,
+                    _ => NetworkMessage::FeeFilter(1000),
+                });
+                for msg in msgs.drain(..) {
+                    if conn.send(magic, msg).is_err() {
+                        return;
+                    }
+                }
+                if i % 16 == 0 && !conn.pause(Duration::from_millis(1)) {
+                    return;
+                }
+            }
+        }
         _ => {
             let magic = match spec.behaviour {
                 Behaviour::WrongMagic => shared.config.wrong_magic,
@@ -89,6 +120,41 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, node: usize, nth: u64, 
             let _ = session.run();
         }
     }
+}
+
+/// The services a node announces.
+fn node_services(spec: &super::NodeSpec) -> ServiceFlags {
+    match spec.behaviour {
+        Behaviour::NoServices => ServiceFlags::NONE,
+        _ => spec.services,
+    }
+}
+
+/// The `version` message node `node` sends to `peer`.
+fn handshake_version(shared: &Shared, node: usize, peer: SocketAddr) -> VersionMessage {
+    let spec = &shared.config.nodes[node];
+    let old = spec.behaviour == Behaviour::OldVersion;
+    let services = node_services(spec);
+    let mut version = VersionMessage::new(
+        services,
+        i64::from(now()),
+        Address::new(&peer, ServiceFlags::NONE),
+        Address::new(&spec.addr, services),
+        rand::rng().random(),
+        if old {
+            "/Satoshi:0.3.18/".to_owned()
+        } else {
+            USER_AGENTS[node % USER_AGENTS.len()].to_owned()
+        },
+        spec.start_height,
+    );
+    version.version = if old {
+        OLD_PROTOCOL_VERSION
+    } else {
+        PROTOCOL_VERSION
+    };
+    version.relay = true;
+    version
 }
 
 /// One handshaking connection: the node's side of the protocol.
@@ -121,10 +187,7 @@ impl Session<'_> {
     }
 
     fn services(&self) -> ServiceFlags {
-        match self.behaviour() {
-            Behaviour::NoServices => ServiceFlags::NONE,
-            _ => self.shared.config.nodes[self.node].services,
-        }
+        node_services(&self.shared.config.nodes[self.node])
     }
 
     fn run(&mut self) -> io::Result<()> {
@@ -179,27 +242,8 @@ impl Session<'_> {
 
     /// `version`, then (as Core does for 70016 peers) `wtxidrelay` and `sendaddrv2`, `verack`.
     fn handshake(&self) -> Vec<NetworkMessage> {
-        let spec = &self.shared.config.nodes[self.node];
         let old = self.behaviour() == Behaviour::OldVersion;
-        let mut version = VersionMessage::new(
-            self.services(),
-            i64::from(now()),
-            Address::new(&self.peer, ServiceFlags::NONE),
-            Address::new(&spec.addr, self.services()),
-            rand::rng().random(),
-            if old {
-                "/Satoshi:0.3.18/".to_owned()
-            } else {
-                USER_AGENTS[self.node % USER_AGENTS.len()].to_owned()
-            },
-            spec.start_height,
-        );
-        version.version = if old {
-            OLD_PROTOCOL_VERSION
-        } else {
-            PROTOCOL_VERSION
-        };
-        version.relay = true;
+        let version = handshake_version(self.shared, self.node, self.peer);
         let mut msgs = vec![NetworkMessage::Version(version)];
         if !old {
             msgs.extend([NetworkMessage::WtxidRelay, NetworkMessage::SendAddrV2]);

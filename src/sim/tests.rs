@@ -390,7 +390,7 @@ fn mixed_holds_every_behaviour_with_distinct_addresses() {
         .nodes
         .iter()
         .filter(|n| n.behaviour == Behaviour::Good);
-    assert!(good.count() > 300);
+    assert!(good.count() > 280);
     let addrs: HashSet<SocketAddr> = config.nodes.iter().map(|n| n.addr).collect();
     assert_eq!(addrs.len(), 500);
     assert!(
@@ -467,6 +467,13 @@ fn probe(addr: SocketAddr) -> Vec<SocketAddr> {
     for msg in [Client::version(), NetworkMessage::SendAddrV2] {
         let _ = client.stream.write_all(&encode_message(MAGIC, msg));
     }
+    // A deadline, as the seeder's probe has: some nodes never finish the handshake, and
+    // a slowloris defeats per-read timeouts, so the socket is shut down after 3 s.
+    let killer = client.stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        let _ = killer.shutdown(std::net::Shutdown::Both);
+    });
     loop {
         match client.try_recv() {
             Some(NetworkMessage::Version(v)) if v.version < 70001 => return Vec::new(),

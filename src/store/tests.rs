@@ -473,3 +473,26 @@ fn summary_counts_statuses_and_errors() {
     assert_eq!(s.by_error, vec![("refused".to_owned(), 1)]);
     assert_eq!(s.by_family, vec![(Family::Ipv4, 3, 1)]);
 }
+
+#[test]
+fn truncated_database_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("peers.db");
+    {
+        let mut store = Store::open(&path).unwrap();
+        let peers: Vec<NewPeer> = (0..3000)
+            .map(|i| gossip(&format!("11.{}.{}.1:8333", i / 256, i % 256), 9))
+            .collect();
+        store.add_peers(&peers, 1).unwrap();
+        store
+            .connection()
+            .pragma_update(None, "wal_checkpoint", "TRUNCATE")
+            .unwrap();
+    }
+    let full = std::fs::read(&path).unwrap();
+    let cut = full[..full.len() / 2].to_vec();
+    std::fs::write(&path, &cut).unwrap();
+    let err = Store::open(&path).unwrap_err();
+    assert!(matches!(err, OpenError::NotADatabase(_)), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), cut);
+}

@@ -46,15 +46,17 @@ fn run_args<'a>(db: &'a str, seed: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 type Rows = HashMap<String, (bool, Option<String>, Option<String>, i64)>;
 
 fn read_rows(db: &Path) -> Rows {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT address, good, last_error, ban_reason, tries FROM peers")
-        .unwrap();
+    try_read_rows(db).unwrap()
+}
+
+/// The rows, or the error while the seeder is still creating the database.
+fn try_read_rows(db: &Path) -> rusqlite::Result<Rows> {
+    let conn = rusqlite::Connection::open(db)?;
+    let mut stmt =
+        conn.prepare("SELECT address, good, last_error, ban_reason, tries FROM peers")?;
     stmt.query_map([], |r| {
         Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-    })
-    .unwrap()
-    .map(Result::unwrap)
+    })?
     .collect()
 }
 
@@ -62,11 +64,11 @@ fn read_rows(db: &Path) -> Rows {
 fn wait_for_rows(db: &Path, timeout: Duration, what: &str, done: impl Fn(&Rows) -> bool) -> Rows {
     let start = Instant::now();
     loop {
-        if db.exists() {
-            let rows = read_rows(db);
-            if done(&rows) {
-                return rows;
-            }
+        if db.exists()
+            && let Ok(rows) = try_read_rows(db)
+            && done(&rows)
+        {
+            return rows;
         }
         assert!(
             start.elapsed() < timeout,
@@ -95,6 +97,8 @@ fn never_good(b: Behaviour) -> bool {
             | Behaviour::WrongMagic
             | Behaviour::OldVersion
             | Behaviour::AltPort
+            | Behaviour::Slowloris
+            | Behaviour::EndlessStream
     )
 }
 
@@ -159,6 +163,8 @@ fn crawl_finds_every_good_node_and_dials_only_loopback() {
     assert!(has(Behaviour::WrongMagic, "bad-magic"), "{reasons:?}");
     assert!(has(Behaviour::OversizeHeader, "oversize"), "{reasons:?}");
     assert!(has(Behaviour::OldVersion, "old-version"), "{reasons:?}");
+    assert!(has(Behaviour::Slowloris, "timeout"), "{reasons:?}");
+    assert!(has(Behaviour::EndlessStream, "timeout"), "{reasons:?}");
     assert!(
         reasons
             .get(&Behaviour::Garbage)
