@@ -229,17 +229,23 @@ impl Scheduler {
         if room == 0 {
             return Ok(0);
         }
-        let busy = lock(&self.in_flight).len();
-        let due = self.store.due(unix_now(), room + busy)?;
+        // The lock is held across the selection: the writer releases an address only after
+        // committing its result, so a release either happens before the query starts (which
+        // then sees the new `next_try`) or waits until the selection is over. Released in
+        // between, an address still due in the query's snapshot would be probed twice.
+        let mut in_flight = lock(&self.in_flight);
+        let due = self.store.due(unix_now(), room + in_flight.len())?;
         let mut queued = 0;
         for peer in due {
             if queued == room {
                 break;
             }
-            if !lock(&self.in_flight).insert(peer.addr) {
+            if !in_flight.insert(peer.addr) {
                 continue;
             }
+            let addr = peer.addr;
             if self.jobs.try_send(peer).is_err() {
+                in_flight.remove(&addr);
                 break;
             }
             queued += 1;
