@@ -1,1 +1,447 @@
-fn main() {}
+//! Benchmarks of the peer store on generated databases (see `common::fill`):
+//!
+//! - `commit_batch/*`: the crawler's writer folding probe results into a database of
+//!   100k known peers, in batches of 100, 500 and 2000 (target: 50,000 results/s);
+//!   `commit_batch_tuned/500` the same with the connection settings proposed in
+//!   docs/PERFORMANCE.md;
+//! - `good_ips_1m/*`: the DNS cache rebuild, every good IPv4 peer having a service mask,
+//!   from 1M rows of which 50k are good (target: 20 ms per call);
+//! - `due_1m`: the scheduler taking 1000 due addresses from the same 1M rows.
+//!
+//! Each database is built once per process in a temporary directory. Before measuring,
+//! the query plans of the DNS and scheduler queries are printed (and checked to use their
+//! partial indexes), with one-off timings: 100k results in batches of 500, `summary`,
+//! the row count, and the writer on the 1M rows below and at the address cap (last, as
+//! it writes). `cargo bench --bench store` runs it all in a few minutes; without
+//! `--bench` (as `cargo test --benches` runs it) the databases are small, so that the
+//! smoke run stays quick.
+
+mod common;
+
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use common::{NOW, Rng};
+use criterion::measurement::WallTime;
+use criterion::{
+    BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
+use dnsseeder::addr::{Family, Host, PeerAddr};
+use dnsseeder::store::{Batch, NewPeer, Outcome, Policy, ProbeResult, Source, Store};
+use rusqlite::params;
+use tempfile::TempDir;
+
+const POLICY: Policy = Policy {
+    scale: 1.0,
+    default_port: 8333,
+    min_height: 0,
+    allow_private: false,
+    max_addresses: 1_000_000,
+};
+
+/// Connection settings proposed for the writer (see docs/PERFORMANCE.md): a 64 MiB page
+/// cache instead of SQLite's 2 MiB, and a checkpoint every 16384 WAL pages (64 MiB)
+/// instead of every 1000, so that a page written by several batches is copied back
+/// (and the file synced) once.
+const TUNED: &str = "PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384;";
+
+/// The store's DNS query, as in `Store::good_ips`.
+const GOOD_SQL: &str =
+    "SELECT address FROM peers WHERE good = 1 AND family = ?1 AND services & ?2 = ?2";
+
+/// The scheduler's queries, as in `Store::due`, with the index each must use.
+const DUE_SQL: [(&str, &str); 3] = [
+    (
+        "SELECT address, last_getaddr FROM peers WHERE last_success IS NOT NULL \
+         AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
+        "peers_due_answered",
+    ),
+    (
+        "SELECT address, last_getaddr FROM peers WHERE last_success IS NULL AND tries = 0 \
+         AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
+        "peers_due_new",
+    ),
+    (
+        "SELECT address, last_getaddr FROM peers WHERE last_success IS NULL AND tries > 0 \
+         AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
+        "peers_due_failing",
+    ),
+];
+
+/// Outcomes of failed probes: reason, weight, protocol violation.
+const FAILURES: &[((&str, bool), u32)] = &[
+    (("timeout", false), 60),
+    (("refused", false), 30),
+    (("reset", false), 6),
+    (("protocol-error", false), 3),
+    (("bad-magic", true), 1),
+];
+
+/// `cargo bench` passes `--bench`; test runs get small databases.
+fn full_run() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+fn sized(full: usize, test: usize) -> usize {
+    if full_run() { full } else { test }
+}
+
+/// A store on a temporary file holding `rows` generated peers, `good` of them good.
+fn temp_db(rows: usize, good: usize, seed: u64) -> (TempDir, Store) {
+    let dir = tempfile::tempdir().expect("a temporary directory can be created");
+    let store = Store::open(&dir.path().join("peers.db")).expect("a new database opens");
+    let start = Instant::now();
+    common::fill(store.connection(), rows, good, seed).expect("the generator fills the db");
+    println!(
+        "generated {rows} peers ({good} good) in {:.2?}",
+        start.elapsed()
+    );
+    (dir, store)
+}
+
+/// Probe results for the dialable peers of a database, taken in `next_try` order as the
+/// scheduler would, each outcome drawn by the peer's record; pass after pass, an hour
+/// apart.
+struct Workload {
+    /// Address and chance of answering.
+    peers: Vec<(PeerAddr, f64)>,
+    cursor: usize,
+    pass: i64,
+    rng: Rng,
+}
+
+impl Workload {
+    fn new(store: &Store, seed: u64) -> Workload {
+        let mut stmt = store
+            .connection()
+            .prepare(
+                "SELECT address, good, last_success IS NOT NULL, tries FROM peers \
+                 WHERE next_try IS NOT NULL ORDER BY next_try",
+            )
+            .expect("the workload query prepares");
+        let peers = stmt
+            .query_map([], |r| {
+                let (address, good, answered, tries): (String, bool, bool, i64) =
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+                let chance = match (good, answered, tries) {
+                    (true, _, _) => 0.97,
+                    (_, true, _) => 0.3,
+                    (_, _, 0) => 0.12,
+                    _ => 0.02,
+                };
+                Ok((address, chance))
+            })
+            .expect("the workload query runs")
+            .map(|row| {
+                let (address, chance) = row.expect("a workload row reads");
+                let addr = address.parse().expect("generated addresses parse");
+                (addr, chance)
+            })
+            .collect::<Vec<_>>();
+        assert!(!peers.is_empty(), "the database has dialable peers");
+        Workload {
+            peers,
+            cursor: 0,
+            pass: 0,
+            rng: Rng::new(seed),
+        }
+    }
+
+    /// The next `size` results and the time they were committed at.
+    fn next_batch(&mut self, size: usize) -> (Batch, i64) {
+        let results: Vec<ProbeResult> = (0..size).map(|_| self.next_result()).collect();
+        let now = results.last().map_or(NOW, |r| r.time);
+        let batch = Batch {
+            results,
+            learned: Vec::new(),
+        };
+        (batch, now)
+    }
+
+    fn next_result(&mut self) -> ProbeResult {
+        if self.cursor == self.peers.len() {
+            self.cursor = 0;
+            self.pass += 1;
+        }
+        let (addr, chance) = self.peers[self.cursor];
+        let time = NOW + 600 + self.pass * 3600 + (self.cursor / 100) as i64;
+        self.cursor += 1;
+        let rng = &mut self.rng;
+        let (outcome, asked_getaddr) = if rng.chance(chance) {
+            let success = Outcome::Success {
+                version: 70016,
+                services: common::services(rng),
+                user_agent: common::user_agent(rng).to_owned(),
+                start_height: 900_000 + self.pass,
+            };
+            (success, rng.chance(0.5))
+        } else {
+            let (reason, violation) = rng.pick(FAILURES);
+            (Outcome::Failure { reason, violation }, false)
+        };
+        ProbeResult {
+            addr,
+            time,
+            outcome,
+            asked_getaddr,
+        }
+    }
+}
+
+/// Bench A: probe results folded into a database of 100k known peers, with the store
+/// as it opens, then (`commit_batch_tuned`) with [`TUNED`] applied to its connection.
+fn commit(c: &mut Criterion) {
+    let rows = sized(100_000, 2_000);
+    if full_run() {
+        commit_100k_once(rows, None);
+        commit_100k_once(rows, Some(TUNED));
+    }
+    let mut group = c.benchmark_group("commit_batch");
+    for size in [100, 500, 2000] {
+        bench_commit(&mut group, rows, size, None);
+    }
+    group.finish();
+    let mut group = c.benchmark_group("commit_batch_tuned");
+    bench_commit(&mut group, rows, 500, Some(TUNED));
+    group.finish();
+}
+
+fn bench_commit(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rows: usize,
+    size: usize,
+    pragmas: Option<&str>,
+) {
+    let (_dir, mut store) = temp_db(rows, rows / 20, 1);
+    if let Some(pragmas) = pragmas {
+        store
+            .connection()
+            .execute_batch(pragmas)
+            .expect("the pragmas apply");
+    }
+    let mut work = Workload::new(&store, 2);
+    group.throughput(Throughput::Elements(size as u64));
+    group.bench_function(BenchmarkId::from_parameter(size), |b| {
+        b.iter_batched(
+            || work.next_batch(size),
+            |(batch, now)| {
+                store
+                    .commit_batch(&batch, &POLICY, now)
+                    .expect("the batch commits")
+            },
+            BatchSize::SmallInput,
+        );
+    });
+}
+
+/// The task as stated: 100,000 results in batches of 500, timed once.
+fn commit_100k_once(rows: usize, pragmas: Option<&str>) {
+    let (_dir, mut store) = temp_db(rows, rows / 20, 1);
+    if let Some(pragmas) = pragmas {
+        store
+            .connection()
+            .execute_batch(pragmas)
+            .expect("the pragmas apply");
+    }
+    let mut work = Workload::new(&store, 2);
+    let batches: Vec<_> = (0..200).map(|_| work.next_batch(500)).collect();
+    let start = Instant::now();
+    for (batch, now) in &batches {
+        store
+            .commit_batch(batch, &POLICY, *now)
+            .expect("the batch commits");
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "one-off: 100000 results in 200 batches of 500 into {rows} peers{}: {elapsed:.2?} \
+         = {:.0} results/s",
+        if pragmas.is_some() { ", tuned" } else { "" },
+        100_000.0 / elapsed.as_secs_f64()
+    );
+}
+
+/// Bench B: the DNS and scheduler queries on 1M rows, 50k of them good. The database is
+/// built on first use, so that a run filtered to other benchmarks skips it.
+fn queries(c: &mut Criterion) {
+    let mut db = None;
+    let mut group = c.benchmark_group("good_ips_1m");
+    for mask in [0x1, 0x9, 0x409] {
+        group.bench_function(BenchmarkId::new("ipv4", format!("{mask:#x}")), |b| {
+            let store = big_db(&mut db);
+            b.iter(|| {
+                store
+                    .good_ips(Family::Ipv4, black_box(mask))
+                    .expect("good_ips runs")
+            });
+        });
+    }
+    group.finish();
+    c.bench_function("due_1m/1000", |b| {
+        let store = big_db(&mut db);
+        b.iter(|| store.due(black_box(NOW), 1000).expect("due runs"));
+    });
+    if let Some((_, store)) = &mut db {
+        writer_at_1m(store);
+    }
+}
+
+/// The 1M-row database, built and described on first use.
+fn big_db(db: &mut Option<(TempDir, Store)>) -> &mut Store {
+    &mut db
+        .get_or_insert_with(|| {
+            let rows = sized(1_000_000, 10_000);
+            let (dir, store) = temp_db(rows, rows / 20, 3);
+            describe(&store);
+            (dir, store)
+        })
+        .1
+}
+
+/// Prints what the 1M database holds, the query plans (checking their indexes) and a
+/// few one-off timings.
+fn describe(store: &Store) {
+    let version: String = store
+        .connection()
+        .query_row("SELECT sqlite_version()", [], |r| r.get(0))
+        .expect("the version reads");
+    println!("SQLite {version}");
+    let start = Instant::now();
+    let s = store.summary(NOW).expect("summary runs");
+    println!(
+        "summary() in {:.2?}: known {} good {} new {} reachable {} unreachable {} banned {}",
+        start.elapsed(),
+        s.known,
+        s.good,
+        s.new,
+        s.reachable,
+        s.unreachable,
+        s.banned
+    );
+    for (family, known, good) in &s.by_family {
+        println!("  {:<6} known {known:>7} good {good:>6}", family.name());
+    }
+    for mask in [0x1u64, 0x9, 0x409] {
+        let v4 = store.good_ips(Family::Ipv4, mask).expect("good_ips runs");
+        let v6 = store.good_ips(Family::Ipv6, mask).expect("good_ips runs");
+        println!("good_ips({mask:#x}): {} IPv4, {} IPv6", v4.len(), v6.len());
+    }
+    let due = store.due(NOW, 1000).expect("due runs");
+    println!("due(now, 1000): {} addresses", due.len());
+    explain(
+        store,
+        GOOD_SQL,
+        params![Family::Ipv4 as i64, 9],
+        "peers_good",
+    );
+    for (sql, index) in DUE_SQL {
+        explain(store, sql, params![NOW, 1000], index);
+    }
+    let start = Instant::now();
+    let count = store.count().expect("count runs");
+    println!(
+        "SELECT count(*) FROM peers ({count} rows, as evict_over_cap runs it): {:.2?}",
+        start.elapsed()
+    );
+}
+
+/// Prints `EXPLAIN QUERY PLAN` of `sql` and checks that it uses `index`.
+fn explain(store: &Store, sql: &str, params: &[&dyn rusqlite::ToSql], index: &str) {
+    let mut stmt = store
+        .connection()
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .expect("the query plan prepares");
+    let plan: Vec<String> = stmt
+        .query_map(params, |r| r.get::<_, String>(3))
+        .expect("the query plan runs")
+        .map(|detail| detail.expect("a plan row reads"))
+        .collect();
+    println!("EXPLAIN QUERY PLAN {sql}");
+    for detail in &plan {
+        println!("  {detail}");
+    }
+    assert!(
+        plan.iter().any(|d| d.contains(index)),
+        "the plan of {sql} does not use {index}"
+    );
+}
+
+/// One-offs: the writer on the 1M-row database, 20 batches of 500 results each, without
+/// learned addresses, with 10 new ones per batch (below the cap: `commit_batch` then
+/// counts the rows), and at the cap with 1000 new ones per batch (it evicts as many);
+/// then the first two again with [`TUNED`]. Runs last: it writes.
+fn writer_at_1m(store: &mut Store) {
+    let rows = store.count().expect("count runs");
+    let mut work = Workload::new(store, 4);
+    let mut rng = Rng::new(5);
+    let cases = [
+        ("no new addresses", 0, 2 * rows, false),
+        ("10 new addresses, below the cap", 10, 2 * rows, false),
+        ("1000 new addresses, at the cap", 1000, rows, false),
+        ("no new addresses, tuned", 0, 2 * rows, true),
+        ("10 new addresses, below the cap, tuned", 10, 2 * rows, true),
+    ];
+    for (what, learned, max_addresses, tuned) in cases {
+        if tuned {
+            let conn = store.connection();
+            conn.execute_batch(TUNED).expect("the pragmas apply");
+        }
+        let policy = Policy {
+            max_addresses,
+            ..POLICY
+        };
+        let batches: Vec<_> = (0..20)
+            .map(|_| {
+                let (mut batch, now) = work.next_batch(500);
+                batch.learned = (0..learned).map(|_| new_peer(&mut rng, now)).collect();
+                (batch, now)
+            })
+            .collect();
+        let start = Instant::now();
+        let mut evicted = 0;
+        for (batch, now) in &batches {
+            evicted += store
+                .commit_batch(batch, &policy, *now)
+                .expect("the batch commits")
+                .evicted;
+        }
+        let elapsed = start.elapsed();
+        println!(
+            "one-off, {rows} rows, batches of 500 results + {what}: {:.2?} per batch \
+             = {:.0} results/s ({evicted} evicted)",
+            elapsed / 20,
+            10_000.0 / elapsed.as_secs_f64()
+        );
+    }
+}
+
+/// A gossiped address, most likely unknown.
+fn new_peer(rng: &mut Rng, now: i64) -> NewPeer {
+    let host = loop {
+        let host = Host::V4(Ipv4Addr::from(rng.next_u64() as u32));
+        let addr = PeerAddr { host, port: 8333 };
+        if addr.is_routable() {
+            break host;
+        }
+    };
+    NewPeer {
+        addr: PeerAddr { host, port: 8333 },
+        services: common::services(rng),
+        seen: now - rng.range(0, 3 * 86_400),
+        source: Source::Gossip,
+    }
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = commit, queries
+}
+criterion_main!(benches);
