@@ -40,12 +40,6 @@ const POLICY: Policy = Policy {
     max_addresses: 1_000_000,
 };
 
-/// Connection settings proposed for the writer (see docs/PERFORMANCE.md): a 64 MiB page
-/// cache instead of SQLite's 2 MiB, and a checkpoint every 16384 WAL pages (64 MiB)
-/// instead of every 1000, so that a page written by several batches is copied back
-/// (and the file synced) once.
-const TUNED: &str = "PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384;";
-
 /// The store's DNS query, as in `Store::good_ips`.
 const GOOD_SQL: &str =
     "SELECT address FROM peers WHERE good = 1 AND family = ?1 AND services & ?2 = ?2";
@@ -190,35 +184,28 @@ impl Workload {
 }
 
 /// Bench A: probe results folded into a database of 100k known peers, with the store
-/// as it opens, then (`commit_batch_tuned`) with [`TUNED`] applied to its connection.
+/// as it opens, then (`commit_batch_tuned`) with the crawler writer's settings
+/// (`Store::tune_for_writer`).
 fn commit(c: &mut Criterion) {
     let rows = sized(100_000, 2_000);
     if full_run() {
-        commit_100k_once(rows, None);
-        commit_100k_once(rows, Some(TUNED));
+        commit_100k_once(rows, false);
+        commit_100k_once(rows, true);
     }
     let mut group = c.benchmark_group("commit_batch");
     for size in [100, 500, 2000] {
-        bench_commit(&mut group, rows, size, None);
+        bench_commit(&mut group, rows, size, false);
     }
     group.finish();
     let mut group = c.benchmark_group("commit_batch_tuned");
-    bench_commit(&mut group, rows, 500, Some(TUNED));
+    bench_commit(&mut group, rows, 500, true);
     group.finish();
 }
 
-fn bench_commit(
-    group: &mut BenchmarkGroup<'_, WallTime>,
-    rows: usize,
-    size: usize,
-    pragmas: Option<&str>,
-) {
+fn bench_commit(group: &mut BenchmarkGroup<'_, WallTime>, rows: usize, size: usize, writer: bool) {
     let (_dir, mut store) = temp_db(rows, rows / 20, 1);
-    if let Some(pragmas) = pragmas {
-        store
-            .connection()
-            .execute_batch(pragmas)
-            .expect("the pragmas apply");
+    if writer {
+        store.tune_for_writer().expect("the writer settings apply");
     }
     let mut work = Workload::new(&store, 2);
     group.throughput(Throughput::Elements(size as u64));
@@ -236,13 +223,10 @@ fn bench_commit(
 }
 
 /// The task as stated: 100,000 results in batches of 500, timed once.
-fn commit_100k_once(rows: usize, pragmas: Option<&str>) {
+fn commit_100k_once(rows: usize, writer: bool) {
     let (_dir, mut store) = temp_db(rows, rows / 20, 1);
-    if let Some(pragmas) = pragmas {
-        store
-            .connection()
-            .execute_batch(pragmas)
-            .expect("the pragmas apply");
+    if writer {
+        store.tune_for_writer().expect("the writer settings apply");
     }
     let mut work = Workload::new(&store, 2);
     let batches: Vec<_> = (0..200).map(|_| work.next_batch(500)).collect();
@@ -256,7 +240,7 @@ fn commit_100k_once(rows: usize, pragmas: Option<&str>) {
     println!(
         "one-off: 100000 results in 200 batches of 500 into {rows} peers{}: {elapsed:.2?} \
          = {:.0} results/s",
-        if pragmas.is_some() { ", tuned" } else { "" },
+        if writer { ", writer settings" } else { "" },
         100_000.0 / elapsed.as_secs_f64()
     );
 }
@@ -369,7 +353,8 @@ fn explain(store: &Store, sql: &str, params: &[&dyn rusqlite::ToSql], index: &st
 /// One-offs: the writer on the 1M-row database, 20 batches of 500 results each, without
 /// learned addresses, with 10 new ones per batch (below the cap: `commit_batch` then
 /// counts the rows), and at the cap with 1000 new ones per batch (it evicts as many);
-/// then the first two again with [`TUNED`]. Runs last: it writes.
+/// then the first two again with the writer's settings (`Store::tune_for_writer`).
+/// Runs last: it writes.
 fn writer_at_1m(store: &mut Store) {
     let rows = store.count().expect("count runs");
     let mut work = Workload::new(store, 4);
@@ -383,8 +368,7 @@ fn writer_at_1m(store: &mut Store) {
     ];
     for (what, learned, max_addresses, tuned) in cases {
         if tuned {
-            let conn = store.connection();
-            conn.execute_batch(TUNED).expect("the pragmas apply");
+            store.tune_for_writer().expect("the writer settings apply");
         }
         let policy = Policy {
             max_addresses,

@@ -115,6 +115,9 @@ impl Crawler {
     /// When the database cannot be opened or a thread cannot start.
     pub fn start(config: CrawlConfig) -> anyhow::Result<Crawler> {
         let writer_store = Store::open(&config.db)?;
+        writer_store
+            .tune_for_writer()
+            .context("tuning the writer connection")?;
         let reader_store = Store::open(&config.db)?;
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(CrawlCounters::default());

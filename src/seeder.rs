@@ -241,7 +241,7 @@ fn write_dump(store: &Store, path: Option<&Path>) {
 }
 
 fn log_status(store: &Store, in_flight: usize, dns_queries: u64) {
-    match store.summary(unix_now()) {
+    match store.counts(unix_now()) {
         Ok(s) => log::info!(
             "good {}/{} known (tried {} in last 1h, {} new, {} in flight), {} banned; {} DNS queries",
             s.good,
