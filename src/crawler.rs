@@ -454,6 +454,7 @@ impl Writer {
         let mut first_pending: Option<Instant> = None;
         let mut errors = RateLimitedLog::new(Duration::from_secs(10));
         let mut next_prune = Instant::now();
+        let mut failed_commits = 0u64;
         loop {
             let timeout =
                 first_pending.map_or(BATCH_DELAY, |t| BATCH_DELAY.saturating_sub(t.elapsed()));
@@ -478,12 +479,25 @@ impl Writer {
             if pending && (disconnected || due || batch.results.len() >= BATCH_MAX) {
                 match self.commit(&batch) {
                     Ok(()) => {
+                        if failed_commits > 0 {
+                            log::info!(
+                                "database writable again: {} results committed after {failed_commits} failed attempts",
+                                batch.results.len()
+                            );
+                            failed_commits = 0;
+                        }
                         batch = Batch::default();
                         first_pending = None;
                     }
                     Err(e) => {
+                        failed_commits += 1;
                         self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
-                        errors.log(&format!("cannot write to the database (will retry): {e:#}"));
+                        errors.log(&format!(
+                            "cannot write to the database ({} results waiting, will retry; DNS keeps serving): {e:#}",
+                            batch.results.len()
+                        ));
+                        // A full disk may be the WAL's doing: fold it back and truncate it.
+                        let _ = self.store.checkpoint();
                         trim_pending(&mut batch, &self.in_flight);
                         first_pending = Some(Instant::now());
                         if disconnected {

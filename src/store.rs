@@ -365,7 +365,24 @@ impl Store {
     /// On SQLite errors.
     pub fn tune_for_writer(&self) -> rusqlite::Result<()> {
         self.conn.pragma_update(None, "cache_size", -65_536)?;
-        self.conn.pragma_update(None, "wal_autocheckpoint", 16_384)
+        self.conn
+            .pragma_update(None, "wal_autocheckpoint", 16_384)?;
+        // After a checkpoint, give back WAL space beyond 64 MiB.
+        self.conn
+            .pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+    }
+
+    /// Copies the WAL into the database and truncates it: frees disk space after a
+    /// write failed for want of it. Returns whether the checkpoint completed.
+    ///
+    /// # Errors
+    /// On SQLite errors (it may fail again while the disk is full).
+    pub fn checkpoint(&self) -> rusqlite::Result<bool> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|busy| busy == 0)
     }
 
     /// The file this store was opened from.

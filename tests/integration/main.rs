@@ -6,5 +6,6 @@
 mod cli;
 mod crawl;
 mod dns_server;
+mod faults;
 mod seed_dns;
 mod util;
