@@ -28,6 +28,10 @@ use crate::unix_now;
 
 /// Results committed per transaction at most.
 pub const BATCH_MAX: usize = 1000;
+/// Results waiting for the writer at most (each may carry up to 2500 addresses).
+pub const RESULT_QUEUE: usize = 256;
+/// Learned addresses that make a batch commit at once.
+pub const BATCH_MAX_LEARNED: usize = 50_000;
 /// Longest a result waits before its batch is committed.
 pub const BATCH_DELAY: Duration = Duration::from_millis(250);
 /// Bootstrap sources are used while fewer peers than this answered in the last hour.
@@ -124,7 +128,9 @@ impl Crawler {
         let in_flight: InFlight = Arc::default();
         let queue_cap = config.threads.max(1) * 2;
         let (job_tx, job_rx) = bounded::<DuePeer>(queue_cap);
-        let (result_tx, result_rx) = bounded::<ToWriter>(4096);
+        // Small: each result may carry 2500 learned addresses, and a slow writer should
+        // slow the workers down rather than let memory grow.
+        let (result_tx, result_rx) = bounded::<ToWriter>(RESULT_QUEUE);
         let config = Arc::new(config);
         let mut threads = Vec::with_capacity(config.threads + 2);
 
@@ -476,7 +482,8 @@ impl Writer {
                 first_pending = Some(Instant::now());
             }
             let due = first_pending.is_some_and(|t| t.elapsed() >= BATCH_DELAY);
-            if pending && (disconnected || due || batch.results.len() >= BATCH_MAX) {
+            let full = batch.results.len() >= BATCH_MAX || batch.learned.len() >= BATCH_MAX_LEARNED;
+            if pending && (disconnected || due || full) {
                 match self.commit(&batch) {
                     Ok(()) => {
                         if failed_commits > 0 {

@@ -1,0 +1,117 @@
+//! Hostile peers at scale: an address flood of a million never-reachable addresses
+//! spread over hundreds of peers must not push real nodes out, break the table's cap,
+//! or grow the seeder's memory without bound.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use bitcoin::Network;
+use bitcoin::p2p::Magic;
+use dnsseeder::sim::{Behaviour, SimConfig, SimNetwork};
+
+use crate::util::{Seeder, arg, heavy};
+
+/// Peak resident memory of a process, in KiB (`VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+#[test]
+fn addr_flood_of_a_million_keeps_the_cap_real_nodes_and_memory() {
+    let _serial = heavy();
+    const GOOD: usize = 60;
+    const FLOODERS: usize = 400;
+    const CAP: u64 = 50_000;
+    let mut behaviours = vec![Behaviour::Good; GOOD];
+    behaviours.extend(std::iter::repeat_n(Behaviour::AddrFlood, FLOODERS));
+    let mut config = SimConfig::new(Magic::from(Network::Regtest), 18444, &behaviours);
+    // 3000 flood entries each; a probe keeps 2500: 400 x 2500 = 1,000,000 addresses.
+    config.flood_messages = 3;
+    let sim = SimNetwork::start(config).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("flood.db");
+    let seed = sim.seed().to_string();
+    let cap = CAP.to_string();
+    let args = [
+        "run",
+        "--db",
+        arg(&db),
+        "--network",
+        "regtest",
+        "--no-dns-seed",
+        "--allow-private",
+        "--seed",
+        &seed,
+        "--threads",
+        "64",
+        "--connect-timeout",
+        "1",
+        "--probe-timeout",
+        "3",
+        "--max-addresses",
+        &cap,
+    ];
+    let mut seeder = Seeder::start(&args, "info");
+    let flooders: HashSet<String> = sim
+        .nodes()
+        .iter()
+        .filter(|n| n.behaviour == Behaviour::AddrFlood)
+        .map(|n| n.addr.to_string())
+        .collect();
+    let real: Vec<String> = sim.nodes().iter().map(|n| n.addr.to_string()).collect();
+
+    let start = Instant::now();
+    let mut max_rows = 0;
+    loop {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let rows: rusqlite::Result<(u64, u64)> = conn.query_row(
+            "SELECT count(*), count(*) FILTER (WHERE tries > 0 AND address IN \
+             (SELECT value FROM json_each(?1))) FROM peers",
+            [serde_json::to_string(&flooders).unwrap()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        );
+        if let Ok((count, flooders_probed)) = rows {
+            max_rows = max_rows.max(count);
+            assert!(count <= CAP, "{count} rows over the cap of {CAP}");
+            if flooders_probed as usize == FLOODERS {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "the flooders were not all probed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Every node that answered, flooder or good, is still there and good: the flood went
+    // into never-reached rows, which are the ones evicted.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let good: HashSet<String> = conn
+        .prepare("SELECT address FROM peers WHERE good = 1")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for address in &real {
+        assert!(
+            good.contains(address),
+            "{address} was pushed out or is not good"
+        );
+    }
+    let peak = peak_rss_kib(seeder.pid());
+    eprintln!(
+        "addr flood: {FLOODERS} flooders x 2500 addresses, cap {CAP}: at most {max_rows} rows, \
+         peak RSS {} MiB, {:.0} s",
+        peak / 1024,
+        start.elapsed().as_secs_f64()
+    );
+    assert!(peak < 512 * 1024, "peak RSS {peak} KiB");
+    seeder.signal("TERM");
+    assert!(seeder.wait_exit(Duration::from_secs(10)).0.success());
+}
