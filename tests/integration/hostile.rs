@@ -115,3 +115,77 @@ fn addr_flood_of_a_million_keeps_the_cap_real_nodes_and_memory() {
     seeder.signal("TERM");
     assert!(seeder.wait_exit(Duration::from_secs(10)).0.success());
 }
+
+#[test]
+fn hundred_thousand_malformed_packets_leave_the_server_answering() {
+    use hickory_proto::op::ResponseCode;
+    use hickory_proto::rr::RecordType;
+
+    use crate::dns_server::{client, exchange, query};
+    use crate::util::Rng;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("dns.db");
+    let args = [
+        "run",
+        "--db",
+        arg(&db),
+        "--network",
+        "regtest",
+        "--no-dns-seed",
+        "--threads",
+        "1",
+        "--host",
+        "seed.example.com",
+        "--ns",
+        "ns.example.com",
+        "--mbox",
+        "hostmaster.example.com",
+        "--dns-listen",
+        "127.0.0.1:0",
+        "--dns-rate-limit",
+        "0",
+    ];
+    let seeder = Seeder::start(&args, "info");
+    let line = seeder.wait_for_log("DNS listening on udp+tcp ", Duration::from_secs(20));
+    let server: std::net::SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
+
+    let valid = query(1, "x9.seed.example.com", RecordType::A, Some(1232));
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut rng = Rng(0xbad_d05);
+    for i in 0..100_000u32 {
+        let mut packet = if i % 3 == 0 {
+            (0..rng.below(700)).map(|_| rng.next() as u8).collect()
+        } else {
+            valid.clone()
+        };
+        if i % 3 != 0 {
+            for _ in 0..=rng.below(4) {
+                let at = rng.below(packet.len() as u64) as usize;
+                match rng.below(3) {
+                    0 => packet[at] ^= 1 << rng.below(8),
+                    1 => packet.truncate(at.max(1)),
+                    _ => packet.insert(at, rng.next() as u8),
+                }
+            }
+        }
+        // Fire and forget: the socket buffer may drop some, as a real flood would.
+        let _ = sender.send_to(&packet, server);
+        if i % 2000 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let socket = client("127.0.0.1:0");
+    let answer = (0..20)
+        .find_map(|_| {
+            exchange(
+                &socket,
+                server,
+                &query(2, "seed.example.com", RecordType::SOA, None),
+            )
+        })
+        .expect("the server still answers");
+    assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(answer.answers.len(), 1);
+    assert!(seeder.log().iter().all(|l| !l.contains("panicked")));
+}
