@@ -436,7 +436,7 @@ impl Store {
     }
 
     /// Commits probe results and learned addresses in one transaction, then keeps the
-    /// table under `--max-addresses` by evicting never-reached addresses, oldest first.
+    /// table under `--max-addresses` by evicting never-reached addresses (see `evict`).
     ///
     /// # Errors
     /// On SQLite errors; the whole batch is rolled back then.
@@ -811,16 +811,27 @@ fn insert_peers(tx: &Transaction<'_>, peers: &[NewPeer], now: i64) -> rusqlite::
     Ok(inserted)
 }
 
-/// Deletes up to `n` never-reached addresses, oldest first.
+/// Deletes up to `n` never-reached addresses: first those that were tried and failed,
+/// the longest backed-off first; then never-tried ones, the most recently learned first,
+/// so a burst of gossip evicts itself rather than what was learned before it. Peers that
+/// ever answered are never evicted.
 fn evict(tx: &Transaction<'_>, n: u64) -> rusqlite::Result<usize> {
-    if n == 0 {
-        return Ok(0);
+    let mut evicted = 0;
+    for (class, order) in [
+        ("last_success IS NULL AND tries > 0", "next_try DESC"),
+        ("last_success IS NULL AND tries = 0", "next_try DESC"),
+    ] {
+        let left = n.saturating_sub(evicted as u64);
+        if left == 0 {
+            break;
+        }
+        let sql = format!(
+            "DELETE FROM peers WHERE id IN \
+             (SELECT id FROM peers WHERE {class} ORDER BY {order}, id DESC LIMIT ?1)"
+        );
+        evicted += tx.execute(&sql, params![left as i64])?;
     }
-    tx.execute(
-        "DELETE FROM peers WHERE id IN (SELECT id FROM peers WHERE last_success IS NULL \
-         ORDER BY first_seen, id LIMIT ?1)",
-        params![n as i64],
-    )
+    Ok(evicted)
 }
 
 /// The columns every probe rewrites; the outcome's own columns are set separately.

@@ -1,5 +1,7 @@
 //! Store round trips on a temporary file.
 
+use std::collections::BTreeSet;
+
 use super::*;
 
 fn temp_store() -> (tempfile::TempDir, Store) {
@@ -337,37 +339,80 @@ fn good_ips_filter_by_family_and_mask() {
 }
 
 #[test]
-fn cap_evicts_never_reached_oldest_first() {
+fn cap_evicts_failing_then_newest_never_tried_and_never_reached_peers() {
     let (_dir, mut store) = temp_store();
-    store.add_peers(&[gossip("1.1.1.1:8333", 1)], 0).unwrap();
-    store.add_peers(&[gossip("2.2.2.2:8333", 1)], 1).unwrap();
+    let old = [
+        "1.1.1.1:8333",
+        "2.2.2.2:8333",
+        "5.5.5.5:8333",
+        "6.6.6.6:8333",
+    ];
+    for (i, a) in old.iter().enumerate() {
+        store.add_peers(&[gossip(a, 1)], i as i64).unwrap();
+    }
     let policy = Policy {
-        max_addresses: 3,
+        max_addresses: 4,
         ..POLICY
     };
-    // 1.1.1.1 answers: it must survive; 2.2.2.2 is the oldest never-reached one.
+    // 1.1.1.1 answers and must survive; 2.2.2.2 fails: it goes first.
     let batch = Batch {
-        results: vec![success("1.1.1.1:8333", 5, 1)],
+        results: vec![
+            success("1.1.1.1:8333", 5, 1),
+            failure("2.2.2.2:8333", 5, "refused", false),
+        ],
         learned: vec![gossip("3.3.3.3:8333", 1), gossip("4.4.4.4:8333", 1)],
     };
-    let summary = store.commit_batch(&batch, &policy, 5).unwrap();
+    let summary = store.commit_batch(&batch, &policy, 10).unwrap();
     assert_eq!(
         summary,
         BatchSummary {
-            recorded: 1,
+            recorded: 2,
             inserted: 2,
-            evicted: 1
+            evicted: 2
         }
     );
-    let left: Vec<String> = store
-        .peers(&PeerFilter::default(), 5)
+    let left: BTreeSet<String> = store
+        .peers(&PeerFilter::default(), 10)
         .unwrap()
         .into_iter()
         .map(|r| r.address)
         .collect();
-    assert_eq!(left.len(), 3);
-    assert!(left.contains(&"1.1.1.1:8333".to_owned()));
-    assert!(!left.contains(&"2.2.2.2:8333".to_owned()));
+    // Then the newest never-tried address (3.3.3.3 and 4.4.4.4 arrived together; the
+    // later row goes): what was known before the burst stays.
+    let expected: BTreeSet<String> = [
+        "1.1.1.1:8333",
+        "5.5.5.5:8333",
+        "6.6.6.6:8333",
+        "3.3.3.3:8333",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(left, expected);
+    // A flood at the cap only replaces itself.
+    let flood: Vec<NewPeer> = (0..100)
+        .map(|i| gossip(&format!("9.9.{i}.1:8333"), 1))
+        .collect();
+    let batch = Batch {
+        results: vec![],
+        learned: flood,
+    };
+    store.commit_batch(&batch, &policy, 20).unwrap();
+    assert_eq!(store.count().unwrap(), 4);
+    for a in [
+        "1.1.1.1:8333",
+        "5.5.5.5:8333",
+        "6.6.6.6:8333",
+        "3.3.3.3:8333",
+    ] {
+        assert!(
+            store
+                .peers(&PeerFilter::default(), 20)
+                .unwrap()
+                .iter()
+                .any(|r| r.address == a),
+            "{a}"
+        );
+    }
 }
 
 #[test]

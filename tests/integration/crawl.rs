@@ -10,7 +10,7 @@ use bitcoin::Network;
 use bitcoin::p2p::Magic;
 use dnsseeder::sim::{Behaviour, SimConfig, SimNetwork};
 
-use crate::util::{Seeder, arg, heavy};
+use crate::util::{Seeder, arg, assert_integrity, heavy};
 
 const PORT: u16 = 18444;
 
@@ -215,12 +215,7 @@ fn kill_9_loses_nothing_committed_and_crawl_resumes() {
     seeder.signal("KILL");
     drop(seeder);
 
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let check: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(check, "ok");
-    drop(conn);
+    assert_integrity(&db);
     let after = read_rows(&db);
     for address in before.iter().filter(|(_, r)| r.0).map(|(a, _)| a) {
         assert!(

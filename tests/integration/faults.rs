@@ -2,7 +2,7 @@
 //! random moments. Each must end in one clear line or a clean recovery, never lost data.
 
 use std::collections::HashSet;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use dnsseeder::sim::{SimConfig, SimNetwork};
 use hickory_proto::rr::RecordType;
 
 use crate::dns_server::{addresses, client, exchange, query};
-use crate::util::{Rng, Seeder, arg, heavy, run, run_ok};
+use crate::util::{DNS_FLAGS, Rng, Seeder, arg, assert_integrity, heavy, run, run_ok};
 
 fn regtest() -> Magic {
     Magic::from(Network::Regtest)
@@ -143,12 +143,7 @@ fn sigkill_at_random_moments_loses_no_committed_row() {
         let before = committed_rows(&db);
         seeder.signal("KILL");
         drop(seeder);
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        let check: String = conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(check, "ok", "round {round}");
-        drop(conn);
+        assert_integrity(&db);
         let after = committed_rows(&db);
         let lost: Vec<_> = before.difference(&after).collect();
         assert!(lost.is_empty(), "round {round}: lost {lost:?}");
@@ -222,7 +217,7 @@ fn full_disk_keeps_dns_serving_and_recovers() {
     let sim = SimNetwork::start(config).unwrap();
     let db = disk.0.join("peers.db");
     let seed = sim.seed().to_string();
-    let args = [
+    let mut args = vec![
         "run",
         "--db",
         arg(&db),
@@ -240,20 +235,10 @@ fn full_disk_keeps_dns_serving_and_recovers() {
         "2",
         "--retry-scale",
         "0.001",
-        "--host",
-        "seed.example.com",
-        "--ns",
-        "ns.example.com",
-        "--mbox",
-        "hostmaster.example.com",
-        "--dns-listen",
-        "127.0.0.1:0",
-        "--dns-rate-limit",
-        "0",
     ];
+    args.extend(DNS_FLAGS);
     let mut seeder = Seeder::start(&args, "info");
-    let line = seeder.wait_for_log("DNS listening on udp+tcp ", Duration::from_secs(20));
-    let server: SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let server = seeder.dns_addr();
     let ask = || {
         let socket = client("127.0.0.1:0");
         exchange(
@@ -292,9 +277,5 @@ fn full_disk_keeps_dns_serving_and_recovers() {
     seeder.signal("TERM");
     let (status, _) = seeder.wait_exit(Duration::from_secs(10));
     assert!(status.success());
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let check: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(check, "ok");
+    assert_integrity(&db);
 }

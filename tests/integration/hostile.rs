@@ -9,7 +9,7 @@ use bitcoin::Network;
 use bitcoin::p2p::Magic;
 use dnsseeder::sim::{Behaviour, SimConfig, SimNetwork};
 
-use crate::util::{Seeder, arg, heavy};
+use crate::util::{DNS_FLAGS, Seeder, arg, heavy};
 
 /// Peak resident memory of a process, in KiB (`VmHWM`).
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -126,7 +126,7 @@ fn hundred_thousand_malformed_packets_leave_the_server_answering() {
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("dns.db");
-    let args = [
+    let mut args = vec![
         "run",
         "--db",
         arg(&db),
@@ -135,20 +135,10 @@ fn hundred_thousand_malformed_packets_leave_the_server_answering() {
         "--no-dns-seed",
         "--threads",
         "1",
-        "--host",
-        "seed.example.com",
-        "--ns",
-        "ns.example.com",
-        "--mbox",
-        "hostmaster.example.com",
-        "--dns-listen",
-        "127.0.0.1:0",
-        "--dns-rate-limit",
-        "0",
     ];
+    args.extend(DNS_FLAGS);
     let seeder = Seeder::start(&args, "info");
-    let line = seeder.wait_for_log("DNS listening on udp+tcp ", Duration::from_secs(20));
-    let server: std::net::SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let server = seeder.dns_addr();
 
     let valid = query(1, "x9.seed.example.com", RecordType::A, Some(1232));
     let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

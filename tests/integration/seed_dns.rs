@@ -13,7 +13,7 @@ use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 
 use crate::dns_server::{addresses, client, exchange, has_soa_authority, query, tcp};
-use crate::util::{Rng, Seeder, arg, heavy};
+use crate::util::{DNS_FLAGS, Rng, Seeder, arg, heavy};
 
 const ZONE: &str = "seed.example.com";
 
@@ -58,7 +58,7 @@ fn assert_good_with(m: &Message, db: &Path, mask: u64) -> usize {
 /// A running seeder with DNS on a free loopback port, after a crawl found enough peers.
 fn start_seeder(db: &Path, sim: &SimNetwork) -> (Seeder, SocketAddr) {
     let seed = sim.seed().to_string();
-    let args = [
+    let mut args = vec![
         "run",
         "--db",
         arg(db),
@@ -74,20 +74,10 @@ fn start_seeder(db: &Path, sim: &SimNetwork) -> (Seeder, SocketAddr) {
         "1",
         "--probe-timeout",
         "2",
-        "--host",
-        ZONE,
-        "--ns",
-        "ns.seed.example.com",
-        "--mbox",
-        "hostmaster.seed.example.com",
-        "--dns-listen",
-        "127.0.0.1:0",
-        "--dns-rate-limit",
-        "0",
     ];
+    args.extend(DNS_FLAGS);
     let seeder = Seeder::start(&args, "info");
-    let line = seeder.wait_for_log("DNS listening on udp+tcp ", Duration::from_secs(20));
-    let server: SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let server = seeder.dns_addr();
     let start = Instant::now();
     // Enough good peers with bit 9 to fill a 30-record answer, and a cache refresh since.
     while good_peers(db).values().filter(|s| *s & 9 == 9).count() < 60 {

@@ -176,3 +176,38 @@ impl Drop for Seeder {
         }
     }
 }
+
+/// Flags that make `run` serve DNS for `seed.example.com` on a free loopback port, with
+/// the rate limiter off (tests send from one address).
+pub const DNS_FLAGS: [&str; 10] = [
+    "--host",
+    "seed.example.com",
+    "--ns",
+    "ns.seed.example.com",
+    "--mbox",
+    "hostmaster.seed.example.com",
+    "--dns-listen",
+    "127.0.0.1:0",
+    "--dns-rate-limit",
+    "0",
+];
+
+impl Seeder {
+    /// The DNS server's address, read from its `DNS listening on udp+tcp ADDR` line.
+    pub fn dns_addr(&self) -> std::net::SocketAddr {
+        let line = self.wait_for_log(
+            "DNS listening on udp+tcp ",
+            std::time::Duration::from_secs(20),
+        );
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+}
+
+/// Requires `PRAGMA integrity_check` to say `ok`.
+pub fn assert_integrity(db: &Path) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}
