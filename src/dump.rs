@@ -65,10 +65,7 @@ pub fn write(store: &Store, out: &mut impl Write) -> anyhow::Result<usize> {
 /// # Errors
 /// When the directory is not writable, or on database errors; `path` is then unchanged.
 pub fn write_file(store: &Store, path: &Path) -> anyhow::Result<usize> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = directory_of(path);
     let tmp = tempfile::Builder::new()
         .prefix(".dnsseed.dump.")
         .tempfile_in(dir)
@@ -80,6 +77,14 @@ pub fn write_file(store: &Store, path: &Path) -> anyhow::Result<usize> {
     tmp.persist(path)
         .with_context(|| format!("cannot write the dump to {}", path.display()))?;
     Ok(lines)
+}
+
+/// The directory a dump at `path` is written in (its temporary file goes there too).
+pub fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// Why an input line was not imported.

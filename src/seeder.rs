@@ -219,10 +219,7 @@ pub fn serve(config: &SeederConfig, stop: &Receiver<&'static str>) -> anyhow::Re
 
 /// Fails early, with the path in the message, when the dump's directory is unusable.
 fn check_dump_path(path: &Path) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = dump::directory_of(path);
     tempfile::tempfile_in(dir).map(drop).with_context(|| {
         format!(
             "--dump {}: cannot write in {}",
