@@ -32,7 +32,18 @@ pub struct SeederConfig {
 
 /// The peer store as the DNS server's source of answer sets: one indexed query per
 /// family (the `peers_good` index), on the DNS side's own read connection.
-struct StoreSource(Store);
+///
+/// Public so that benchmarks serve DNS from a real database as `run` does.
+#[derive(Debug)]
+pub struct StoreSource(Store);
+
+impl StoreSource {
+    /// Serves the good peers of `store`; give it a connection of its own (the cache
+    /// refresher queries it from its own thread).
+    pub fn new(store: Store) -> Self {
+        Self(store)
+    }
+}
 
 impl PeerSource for StoreSource {
     fn good_peers(&mut self, mask: u64) -> anyhow::Result<Vec<IpAddr>> {
@@ -176,7 +187,7 @@ pub fn serve(config: &SeederConfig, stop: &Receiver<&'static str>) -> anyhow::Re
     // Bind DNS before crawling: a port that cannot be had is a startup error.
     let dns = match &config.dns {
         Some(dns) => {
-            let source = StoreSource(Store::open(&config.crawl.db)?);
+            let source = StoreSource::new(Store::open(&config.crawl.db)?);
             let server = DnsServer::bind(dns.clone(), source)?;
             Some(server.spawn()?)
         }

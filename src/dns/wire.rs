@@ -1,17 +1,20 @@
 //! The pure part of the server: one request's bytes in, one response's bytes out.
 //!
-//! Requests are decoded with hickory-proto (header, question, and every record after it,
-//! so a malformed OPT or a trailing record is caught). Responses are written by hand into
-//! a reused buffer: the question is copied verbatim (so its letter case is echoed), owner
-//! names are compression pointers into it, and the SOA and NS RDATA are encoded once with
-//! hickory-proto when the [`ZoneContext`] is built. A typical query allocates nothing
-//! (hickory keeps names up to 32 bytes inline).
+//! Requests are decoded with hickory-proto (the header, and every record after the
+//! question, so a malformed OPT or a trailing record is caught), except for what every
+//! query has, read by hand with the same rules (a unit test compares both on mutated
+//! packets): the question, and a lone OPT record without options. Decoding the question
+//! into a hickory `Name` cost more than writing the answer. Responses are written by hand
+//! into a reused buffer: the question is copied verbatim (so its letter case is echoed),
+//! owner names are compression pointers into it, and the SOA and NS RDATA are encoded
+//! once with hickory-proto when the [`ZoneContext`] is built. A typical query allocates
+//! nothing. `benches/dns.rs` measures the whole server against a fixed responder.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hickory_proto::op::{Header, MessageType, OpCode, Query};
+use hickory_proto::op::{Header, MessageType, OpCode};
 use hickory_proto::rr::rdata::{NS, SOA};
 use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
 use hickory_proto::serialize::binary::{
@@ -75,7 +78,10 @@ pub enum Outcome {
 /// The zone's fixed data, prepared once: names, TTLs, masks and pre-encoded RDATA.
 #[derive(Debug, Clone)]
 pub struct ZoneContext {
-    zone: Vec<Vec<u8>>,
+    /// The zone's name in wire form (lower case, with the root label).
+    zone_wire: Vec<u8>,
+    /// The number of labels of the zone's name.
+    zone_labels: usize,
     ttl: u32,
     negative_ttl: u32,
     default_mask: u64,
@@ -113,7 +119,12 @@ impl ZoneContext {
             masks.dedup();
         }
         Ok(Self {
-            zone: host.split('.').map(|l| l.as_bytes().to_vec()).collect(),
+            zone_wire: host
+                .split('.')
+                .flat_map(|l| std::iter::once(l.len() as u8).chain(l.bytes()))
+                .chain([0])
+                .collect(),
+            zone_labels: host.split('.').count(),
             ttl: config.ttl,
             negative_ttl: config.negative_ttl,
             default_mask: config.default_mask,
@@ -314,9 +325,14 @@ fn parse(msg: &[u8]) -> Result<Request<'_>, Reject> {
     if header.counts.queries != 1 {
         return Err(error(RCODE_FORMERR));
     }
-    let query = Query::read(&mut decoder).map_err(|_| error(RCODE_FORMERR))?;
-    let question = &msg[HEADER_LEN..decoder.index()];
-    let (labels, label_count) = label_offsets(question).ok_or(error(RCODE_FORMERR))?;
+    let (question, labels, label_count) =
+        read_question(&msg[HEADER_LEN..]).ok_or(error(RCODE_FORMERR))?;
+    decoder
+        .read_slice(question.len())
+        .map_err(|_| error(RCODE_FORMERR))?;
+    let [.., t0, t1, c0, c1] = *question else {
+        return Err(error(RCODE_FORMERR));
+    };
     let counts = &header.counts;
     let sections = [
         (counts.answers, false),
@@ -324,19 +340,19 @@ fn parse(msg: &[u8]) -> Result<Request<'_>, Reject> {
         (counts.additionals, true),
     ];
     let mut edns = None;
-    for (count, additional) in sections {
-        for _ in 0..count {
-            let record = Record::read(&mut decoder).map_err(|_| error(RCODE_FORMERR))?;
-            if record.record_type() == RecordType::OPT {
-                if !additional || edns.is_some() {
-                    return Err(error(RCODE_FORMERR));
-                }
-                edns = Some(EdnsInfo {
-                    payload: u16::from(record.dns_class),
-                    version: (record.ttl >> 16) as u8,
-                });
-            }
-        }
+    let rest = &msg[decoder.index()..];
+    if let ([0, 0, 1], [0, 0, 41, p0, p1, _, version, _, _, 0, 0, ..]) = (
+        [counts.answers, counts.authorities, counts.additionals],
+        rest,
+    ) {
+        // The usual case, read by hand: one OPT record without options (root name,
+        // RDLENGTH 0), as hickory would decode it (a payload under 512 counts as 512).
+        edns = Some(EdnsInfo {
+            payload: u16::from_be_bytes([*p0, *p1]).max(512),
+            version: *version,
+        });
+    } else {
+        read_records(&mut decoder, sections, &mut edns).map_err(|()| error(RCODE_FORMERR))?;
     }
     Ok(Request {
         id,
@@ -344,20 +360,49 @@ fn parse(msg: &[u8]) -> Result<Request<'_>, Reject> {
         question,
         labels,
         label_count,
-        qtype: query.query_type(),
-        qclass: query.query_class(),
+        qtype: RecordType::from(u16::from_be_bytes([t0, t1])),
+        qclass: DNSClass::from(u16::from_be_bytes([c0, c1])),
         edns,
     })
 }
 
-/// Returns the offsets of the labels of the name at the start of `question`, or `None`
-/// if it uses compression (a question name has nothing before it to point to).
-fn label_offsets(question: &[u8]) -> Option<([u8; 128], usize)> {
+/// Decodes the records after the question with hickory-proto, keeping the EDNS0 facts
+/// of the OPT record; fails on any malformed record and on an OPT record outside the
+/// additional section or repeated.
+fn read_records(
+    decoder: &mut BinDecoder<'_>,
+    sections: [(u16, bool); 3],
+    edns: &mut Option<EdnsInfo>,
+) -> Result<(), ()> {
+    for (count, additional) in sections {
+        for _ in 0..count {
+            let record = Record::read(decoder).map_err(drop)?;
+            if record.record_type() == RecordType::OPT {
+                if !additional || edns.is_some() {
+                    return Err(());
+                }
+                *edns = Some(EdnsInfo {
+                    payload: u16::from(record.dns_class),
+                    version: (record.ttl >> 16) as u8,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the question at the start of `rest` (the message after its header): a name
+/// without compression (a question name has nothing before it to point to), its type
+/// and class. Returns the question's bytes and the offsets of the name's labels in them,
+/// or `None` where hickory's `Query::read` would fail (labels over 63 bytes, names over
+/// 255, missing bytes) and for compression pointers. Read by hand: decoding the name
+/// into a hickory `Name` cost more than the rest of a response.
+fn read_question(rest: &[u8]) -> Option<(&[u8], [u8; 128], usize)> {
     let mut labels = [0u8; 128];
     let mut count = 0;
     let mut pos = 0usize;
     loop {
-        let len = usize::from(*question.get(pos)?);
+        let len = usize::from(*rest.get(pos)?);
         if len == 0 {
             break;
         }
@@ -367,21 +412,24 @@ fn label_offsets(question: &[u8]) -> Option<([u8; 128], usize)> {
         labels[count] = u8::try_from(pos).ok()?;
         count += 1;
         pos += 1 + len;
+        // The name's wire length, root label included, is at most 255.
+        if pos + 1 > 255 {
+            return None;
+        }
     }
-    // The name must be followed by exactly the type and class.
-    (pos + 1 + 4 == question.len()).then_some((labels, count))
+    // The root label, then the type and class.
+    let question = rest.get(..pos + 1 + 4)?;
+    Some((question, labels, count))
 }
 
 /// Returns the index of the first label of the zone in the question name, or `None`
 /// when the name is outside the zone.
 fn zone_start(req: &Request<'_>, ctx: &ZoneContext) -> Option<usize> {
-    let start = req.label_count.checked_sub(ctx.zone.len())?;
-    let inside = ctx
-        .zone
-        .iter()
-        .enumerate()
-        .all(|(i, zl)| req.label(start + i).eq_ignore_ascii_case(zl));
-    inside.then_some(start)
+    let start = req.label_count.checked_sub(ctx.zone_labels)?;
+    let name_end = req.question.len() - 4;
+    let suffix = &req.question[usize::from(req.labels[start])..name_end];
+    // Length bytes (0 to 63) are no letters, so folding case compares them exactly.
+    suffix.eq_ignore_ascii_case(&ctx.zone_wire).then_some(start)
 }
 
 fn write_reject(reject: Reject, out: &mut Vec<u8>) -> Outcome {
@@ -525,17 +573,18 @@ impl<'o> ResponseWriter<'o> {
         rdatas: impl ExactSizeIterator<Item = [u8; N]>,
     ) {
         let head = POINTER_LEN + RR_FIXED;
-        let mut rr = [0u8; POINTER_LEN + RR_FIXED + 16];
+        let mut rr = [0u8; POINTER_LEN + RR_FIXED];
         rr[..2].copy_from_slice(&(0xC000 | HEADER_LEN as u16).to_be_bytes());
         rr[2..4].copy_from_slice(&u16::from(rtype).to_be_bytes());
         rr[4..6].copy_from_slice(&1u16.to_be_bytes());
         rr[6..10].copy_from_slice(&ttl.to_be_bytes());
         rr[10..12].copy_from_slice(&(N as u16).to_be_bytes());
         self.answers += rdatas.len() as u16;
-        self.out.reserve(rdatas.len() * (head + N));
-        for rdata in rdatas {
-            rr[head..head + N].copy_from_slice(&rdata);
-            self.out.extend_from_slice(&rr[..head + N]);
+        let at = self.out.len();
+        self.out.resize(at + rdatas.len() * (head + N), 0);
+        for (record, rdata) in self.out[at..].chunks_exact_mut(head + N).zip(rdatas) {
+            record[..head].copy_from_slice(&rr);
+            record[head..].copy_from_slice(&rdata);
         }
     }
 
@@ -553,5 +602,162 @@ impl<'o> ResponseWriter<'o> {
             out.extend_from_slice(&[ext_rcode, 0, 0, 0, 0, 0]);
         }
         outcome
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+    use hickory_proto::op::Query;
+    use rand::rngs::SmallRng;
+    use rand::{RngExt, SeedableRng};
+
+    /// What a parse said, comparable.
+    type Summary = Result<(u16, [u8; 2], Vec<u8>, Vec<u8>, u16, u16, Option<(u16, u8)>), String>;
+
+    fn summary(parsed: Result<Request<'_>, Reject>) -> Summary {
+        match parsed {
+            Ok(r) => Ok((
+                r.id,
+                r.flags,
+                r.question.to_vec(),
+                r.labels[..r.label_count].to_vec(),
+                u16::from(r.qtype),
+                u16::from(r.qclass),
+                r.edns.map(|e| (e.payload, e.version)),
+            )),
+            Err(Reject::Silent) => Err("silent".into()),
+            Err(Reject::Error { id, flags, rcode }) => Err(format!("{id} {flags:?} {rcode}")),
+        }
+    }
+
+    /// The parser as it was before the question and the OPT record were read by hand:
+    /// hickory-proto decodes the question and every record.
+    fn reference(msg: &[u8]) -> Result<Request<'_>, Reject> {
+        let mut decoder = BinDecoder::new(msg);
+        let header = Header::read(&mut decoder).map_err(|_| Reject::Silent)?;
+        if header.metadata.message_type == MessageType::Response {
+            return Err(Reject::Silent);
+        }
+        let id = header.metadata.id;
+        let flags = [msg[2] & 0x79, msg[3] & 0x10];
+        let error = |rcode| Reject::Error { id, flags, rcode };
+        if header.metadata.op_code != OpCode::Query {
+            return Err(error(RCODE_NOTIMP));
+        }
+        if header.counts.queries != 1 {
+            return Err(error(RCODE_FORMERR));
+        }
+        let query = Query::read(&mut decoder).map_err(|_| error(RCODE_FORMERR))?;
+        let question = &msg[HEADER_LEN..decoder.index()];
+        let (_, labels, label_count) = read_question(question)
+            .filter(|(q, _, _)| q.len() == question.len())
+            .ok_or(error(RCODE_FORMERR))?;
+        let counts = &header.counts;
+        let sections = [
+            (counts.answers, false),
+            (counts.authorities, false),
+            (counts.additionals, true),
+        ];
+        let mut edns = None;
+        read_records(&mut decoder, sections, &mut edns).map_err(|()| error(RCODE_FORMERR))?;
+        Ok(Request {
+            id,
+            flags,
+            question,
+            labels,
+            label_count,
+            qtype: query.query_type(),
+            qclass: query.query_class(),
+            edns,
+        })
+    }
+
+    fn packet(name: &[u8], edns: Option<&[u8]>) -> Vec<u8> {
+        let mut p = vec![
+            0x12,
+            0x34,
+            1,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            u8::from(edns.is_some()),
+        ];
+        p.extend_from_slice(name);
+        p.extend_from_slice(&[0, 1, 0, 1]);
+        if let Some(opt) = edns {
+            p.extend_from_slice(opt);
+        }
+        p
+    }
+
+    /// The hand-read question and OPT record agree with hickory-proto's decoding on
+    /// valid, edge-case and mutated requests.
+    #[test]
+    fn hand_parsing_agrees_with_hickory() {
+        let name = b"\x02x9\x04seed\x07example\x03com\x00";
+        let opt = [0, 0, 41, 4, 0xd0, 0, 0, 0x80, 0, 0, 0];
+        let long_label = [&[63u8][..], &[b'a'; 63]].concat();
+        let mut seeds = vec![
+            packet(name, None),
+            packet(name, Some(&opt)),
+            // Payload under 512, version 1, OPT with an option, trailing bytes.
+            packet(name, Some(&[0, 0, 41, 0, 100, 0, 1, 0, 0, 0, 0])),
+            packet(
+                name,
+                Some(&[0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 4, 0, 8, 0, 0]),
+            ),
+            packet(name, Some(&[0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 0, 9, 9])),
+            // OPT with a non-root name, another record type in the additional section.
+            packet(name, Some(&[1, b'a', 0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 0])),
+            packet(name, Some(&[0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 1, 2, 3, 4])),
+            // Names of 255 and 256 bytes, a label of 64, a pointer, the root.
+            packet(&[&long_label.repeat(4)[..], &[0]].concat()[..], None),
+            packet(
+                &[&long_label.repeat(3)[..], &[62], &[b'b'; 62], &[0]].concat()[..],
+                None,
+            ),
+            packet(
+                &[&long_label.repeat(3)[..], &[61], &[b'b'; 61], &[0]].concat()[..],
+                None,
+            ),
+            packet(&[&[64u8][..], &[b'a'; 64], &[0]].concat()[..], None),
+            packet(&[0xc0, 0x0c], None),
+            packet(&[0], None),
+        ];
+        let mut counts = packet(name, Some(&opt));
+        counts[7] = 1; // an answer record that is the OPT record
+        seeds.push(counts);
+        let check = |p: &[u8]| {
+            assert_eq!(summary(parse(p)), summary(reference(p)), "{p:?}");
+        };
+        for seed in &seeds {
+            check(seed);
+            for cut in 0..seed.len() {
+                check(&seed[..cut]);
+            }
+        }
+        let mut rng = SmallRng::seed_from_u64(0x5eed);
+        for i in 0..50_000 {
+            let mut p = seeds[i % seeds.len()].clone();
+            for _ in 0..rng.random_range(1..4) {
+                if p.is_empty() {
+                    break;
+                }
+                let at = rng.random_range(0..p.len());
+                match rng.random_range(0..3) {
+                    0 => p[at] ^= 1 << rng.random_range(0..8),
+                    1 => p[at] = rng.random(),
+                    _ => p.truncate(at),
+                }
+            }
+            check(&p);
+        }
     }
 }

@@ -1,0 +1,652 @@
+//! The DNS bench: queries per second of the real server over loopback, against a minimal
+//! responder sending a fixed answer of the same size, and latency at half the server's
+//! maximum.
+//!
+//! A temporary database of `--rows` generated peers (`--good` of them good; see
+//! `common::fill`) backs a real [`DnsServer`] on 127.0.0.1 through
+//! [`StoreSource`], as `dnsseeder run` serves it: one UDP thread, the answer cache
+//! rebuilt from the database every 5 s, rate limiting off (the load comes from one
+//! address). The minimal responder is one thread on its own UDP socket answering every
+//! datagram with the server's own answer to the same query, captured once, with the
+//! request's ID copied in: the floor of what any UDP server costs on this machine.
+//!
+//! The load is `x9.seed.example.com A` with EDNS0 (payload 1232), as a resolver asks it:
+//! 30 A records, 528 bytes.
+//!
+//! 1. Maximum rate, closed loop: one client thread and one connected socket keep
+//!    `--window` queries outstanding (each response received sends the next query; a
+//!    100 ms silence refills the window) for `--secs` seconds. After a warm-up, each of
+//!    `--rounds` rounds measures the server and the responder back to back (server first
+//!    in odd rounds, responder first in even ones), so both see the same load from the
+//!    rest of the machine: the ratio is the median of the rounds' ratios, and each rate
+//!    the median of its rounds. The CPU time of the serving thread per answer
+//!    (`/proc/self/task/*/schedstat`) is printed too: it depends far less on what else
+//!    runs on the machine.
+//! 2. Latency, open loop: one thread sends on a fixed schedule at half the server's
+//!    maximum (or `--rate`) for `--latency-secs` seconds, another receives; responses are
+//!    matched by ID and timed from the actual send (a response later than 300 ms after
+//!    the last send counts as lost). The same offered load then goes to the responder,
+//!    for comparison.
+//!
+//! The pure part of the server, [`respond_into`], is also timed alone in-process on the
+//! same query and answer set.
+//!
+//! Targets: server rate >= 0.9 x the responder's; p99 < 2 ms at half the maximum.
+//!
+//! ```text
+//! cargo bench --bench dns                       # 1M rows, 50k good, about 70 s
+//! cargo bench --bench dns -- --rounds 5 --secs 3 --window 64
+//! ```
+//! Flags: `--rows`, `--good`, `--secs`, `--rounds`, `--window`, `--latency-secs`, `--rate`
+//! (offered load of the latency run; 0: half the measured maximum). Without `--bench` (as
+//! `cargo test --benches` runs it) everything is small and short: a smoke test.
+
+#[allow(dead_code)] // this bench uses only `fill`
+mod common;
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use dnsseeder::dns::{
+    AnswerSet, DnsConfig, DnsServer, PeerSource, Transport, ZoneContext, respond_into,
+};
+use dnsseeder::seeder::StoreSource;
+use dnsseeder::store::Store;
+use hickory_proto::op::{Edns, Message, Query, ResponseCode};
+use hickory_proto::rr::{Name, RecordType};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use socket2::{Domain, Protocol, Socket, Type};
+
+const QNAME: &str = "x9.seed.example.com.";
+const EDNS_PAYLOAD: u16 = 1232;
+/// The server's UDP thread and the responder's, as `/proc/self/task/*/comm` names them.
+const SERVER_THREAD: &str = "dns-udp";
+const RESPONDER_THREAD: &str = "fixed-responder";
+/// Silence after which the closed loop assumes its window lost and refills it.
+const REFILL_AFTER: Duration = Duration::from_millis(100);
+/// How long the latency run waits for the last responses.
+const STRAGGLERS: Duration = Duration::from_millis(300);
+
+/// The bench's knobs.
+#[derive(Debug, Clone)]
+struct Params {
+    rows: usize,
+    good: usize,
+    secs: f64,
+    rounds: usize,
+    window: usize,
+    latency_secs: f64,
+    rate: f64,
+}
+
+impl Params {
+    const NAMES: &'static [&'static str] = &[
+        "rows",
+        "good",
+        "secs",
+        "rounds",
+        "window",
+        "latency-secs",
+        "rate",
+    ];
+
+    fn parse() -> Result<Params, String> {
+        let full = std::env::args().any(|a| a == "--bench");
+        let mut p = if full {
+            Params {
+                rows: 1_000_000,
+                good: 50_000,
+                secs: 1.5,
+                rounds: 10,
+                window: 32,
+                latency_secs: 10.0,
+                rate: 0.0,
+            }
+        } else {
+            Params {
+                rows: 20_000,
+                good: 1_000,
+                secs: 0.2,
+                rounds: 1,
+                window: 8,
+                latency_secs: 0.3,
+                rate: 0.0,
+            }
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            // `cargo bench` passes `--bench`; `cargo test --benches` nothing.
+            if arg == "--bench" {
+                continue;
+            }
+            let flag = arg.strip_prefix("--").unwrap_or("");
+            let (name, inline) = match flag.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_owned())),
+                None => (flag, None),
+            };
+            if !Params::NAMES.contains(&name) {
+                return Err(format!(
+                    "unknown argument '{arg}' (flags: --{})",
+                    Params::NAMES.join(", --")
+                ));
+            }
+            let value = inline
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("--{name} needs a value"))?;
+            let x: f64 = value
+                .parse()
+                .ok()
+                .filter(|x: &f64| x.is_finite() && *x >= 0.0)
+                .ok_or_else(|| format!("--{name} {value}: not a non-negative number"))?;
+            match name {
+                "rows" => p.rows = x as usize,
+                "good" => p.good = x as usize,
+                "secs" => p.secs = x,
+                "rounds" => p.rounds = x as usize,
+                "window" => p.window = x as usize,
+                "latency-secs" => p.latency_secs = x,
+                _ => p.rate = x,
+            }
+        }
+        if p.good == 0 || p.good > p.rows || p.rounds == 0 || p.window == 0 || p.secs <= 0.0 {
+            return Err(
+                "need 0 < --good <= --rows, --rounds >= 1, --window >= 1, --secs > 0".into(),
+            );
+        }
+        Ok(p)
+    }
+}
+
+fn main() -> ExitCode {
+    let params = match Params::parse() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("dns bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&params) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dns bench failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "?".to_owned(),
+        |s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    )
+}
+
+fn run(p: &Params) -> anyhow::Result<()> {
+    println!("load average at start: {}", loadavg());
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("peers.db");
+    let started = Instant::now();
+    {
+        let store = Store::open(&path)?;
+        common::fill(store.connection(), p.rows, p.good, 7)?;
+    }
+    println!(
+        "generated {} peers ({} good) in {:.1?}",
+        p.rows,
+        p.good,
+        started.elapsed()
+    );
+
+    let mut config = DnsConfig::new(
+        "seed.example.com",
+        "ns.example.com",
+        "hostmaster.example.com",
+    );
+    config.listen = vec!["127.0.0.1:0".parse()?];
+    config.rate_limit = None;
+    let per_answer = respond_cost(&config, &path, &build_query())?;
+    let server = DnsServer::bind(config, StoreSource::new(Store::open(&path)?))?;
+    let handle = server.spawn()?;
+    let server_addr = handle.local_addrs()[0];
+
+    let query = build_query();
+    let answer = capture_answer(server_addr, &query)?;
+    println!(
+        "query: {QNAME} A, EDNS0 {EDNS_PAYLOAD}, {} bytes; answer: {} A records, {} bytes",
+        query.len(),
+        answer.records,
+        answer.bytes.len()
+    );
+    let responder = FixedResponder::start(answer.bytes.clone())?;
+
+    // Warm-up: caches, page faults, CPU frequency.
+    let warm = Duration::from_secs_f64((p.secs / 3.0).min(1.0));
+    let server_target = (server_addr, SERVER_THREAD);
+    let responder_target = (responder.addr, RESPONDER_THREAD);
+    closed_loop(server_target, &query, p.window, warm)?;
+    closed_loop(responder_target, &query, p.window, warm)?;
+
+    let duration = Duration::from_secs_f64(p.secs);
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for round in 0..p.rounds {
+        let targets = if round % 2 == 0 {
+            [(server_target, true), (responder_target, false)]
+        } else {
+            [(responder_target, false), (server_target, true)]
+        };
+        for (target, is_server) in targets {
+            let r = closed_loop(target, &query, p.window, duration)?;
+            if is_server && r.wrong_size > 0 {
+                anyhow::bail!("{} responses of an unexpected size", r.wrong_size);
+            }
+            if is_server { &mut ours } else { &mut theirs }.push(r);
+        }
+    }
+    let server_max = median(ours.iter().map(|r| r.rate));
+    let fixed_max = median(theirs.iter().map(|r| r.rate));
+    // Each round measures both back to back, under the same load from the rest of the
+    // machine: the ratio is the median of the rounds' ratios.
+    let ratio = median(ours.iter().zip(&theirs).map(|(a, b)| a.rate / b.rate));
+
+    let rate = if p.rate > 0.0 {
+        p.rate
+    } else {
+        server_max / 2.0
+    };
+    let latency_for = Duration::from_secs_f64(p.latency_secs);
+    let lat_server = open_loop(server_addr, &query, rate, latency_for)?;
+    let lat_fixed = open_loop(responder.addr, &query, rate, latency_for)?;
+    let stats = handle.counters().snapshot();
+    handle.shutdown();
+    responder.stop();
+
+    println!();
+    println!(
+        "max rate, closed loop: 1 client thread, {} outstanding, {} x {:.1} s per target",
+        p.window, p.rounds, p.secs
+    );
+    println!(
+        "{:<18} {:>10} {:>12} {:>9}  qps per round",
+        "", "qps", "CPU/answer", "timeouts"
+    );
+    let server_cpu = median(ours.iter().map(|r| r.cpu_per_query));
+    let fixed_cpu = median(theirs.iter().map(|r| r.cpu_per_query));
+    for (name, runs, max, cpu) in [
+        ("dnsseeder", &ours, server_max, server_cpu),
+        ("fixed responder", &theirs, fixed_max, fixed_cpu),
+    ] {
+        let rounds: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.rate)).collect();
+        let timeouts: u64 = runs.iter().map(|r| r.timeouts).sum();
+        println!(
+            "{name:<18} {max:>10.0} {:>9.2} us {timeouts:>9}  {}",
+            cpu * 1e6,
+            rounds.join(", ")
+        );
+    }
+    let per_round: Vec<String> = ours
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| format!("{:.2}", a.rate / b.rate))
+        .collect();
+    println!(
+        "ratio (median of the rounds) {ratio:.3}; ratio of the medians {:.3}; target >= 0.90: {}",
+        server_max / fixed_max,
+        verdict(ratio >= 0.9)
+    );
+    println!("ratio per round: {}", per_round.join(", "));
+    println!(
+        "CPU per answer of the serving thread, responder / server: {:.3}",
+        fixed_cpu / server_cpu
+    );
+    println!();
+    println!(
+        "latency, open loop at {rate:.0} qps offered for {:.1} s (send -> receive, ms):",
+        p.latency_secs
+    );
+    println!(
+        "{:<18} {:>8} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7}",
+        "", "sent", "answered", "lost", "p50", "p99", "p99.9", "max"
+    );
+    for (name, l) in [("dnsseeder", &lat_server), ("fixed responder", &lat_fixed)] {
+        println!(
+            "{name:<18} {:>8} {:>8} {:>6} {:>7.3} {:>7.3} {:>7.3} {:>7.3}",
+            l.sent,
+            l.samples.len(),
+            l.sent - l.samples.len() as u64,
+            l.percentile(0.50),
+            l.percentile(0.99),
+            l.percentile(0.999),
+            l.percentile(1.0)
+        );
+    }
+    println!(
+        "achieved send rate {:.0} qps; target p99 < 2 ms: {}",
+        lat_server.sent as f64 / lat_server.send_secs,
+        verdict(lat_server.percentile(0.99) < 2.0)
+    );
+    println!();
+    println!(
+        "server counters: {} queries, {} answered, {} dropped",
+        stats.queries, stats.answered, stats.dropped
+    );
+    println!(
+        "respond_into alone (in-process, no sockets): {:.0} ns per answer",
+        per_answer * 1e9
+    );
+    println!("load average at end: {}", loadavg());
+    Ok(())
+}
+
+/// A UDP socket on 127.0.0.1 with the receive buffer the server asks for (1 MiB), so
+/// that a client or responder descheduled for a while does not drop what it is sent.
+fn udp_socket() -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_recv_buffer_size(1 << 20)?;
+    let any: SocketAddr = (Ipv4Addr::LOCALHOST, 0).into();
+    socket.bind(&any.into())?;
+    Ok(socket.into())
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT MET" }
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Seconds per call of the server's pure part, [`respond_into`], on the same query and
+/// the answer set of mask 9 from the same database.
+fn respond_cost(config: &DnsConfig, path: &Path, query: &[u8]) -> anyhow::Result<f64> {
+    let ctx = ZoneContext::new(config)?;
+    let set = Arc::new(AnswerSet::new(
+        StoreSource::new(Store::open(path)?).good_peers(9)?,
+    ));
+    println!(
+        "answer set of x9: {} IPv4 peers in {} netgroups, {} IPv6 in {}",
+        set.ipv4_len(),
+        set.ipv4_netgroups(),
+        set.ipv6_len(),
+        set.ipv6_netgroups()
+    );
+    let answers = |_| Some(Arc::clone(&set));
+    let mut rng = SmallRng::seed_from_u64(1);
+    let mut out = Vec::with_capacity(1232);
+    let calls = 200_000;
+    let start = Instant::now();
+    for _ in 0..calls {
+        respond_into(
+            std::hint::black_box(query),
+            Transport::Udp,
+            &ctx,
+            &answers,
+            &mut rng,
+            &mut out,
+        );
+    }
+    Ok(start.elapsed().as_secs_f64() / f64::from(calls))
+}
+
+fn build_query() -> Vec<u8> {
+    let mut m = Message::query();
+    m.metadata.id = 0;
+    m.metadata.recursion_desired = true;
+    let name = Name::from_ascii(QNAME).expect("a valid name");
+    m.add_query(Query::query(name, RecordType::A));
+    let mut edns = Edns::new();
+    edns.set_max_payload(EDNS_PAYLOAD);
+    m.set_edns(edns);
+    m.to_vec().expect("the query encodes")
+}
+
+struct Answer {
+    bytes: Vec<u8>,
+    records: usize,
+}
+
+/// Asks the server once and checks its answer is the full one.
+fn capture_answer(server: SocketAddr, query: &[u8]) -> anyhow::Result<Answer> {
+    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    socket.set_read_timeout(Some(Duration::from_secs(5)))?;
+    socket.connect(server)?;
+    socket.send(query)?;
+    let mut buf = [0u8; 2048];
+    let n = socket.recv(&mut buf)?;
+    let bytes = buf[..n].to_vec();
+    let m = Message::from_vec(&bytes)?;
+    anyhow::ensure!(
+        m.metadata.response_code == ResponseCode::NoError && !m.metadata.truncation,
+        "unexpected answer: {m:?}"
+    );
+    let records = m.answers.len();
+    anyhow::ensure!(records == 30, "{records} records instead of 30");
+    Ok(Answer { bytes, records })
+}
+
+/// Answers every datagram with `answer`, the request's ID copied in.
+struct FixedResponder {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl FixedResponder {
+    fn start(answer: Vec<u8>) -> io::Result<FixedResponder> {
+        let socket = udp_socket()?;
+        socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let addr = socket.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = thread::Builder::new()
+            .name(RESPONDER_THREAD.into())
+            .spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut out = answer;
+                while !flag.load(Ordering::Relaxed) {
+                    if let Ok((n, peer)) = socket.recv_from(&mut buf) {
+                        if n >= 12 {
+                            out[..2].copy_from_slice(&buf[..2]);
+                            let _ = socket.send_to(&out, peer);
+                        }
+                    }
+                }
+            })?;
+        Ok(FixedResponder { addr, stop, thread })
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
+
+struct Throughput {
+    rate: f64,
+    timeouts: u64,
+    wrong_size: u64,
+    /// CPU time of the serving thread per response, in seconds (NaN if unknown).
+    cpu_per_query: f64,
+}
+
+/// Returns the CPU time so far of this process's thread named `name`
+/// (`/proc/self/task/*/schedstat`, nanoseconds).
+fn thread_cpu(name: &str) -> Option<u64> {
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let dir = task.ok()?.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+        if comm.trim_end() == name {
+            let stat = std::fs::read_to_string(dir.join("schedstat")).ok()?;
+            return stat.split_whitespace().next()?.parse().ok();
+        }
+    }
+    None
+}
+
+/// Keeps `window` queries outstanding for `duration` and counts the responses.
+fn closed_loop(
+    (target, thread): (SocketAddr, &str),
+    query: &[u8],
+    window: usize,
+    duration: Duration,
+) -> io::Result<Throughput> {
+    let socket = udp_socket()?;
+    socket.connect(target)?;
+    socket.set_read_timeout(Some(REFILL_AFTER))?;
+    let mut packet = query.to_vec();
+    let mut id: u16 = 0;
+    let mut send = |socket: &UdpSocket| {
+        id = id.wrapping_add(1);
+        packet[..2].copy_from_slice(&id.to_be_bytes());
+        socket.send(&packet)
+    };
+    let mut buf = [0u8; 2048];
+    let mut expected = 0;
+    let (mut answered, mut timeouts, mut wrong_size) = (0u64, 0u64, 0u64);
+    let cpu_before = thread_cpu(thread);
+    let start = Instant::now();
+    for _ in 0..window {
+        send(&socket)?;
+    }
+    while start.elapsed() < duration {
+        match socket.recv(&mut buf) {
+            Ok(n) => {
+                if expected == 0 {
+                    expected = n;
+                }
+                answered += 1;
+                wrong_size += u64::from(n != expected);
+                send(&socket)?;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                timeouts += 1;
+                for _ in 0..window {
+                    send(&socket)?;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = cpu_before
+        .zip(thread_cpu(thread))
+        .map_or(f64::NAN, |(a, b)| (b - a) as f64 / 1e9);
+    Ok(Throughput {
+        rate: answered as f64 / elapsed,
+        timeouts,
+        wrong_size,
+        cpu_per_query: cpu / answered as f64,
+    })
+}
+
+struct Latency {
+    sent: u64,
+    send_secs: f64,
+    /// Round-trip times in nanoseconds, sorted.
+    samples: Vec<u64>,
+}
+
+impl Latency {
+    /// Returns the `q` quantile in milliseconds (NaN without samples).
+    fn percentile(&self, q: f64) -> f64 {
+        if self.samples.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.samples.len() - 1) as f64 * q).round() as usize;
+        self.samples[i] as f64 / 1e6
+    }
+}
+
+/// Sends at `rate` queries per second on a fixed schedule for `duration` while another
+/// thread receives, and times each response from its query's send (matched by ID).
+fn open_loop(
+    target: SocketAddr,
+    query: &[u8],
+    rate: f64,
+    duration: Duration,
+) -> io::Result<Latency> {
+    let socket = udp_socket()?;
+    socket.connect(target)?;
+    let receiver = socket.try_clone()?;
+    receiver.set_read_timeout(Some(Duration::from_millis(50)))?;
+    let epoch = Instant::now();
+    // Send time per ID, in nanoseconds since `epoch` plus one (0: nothing outstanding).
+    let sent_at: Arc<Vec<AtomicU64>> =
+        Arc::new((0..=u16::MAX).map(|_| AtomicU64::new(0)).collect());
+    let stop = Arc::new(AtomicBool::new(false));
+    let rx = {
+        let sent_at = Arc::clone(&sent_at);
+        let stop = Arc::clone(&stop);
+        thread::Builder::new()
+            .name("dns-bench-rx".into())
+            .spawn(move || {
+                let mut samples = Vec::new();
+                let mut buf = [0u8; 2048];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(n) = receiver.recv(&mut buf) {
+                        let now = epoch.elapsed().as_nanos() as u64;
+                        if n < 12 {
+                            continue;
+                        }
+                        let id = u16::from_be_bytes([buf[0], buf[1]]);
+                        let sent = sent_at[usize::from(id)].swap(0, Ordering::Relaxed);
+                        if sent != 0 {
+                            samples.push(now.saturating_sub(sent - 1));
+                        }
+                    }
+                }
+                samples
+            })?
+    };
+    let mut packet = query.to_vec();
+    let interval = 1.0 / rate;
+    let start = Instant::now();
+    let mut sent = 0u64;
+    loop {
+        let due = start + Duration::from_secs_f64(sent as f64 * interval);
+        if due.duration_since(start) >= duration {
+            break;
+        }
+        let now = Instant::now();
+        if now < due {
+            thread::sleep(due - now);
+            continue;
+        }
+        let id = sent as u16;
+        packet[..2].copy_from_slice(&id.to_be_bytes());
+        let at = epoch.elapsed().as_nanos() as u64;
+        sent_at[usize::from(id)].store(at + 1, Ordering::Relaxed);
+        socket.send(&packet)?;
+        sent += 1;
+    }
+    let send_secs = start.elapsed().as_secs_f64();
+    thread::sleep(STRAGGLERS);
+    stop.store(true, Ordering::Relaxed);
+    let mut samples = rx
+        .join()
+        .map_err(|_| io::Error::other("receiver panicked"))?;
+    samples.sort_unstable();
+    Ok(Latency {
+        sent,
+        send_secs,
+        samples,
+    })
+}
