@@ -114,6 +114,9 @@ impl SkipReason {
 
 /// Longest line considered; longer ones are skipped without being parsed.
 pub const MAX_LINE: usize = 4096;
+/// Longest user agent kept from an import line, in characters: what a probe keeps
+/// (Bitcoin Core's limit too), and short enough that the dump line fits [`MAX_LINE`].
+const MAX_AGENT: usize = 256;
 
 /// Reads one line: `Ok(None)` for blank and `#` comment lines.
 ///
@@ -150,7 +153,8 @@ fn parse_figures(t: &[&str], agent: &[&str]) -> Result<DumpFigures, SkipReason> 
             .and_then(|v| v.parse().ok())
             .ok_or(SkipReason::BadField)?;
         if (0.0..=100.0).contains(&v) {
-            Ok(v / 100.0)
+            // `-0%` is in range but would be written back as `-0.00%`: store a plain zero.
+            Ok(if v == 0.0 { 0.0 } else { v / 100.0 })
         } else {
             Err(SkipReason::BadField)
         }
@@ -166,6 +170,7 @@ fn parse_figures(t: &[&str], agent: &[&str]) -> Result<DumpFigures, SkipReason> 
         .strip_prefix('"')
         .and_then(|a| a.strip_suffix('"'))
         .ok_or(SkipReason::BadField)?;
+    let user_agent = agent.chars().take(MAX_AGENT).collect();
     Ok(DumpFigures {
         good,
         last_success: num(t[1])?,
@@ -173,7 +178,7 @@ fn parse_figures(t: &[&str], agent: &[&str]) -> Result<DumpFigures, SkipReason> 
         start_height: num(t[7])?,
         services: u64::from_str_radix(t[8], 16).map_err(|_| SkipReason::BadField)?,
         version: num(t[9])?,
-        user_agent: agent.to_owned(),
+        user_agent,
     })
 }
 
@@ -352,6 +357,33 @@ mod tests {
         assert_eq!(parse_line(over).unwrap_err(), SkipReason::BadField);
         let unquoted = "1.2.3.4:8333 1 1 1% 1% 1% 1% 1% 1 1 1 agent";
         assert_eq!(parse_line(unquoted).unwrap_err(), SkipReason::BadField);
+    }
+
+    #[test]
+    fn negative_zero_percentage_imports_as_zero() {
+        // Found by the `import_lines` fuzz target: `-0%` parsed to -0.0, dumped as `-0.00%`.
+        let line = "1.2.3.4:8333 1 1 -0% -0.00% 0% 1% 1% 1 00000001 70016 \"/x/\"";
+        let f = parse_line(line).unwrap().unwrap().figures.unwrap();
+        assert!(f.reliability.iter().all(|r| r.is_sign_positive()));
+        let addr: PeerAddr = "1.2.3.4:8333".parse().unwrap();
+        let dumped = format_line(&addr, &f);
+        let tokens: Vec<&str> = dumped.split_whitespace().collect();
+        assert_eq!(tokens[3..6], ["0.00%", "0.00%", "0.00%"], "{dumped}");
+    }
+
+    #[test]
+    fn overlong_agent_is_cut_so_the_dump_line_imports_again() {
+        // A 4096-byte import line with a long agent was accepted, but its dump line (wider
+        // columns) exceeded MAX_LINE and was skipped on the next import.
+        let head = "1.1.1.1:1 0 0 0% 0% 0% 0% 0% 0 0 0 ";
+        let line = format!("{head}\"{}\"", "a".repeat(MAX_LINE - head.len() - 2));
+        assert_eq!(line.len(), MAX_LINE);
+        let peer = parse_line(&line).unwrap().unwrap();
+        let f = peer.figures.unwrap();
+        assert_eq!(f.user_agent, "a".repeat(MAX_AGENT));
+        let dumped = format_line(&peer.addr, &f);
+        assert!(dumped.len() <= MAX_LINE);
+        assert_eq!(parse_line(&dumped).unwrap().unwrap().figures.unwrap(), f);
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub mod crawler;
 pub mod dns;
 pub mod dump;
 pub mod p2p;
+#[cfg(test)]
+mod proptests;
 pub mod reliability;
 pub mod seeder;
 pub mod services;

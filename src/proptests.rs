@@ -1,0 +1,591 @@
+//! Property tests that mirror the cargo-fuzz targets in `fuzz/` on stable Rust, so that
+//! `cargo test` keeps guarding the paths the fuzzers explored (see docs/SECURITY.md,
+//! "Fuzzing"): arbitrary bytes, and structured inputs that get past the first checks,
+//! through the P2P reader and conversation, the DNS responder and the dump importer,
+//! plus the peer-address text round trip and the service-flag parser.
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bitcoin::Network;
+use bitcoin::consensus::encode;
+use bitcoin::hashes::{Hash, sha256d};
+use bitcoin::p2p::address::Address;
+use bitcoin::p2p::message::{NetworkMessage, RawNetworkMessage};
+use bitcoin::p2p::message_network::VersionMessage;
+use bitcoin::p2p::{Magic, ServiceFlags};
+use hickory_proto::op::{Edns, Message as DnsMessage, Query};
+use hickory_proto::rr::{Name, RecordType};
+use proptest::prelude::*;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+use crate::addr::{Host, PeerAddr};
+use crate::dns::{
+    AnswerSet, DnsConfig, MAX_ANSWERS, MAX_UDP_EDNS, MAX_UDP_PLAIN, Transport, ZoneContext,
+    respond, respond_truncated_into,
+};
+use crate::dump::{self, MAX_LINE, format_line, parse_line};
+use crate::p2p::{
+    Conn, Header, MAX_ADDR_PER_MESSAGE, MAX_PAYLOAD, Message, ProbeOptions, converse,
+    decode_payload, parse_header,
+};
+use crate::services;
+use crate::store::DumpFigures;
+
+// ---------------------------------------------------------------------------------------
+// P2P: the fuzz target `p2p_conversation`.
+
+fn magic() -> Magic {
+    Magic::from(Network::Regtest)
+}
+
+/// A peer that says a fixed script, `chunk` bytes per read at most.
+struct Scripted<'a> {
+    input: &'a [u8],
+    chunk: usize,
+    output: Vec<u8>,
+}
+
+impl Read for Scripted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.chunk).min(self.input.len());
+        buf[..n].copy_from_slice(&self.input[..n]);
+        self.input = &self.input[n..];
+        Ok(n)
+    }
+}
+
+impl Write for Scripted<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Conn for Scripted<'_> {
+    fn set_timeout(&mut self, _: Duration) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+const COMMANDS: [&str; 10] = [
+    "version",
+    "verack",
+    "ping",
+    "addr",
+    "addrv2",
+    "sendheaders",
+    "inv",
+    "block",
+    "",
+    "feefilter",
+];
+
+fn frame(command: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = magic().to_bytes().to_vec();
+    let mut name = [0u8; 12];
+    name[..command.len()].copy_from_slice(command.as_bytes());
+    out.extend_from_slice(&name);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&sha256d::Hash::hash(payload).as_byte_array()[..4]);
+    out.extend_from_slice(payload);
+    out
+}
+
+fn handshake() -> Vec<u8> {
+    let peer: SocketAddr = "127.0.0.1:18444".parse().unwrap();
+    let mut v = VersionMessage::new(
+        ServiceFlags::NETWORK,
+        0,
+        Address::new(&peer, ServiceFlags::NONE),
+        Address::new(&peer, ServiceFlags::NONE),
+        7,
+        "/Satoshi:27.0.0/".into(),
+        850_000,
+    );
+    v.version = 70016;
+    let mut out = encode::serialize(&RawNetworkMessage::new(magic(), NetworkMessage::Version(v)));
+    out.extend(frame("verack", &[]));
+    out
+}
+
+/// Runs a conversation with `script` and checks what the fuzz target checks.
+fn converse_checked(script: &[u8], chunk: usize) {
+    let mut conn = Scripted {
+        input: script,
+        chunk,
+        output: Vec::new(),
+    };
+    let opts = ProbeOptions::new(magic());
+    let peer = "127.0.0.1:18444".parse().unwrap();
+    match converse(
+        &mut conn,
+        peer,
+        &opts,
+        Instant::now() + Duration::from_secs(60),
+    ) {
+        Ok(info) => {
+            assert!(info.addrs.len() <= opts.max_addrs);
+            assert!(info.user_agent.chars().count() <= 256);
+            assert!(!info.user_agent.chars().any(char::is_control));
+        }
+        Err(e) => assert!(
+            matches!(
+                e.reason(),
+                "closed" | "bad-magic" | "bad-checksum" | "oversize" | "protocol"
+            ),
+            "{e}"
+        ),
+    }
+    // What we said is well framed, starting with version and sendaddrv2.
+    let mut sent = &conn.output[..];
+    let mut commands = Vec::new();
+    while !sent.is_empty() {
+        let (header, rest) = sent.split_first_chunk::<24>().unwrap();
+        let h = parse_header(header, magic()).unwrap();
+        decode_payload(&h, &rest[..h.length as usize]).unwrap();
+        sent = &rest[h.length as usize..];
+        commands.push(h.command);
+    }
+    assert_eq!(commands[..2], ["version", "sendaddrv2"]);
+}
+
+fn check_decoded(msg: &Message) {
+    if let Message::Addr(entries) = msg {
+        assert!(entries.len() as u64 <= MAX_ADDR_PER_MESSAGE);
+    }
+}
+
+/// A frame with a valid checksum: a command from the list and an arbitrary payload.
+fn any_frame() -> impl Strategy<Value = Vec<u8>> {
+    (
+        0..COMMANDS.len(),
+        proptest::collection::vec(any::<u8>(), 0..300),
+    )
+        .prop_map(|(i, payload)| frame(COMMANDS[i], &payload))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn p2p_arbitrary_bytes_never_panic(
+        data in proptest::collection::vec(any::<u8>(), 0..1024),
+        after_handshake: bool,
+        chunk in prop::sample::select(vec![1usize, 3, 24, usize::MAX]),
+    ) {
+        let mut script = if after_handshake { handshake() } else { Vec::new() };
+        script.extend(data);
+        converse_checked(&script, chunk);
+    }
+
+    #[test]
+    fn p2p_checksummed_frames_never_panic(
+        frames in proptest::collection::vec(any_frame(), 0..8),
+        after_handshake: bool,
+    ) {
+        let mut script = if after_handshake { handshake() } else { Vec::new() };
+        script.extend(frames.concat());
+        converse_checked(&script, usize::MAX);
+    }
+
+    #[test]
+    fn p2p_header_and_payload_decoders_never_panic(
+        header: [u8; 24],
+        good_magic: bool,
+        payload in proptest::collection::vec(any::<u8>(), 0..600),
+    ) {
+        let mut header = header;
+        if good_magic {
+            header[..4].copy_from_slice(&magic().to_bytes());
+        }
+        if let Ok(h) = parse_header(&header, magic()) {
+            assert!(h.length <= MAX_PAYLOAD);
+            assert!(h.command.bytes().all(|b| b.is_ascii_graphic()));
+            if let Ok(msg) = decode_payload(&h, &payload) {
+                check_decoded(&msg);
+            }
+        }
+        let checksum = sha256d::Hash::hash(&payload).as_byte_array()[..4].try_into().unwrap();
+        for command in ["version", "verack", "ping", "addr", "addrv2"] {
+            let h = Header { command: command.into(), length: payload.len() as u32, checksum };
+            match decode_payload(&h, &payload) {
+                Ok(msg) => check_decoded(&msg),
+                Err(e) => assert!(e.is_violation(), "{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn p2p_addr_messages_decode_to_what_was_sent(
+        entries in proptest::collection::vec((any::<u32>(), any::<u32>(), any::<u16>(), any::<u64>()), 0..50),
+    ) {
+        let msg: Vec<(u32, Address)> = entries
+            .iter()
+            .map(|&(t, ip, port, s)| {
+                let sock = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port));
+                (t, Address::new(&sock, ServiceFlags::from(s)))
+            })
+            .collect();
+        let payload = encode::serialize(&msg);
+        let checksum = sha256d::Hash::hash(&payload).as_byte_array()[..4].try_into().unwrap();
+        let h = Header { command: "addr".into(), length: payload.len() as u32, checksum };
+        let Message::Addr(learned) = decode_payload(&h, &payload).unwrap() else {
+            panic!("not an addr")
+        };
+        prop_assert_eq!(learned.len(), entries.len());
+        for (l, &(t, ip, port, s)) in learned.iter().zip(&entries) {
+            prop_assert_eq!(l.time, t);
+            prop_assert_eq!(l.services, s);
+            prop_assert_eq!(l.addr, PeerAddr { host: Host::V4(Ipv4Addr::from(ip)), port });
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// DNS: the fuzz target `dns_respond`.
+
+const ZONE: &str = "seed.example.com";
+
+fn zone() -> ZoneContext {
+    let mut c = DnsConfig::new(ZONE, "ns.example.com", "hostmaster@example.com");
+    c.serial = Some(7);
+    ZoneContext::new(&c).unwrap()
+}
+
+fn peers() -> Vec<(IpAddr, u64)> {
+    let services = [1u64, 9, 0x409, 0x449, 0x408];
+    (0..100u32)
+        .flat_map(|i| {
+            let v4 = Ipv4Addr::from(0x0100_0000u32.wrapping_add(i.wrapping_mul(0x0127_3b15)));
+            let v6 = Ipv6Addr::new(0x2a01, (i * 37) as u16, 0, i as u16, 0, 0, 0, 1);
+            let s = services[i as usize % services.len()];
+            [(IpAddr::V4(v4), s), (IpAddr::V6(v6), s)]
+        })
+        .collect()
+}
+
+fn lookup(mask: u64) -> Option<Arc<AnswerSet>> {
+    let ips = peers().into_iter().filter(|(_, s)| s & mask == mask);
+    Some(Arc::new(AnswerSet::new(ips.map(|(ip, _)| ip))))
+}
+
+/// Checks one response as the fuzz target does; returns its response code.
+fn check_response(request: &[u8], response: Option<&[u8]>, transport: Transport) -> Option<u8> {
+    let bytes = response?;
+    assert_eq!(bytes[..2], request[..2], "ID echoed");
+    assert!(bytes[2] & 0x80 != 0, "QR set");
+    let msg = DnsMessage::from_vec(bytes).unwrap();
+    assert!(msg.answers.len() <= MAX_ANSWERS);
+    match transport {
+        Transport::Udp => {
+            let limit = if msg.edns.is_some() {
+                MAX_UDP_EDNS
+            } else {
+                MAX_UDP_PLAIN
+            };
+            assert!(bytes.len() <= limit, "{} bytes over UDP", bytes.len());
+        }
+        Transport::Tcp => assert!(!msg.metadata.truncation),
+    }
+    Some(bytes[3] & 0x0f)
+}
+
+fn respond_checked(request: &[u8]) -> Option<Vec<u8>> {
+    let ctx = zone();
+    let mut rng = SmallRng::seed_from_u64(1);
+    let udp = respond(request, Transport::Udp, &ctx, &lookup, &mut rng);
+    let tcp = respond(request, Transport::Tcp, &ctx, &lookup, &mut rng);
+    let rcode = check_response(request, udp.as_deref(), Transport::Udp);
+    assert_eq!(
+        rcode,
+        check_response(request, tcp.as_deref(), Transport::Tcp)
+    );
+    let mut out = Vec::new();
+    respond_truncated_into(request, &ctx, &mut out);
+    let truncated = (!out.is_empty()).then_some(&out[..]);
+    if let Some(t) = check_response(request, truncated, Transport::Udp) {
+        assert!(out.len() <= MAX_UDP_PLAIN);
+        if t != 0 {
+            assert_eq!(rcode, Some(t));
+        }
+    }
+    udp
+}
+
+/// A query name: random labels, in or under the zone, or `x<hex>` names.
+fn any_name() -> impl Strategy<Value = String> {
+    let label = "[a-zA-Z0-9]([a-zA-Z0-9-]{0,18}[a-zA-Z0-9])?";
+    prop_oneof![
+        Just(format!("{ZONE}.")),
+        "[xX][0-9a-fA-F]{1,17}".prop_map(|x| format!("{x}.{ZONE}.")),
+        label.prop_map(|l| format!("{l}.{ZONE}.")),
+        proptest::collection::vec(label, 1..5).prop_map(|ls| format!("{}.", ls.join("."))),
+    ]
+}
+
+fn any_rtype() -> impl Strategy<Value = RecordType> {
+    prop::sample::select(vec![
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::NS,
+        RecordType::SOA,
+        RecordType::ANY,
+        RecordType::AXFR,
+        RecordType::TXT,
+        RecordType::MX,
+    ])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn dns_arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        respond_checked(&data);
+    }
+
+    #[test]
+    fn dns_mutated_queries_never_panic(
+        name in any_name(),
+        rtype in any_rtype(),
+        edns in proptest::option::of(any::<u16>()),
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+    ) {
+        let mut m = DnsMessage::query();
+        m.metadata.id = 0x4242;
+        m.add_query(Query::query(Name::from_ascii(&name).unwrap(), rtype));
+        if let Some(size) = edns {
+            let mut e = Edns::new();
+            e.set_max_payload(size);
+            m.set_edns(e);
+        }
+        let mut request = m.to_vec().unwrap();
+        let clean = respond_checked(&request);
+        prop_assert!(clean.is_some(), "a well-formed query gets an answer");
+        for (at, x) in flips {
+            let len = request.len();
+            request[at % len] ^= x;
+        }
+        respond_checked(&request);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Import: the fuzz target `import_lines`.
+
+/// Half of the 0.01% a dump line shows, as a fraction, plus room for float error.
+const PCT_TOLERANCE: f64 = 0.000_050_000_1;
+
+/// The figures a dump line carries exactly.
+fn numbers(f: &DumpFigures) -> (bool, i64, i64, u64, i64) {
+    (
+        f.good,
+        f.last_success,
+        f.start_height,
+        f.services,
+        f.version,
+    )
+}
+
+fn is_percentage(token: &str) -> bool {
+    let Some((int, frac)) = token.strip_suffix('%').and_then(|n| n.split_once('.')) else {
+        return false;
+    };
+    (1..=3).contains(&int.len())
+        && frac.len() == 2
+        && int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+}
+
+/// The round trip of the fuzz target: the dump line of `f` follows the grammar, parses
+/// back to the same figures, and is a fixed point.
+fn check_dump_line(addr: &PeerAddr, f: &DumpFigures) {
+    let line = format_line(addr, f);
+    let tokens: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(tokens.len(), 12, "{line}");
+    assert_eq!(tokens[0], addr.to_string());
+    assert!(tokens[3..8].iter().all(|t| is_percentage(t)), "{line}");
+    assert!(tokens[11].len() >= 2 && tokens[11].starts_with('"') && tokens[11].ends_with('"'));
+    let back = parse_line(&line).unwrap().unwrap();
+    assert_eq!(back.addr, *addr);
+    let g = back.figures.unwrap();
+    assert_eq!(numbers(&g), numbers(f));
+    let agent: String = f
+        .user_agent
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '"' && !c.is_control())
+        .collect();
+    assert_eq!(g.user_agent, agent);
+    for (a, b) in g.reliability.iter().zip(&f.reliability) {
+        assert!((a - b).abs() <= PCT_TOLERANCE, "{a} vs {b}");
+    }
+    assert_eq!(format_line(&back.addr, &g), line);
+}
+
+fn import_checked(data: &[u8]) -> dump::ImportFile {
+    let file = dump::read(data).unwrap();
+    let lines = data.split(|&b| b == b'\n').count();
+    let skipped: usize = file.skipped.values().map(|(n, _)| n).sum();
+    assert!(file.peers.len() + skipped <= lines);
+    for peer in &file.peers {
+        let text = peer.addr.to_string();
+        assert_eq!(text.parse::<PeerAddr>().ok(), Some(peer.addr), "{text}");
+        if let Some(f) = &peer.figures {
+            check_dump_line(&peer.addr, f);
+        }
+    }
+    file
+}
+
+fn any_peer_addr() -> impl Strategy<Value = PeerAddr> {
+    prop_oneof![
+        (any::<u32>(), any::<u16>()).prop_map(|(ip, port)| {
+            PeerAddr::from_socket(SocketAddr::from((Ipv4Addr::from(ip), port)))
+        }),
+        (any::<u128>(), any::<u16>()).prop_map(|(ip, port)| {
+            PeerAddr::from_socket(SocketAddr::from((Ipv6Addr::from(ip), port)))
+        }),
+        (any::<[u8; 32]>(), any::<u16>()).prop_map(|(k, port)| PeerAddr {
+            host: Host::TorV3(k),
+            port
+        }),
+        (any::<[u8; 32]>(), any::<u16>()).prop_map(|(h, port)| PeerAddr {
+            host: Host::I2p(h),
+            port
+        }),
+    ]
+}
+
+fn any_figures() -> impl Strategy<Value = DumpFigures> {
+    (
+        any::<bool>(),
+        any::<i64>(),
+        proptest::array::uniform5(0.0..=1.0f64),
+        any::<i64>(),
+        any::<u64>(),
+        any::<i64>(),
+        "\\PC{0,40}",
+    )
+        .prop_map(
+            |(good, last_success, reliability, start_height, services, version, user_agent)| {
+                DumpFigures {
+                    good,
+                    last_success,
+                    reliability,
+                    start_height,
+                    services,
+                    version,
+                    user_agent,
+                }
+            },
+        )
+}
+
+/// A dump line written by another seeder: odd but valid numbers, percentages such as
+/// `-0%` or `1e2%`, and agents long enough to fill a line.
+fn foreign_line() -> impl Strategy<Value = String> {
+    let pct = prop_oneof![
+        Just("-0%".to_owned()),
+        Just("-0.00%".to_owned()),
+        Just("1e2%".to_owned()),
+        "[0-9]{1,2}(\\.[0-9]{0,4})?%",
+    ];
+    (
+        any_peer_addr(),
+        proptest::collection::vec(pct, 5),
+        "[+-]?[0-9]{1,19}",
+        "\\+?[0-9a-fA-F]{1,16}",
+        prop_oneof![
+            "[ -!#-~]{0,40}",
+            // Long enough to fill a line; cheaper than a 4000-character regex.
+            (3900..4060usize, "[a-z/:.()]{1,8}").prop_map(|(n, unit)| {
+                let mut agent = unit.repeat(n / unit.len() + 1);
+                agent.truncate(n);
+                agent
+            }),
+        ],
+    )
+        .prop_map(|(a, pcts, num, hex, agent)| {
+            let line = format!(
+                "{a} 1 {num} {} {num} {hex} {num} \"{agent}\"",
+                pcts.join(" ")
+            );
+            line.chars().take(MAX_LINE).collect()
+        })
+}
+
+/// One import line: a dump line with some tokens replaced by arbitrary text, or a
+/// plain address.
+fn any_line() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (any_peer_addr(), any_figures()).prop_map(|(a, f)| format_line(&a, &f)),
+        foreign_line(),
+        (
+            any_peer_addr(),
+            any_figures(),
+            any::<usize>(),
+            "[ -~]{0,12}"
+        )
+            .prop_map(|(a, f, at, junk)| {
+                let line = format_line(&a, &f);
+                let mut tokens: Vec<&str> = line.split_whitespace().collect();
+                let at = at % tokens.len();
+                tokens[at] = &junk;
+                tokens.join(" ")
+            }),
+        any_peer_addr().prop_map(|a| a.to_string()),
+        "\\PC{0,80}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn import_arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        import_checked(&data);
+    }
+
+    #[test]
+    fn import_lines_round_trip(lines in proptest::collection::vec(any_line(), 0..20)) {
+        import_checked(lines.join("\n").as_bytes());
+    }
+
+    #[test]
+    fn dump_figures_round_trip(addr in any_peer_addr(), f in any_figures()) {
+        check_dump_line(&addr, &f);
+    }
+
+    #[test]
+    fn peer_addr_text_round_trips(addr in any_peer_addr()) {
+        prop_assert_eq!(addr.to_string().parse::<PeerAddr>().unwrap(), addr);
+    }
+
+    #[test]
+    fn peer_addr_parse_never_panics(text in "\\PC{0,120}") {
+        if let Ok(addr) = text.parse::<PeerAddr>() {
+            prop_assert_eq!(addr.to_string().parse::<PeerAddr>().unwrap(), addr);
+        }
+    }
+
+    #[test]
+    fn services_parse_never_panics(text in "\\PC{0,60}") {
+        let _ = services::parse(&text);
+    }
+
+    #[test]
+    fn services_parse_reads_names_hex_and_decimal(mask: u64, picks in proptest::collection::vec(0..services::NAMES.len(), 1..5)) {
+        prop_assert_eq!(services::parse(&format!("0x{mask:x}")), Ok(mask));
+        prop_assert_eq!(services::parse(&mask.to_string()), Ok(mask));
+        let names: Vec<&str> = picks.iter().map(|&i| services::NAMES[i].0).collect();
+        let want = picks.iter().fold(0, |m, &i| m | services::NAMES[i].1);
+        prop_assert_eq!(services::parse(&names.join(",")), Ok(want));
+    }
+}
