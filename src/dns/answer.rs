@@ -9,6 +9,12 @@ use rand::seq::SliceRandom;
 /// Most address records in one answer.
 pub const MAX_ANSWERS: usize = 30;
 
+/// Answers drawn in advance per family when a set is built (every cache refresh, a few
+/// seconds): a query then copies one of them instead of drawing 30 peers at random from
+/// a large set, whose scattered reads were the serving thread's largest cost. Over a
+/// refresh period clients see up to 128 different answers, 3840 peer slots.
+pub const PREBUILT_ANSWERS: usize = 128;
+
 /// The peers that may be served for one service mask, pre-grouped by netgroup
 /// (/16 for IPv4, /32 for IPv6) so that building an answer costs no allocation.
 #[derive(Debug, Clone, Default)]
@@ -66,6 +72,17 @@ impl AnswerSet {
     pub fn pick_ipv6<R: Rng + ?Sized>(&self, rng: &mut R, out: &mut [Ipv6Addr]) -> usize {
         self.v6.pick(rng, out)
     }
+
+    /// One of the [`PREBUILT_ANSWERS`] IPv4 answers drawn by [`AnswerSet::pick_ipv4`] when
+    /// the set was built, chosen at random: the hot path of the DNS server.
+    pub fn answer_ipv4<R: Rng + ?Sized>(&self, rng: &mut R) -> &[Ipv4Addr] {
+        self.v4.prebuilt(rng)
+    }
+
+    /// One of the prebuilt IPv6 answers, as [`AnswerSet::answer_ipv4`].
+    pub fn answer_ipv6<R: Rng + ?Sized>(&self, rng: &mut R) -> &[Ipv6Addr] {
+        self.v6.prebuilt(rng)
+    }
 }
 
 /// Addresses sorted by netgroup, with the index where each netgroup starts.
@@ -74,6 +91,9 @@ struct Grouped<T> {
     addrs: Vec<T>,
     /// Where each netgroup starts in `addrs`, then `addrs.len()` (empty when `addrs` is).
     starts: Vec<u32>,
+    /// [`PREBUILT_ANSWERS`] answers of `per_answer` addresses each, back to back.
+    prebuilt: Vec<T>,
+    per_answer: usize,
 }
 
 impl<T> Default for Grouped<T> {
@@ -81,6 +101,8 @@ impl<T> Default for Grouped<T> {
         Self {
             addrs: Vec::new(),
             starts: Vec::new(),
+            prebuilt: Vec::new(),
+            per_answer: 0,
         }
     }
 }
@@ -98,7 +120,34 @@ impl<T: Copy + Ord> Grouped<T> {
         if !addrs.is_empty() {
             starts.push(addrs.len() as u32);
         }
-        Self { addrs, starts }
+        let mut grouped = Self {
+            per_answer: addrs.len().min(MAX_ANSWERS),
+            addrs,
+            starts,
+            prebuilt: Vec::new(),
+        };
+        grouped.prebuild(&mut rand::rng());
+        grouped
+    }
+
+    fn prebuild<R: Rng + ?Sized>(&mut self, rng: &mut R) {
+        let mut prebuilt = Vec::with_capacity(PREBUILT_ANSWERS * self.per_answer);
+        if let Some(&first) = self.addrs.first() {
+            let mut answer = [first; MAX_ANSWERS];
+            for _ in 0..PREBUILT_ANSWERS {
+                let n = self.pick(rng, &mut answer);
+                prebuilt.extend_from_slice(&answer[..n]);
+            }
+        }
+        self.prebuilt = prebuilt;
+    }
+
+    fn prebuilt<R: Rng + ?Sized>(&self, rng: &mut R) -> &[T] {
+        if self.per_answer == 0 {
+            return &[];
+        }
+        let start = below(rng, PREBUILT_ANSWERS) * self.per_answer;
+        &self.prebuilt[start..start + self.per_answer]
     }
 
     fn netgroups(&self) -> usize {
@@ -278,6 +327,32 @@ mod tests {
         assert_eq!(set.pick_ipv4(&mut rng, &mut out), 30);
         let groups: HashSet<u32> = out.iter().map(|a| a.to_bits() >> 16).collect();
         assert_eq!(groups.len(), 30);
+    }
+
+    #[test]
+    fn prebuilt_answers_are_diverse_distinct_and_varied() {
+        let set = AnswerSet::new((0..5000u32).map(|i| IpAddr::V4(Ipv4Addr::from(i << 12))));
+        let mut rng = SmallRng::seed_from_u64(9);
+        let mut seen = HashSet::new();
+        let mut answers = HashSet::new();
+        for _ in 0..2000 {
+            let answer = set.answer_ipv4(&mut rng);
+            assert_eq!(answer.len(), MAX_ANSWERS);
+            let groups: HashSet<u32> = answer.iter().map(|a| a.to_bits() >> 16).collect();
+            assert_eq!(groups.len(), MAX_ANSWERS, "one peer per netgroup");
+            seen.extend(answer.iter().copied());
+            answers.insert(answer.to_vec());
+        }
+        assert_eq!(
+            answers.len(),
+            PREBUILT_ANSWERS,
+            "every prebuilt answer is served"
+        );
+        // 3840 slots over 5000 peers: about 5000 * (1 - e^-0.77) = 2680 distinct.
+        assert!(seen.len() > 2400, "{} peers served", seen.len());
+        assert!(AnswerSet::default().answer_ipv6(&mut rng).is_empty());
+        let small = AnswerSet::new((0..7).map(|i| v4(127, 0, 0, i)));
+        assert_eq!(small.answer_ipv4(&mut rng).len(), 7);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!   configured default mask for `HOST`, exactly `<hex>` for `x<hex>` (1 to 16 hex
 //!   digits of either case, no leading zero, so `x0` and `x09` are unknown names), and
 //!   only masks in `allow_filters` when it is set. At most [`MAX_ANSWERS`] records, IPv4
-//!   for A and IPv6 for AAAA, chosen at random one netgroup (/16, /32) at a time.
+//!   for A and IPv6 for AAAA, chosen at random one netgroup (/16, /32) at a time. Each
+//!   answer set draws 128 such answers per family when it is built (every cache refresh)
+//!   and a query is served one of them at random (see `answer::PREBUILT_ANSWERS`).
 //! - NS and SOA at the apex. ANY at the apex gets the SOA alone (RFC 8482), elsewhere
 //!   no data; AXFR/IXFR and classes other than IN are REFUSED.
 //! - A known name without data: NOERROR with the SOA in authority (TTL and SOA minimum

@@ -10,7 +10,6 @@
 //! once with hickory-proto when the [`ZoneContext`] is built. A typical query allocates
 //! nothing. `benches/dns.rs` measures the whole server against a fixed responder.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -22,7 +21,7 @@ use hickory_proto::serialize::binary::{
 };
 use rand::Rng;
 
-use super::answer::{AnswerSet, MAX_ANSWERS};
+use super::answer::AnswerSet;
 use super::config::{ConfigError, DnsConfig, normalize_mbox, normalize_name};
 
 /// Largest UDP response without EDNS0 (RFC 1035).
@@ -535,8 +534,8 @@ impl<'o> ResponseWriter<'o> {
         ctx: &ZoneContext,
         rng: &mut R,
     ) -> bool {
-        let mut picked = [Ipv4Addr::UNSPECIFIED; MAX_ANSWERS];
-        let n = set.map_or(0, |s| s.pick_ipv4(rng, &mut picked));
+        let picked = set.map_or(&[][..], |s| s.answer_ipv4(rng));
+        let n = picked.len();
         let fit = n.min(self.room() / (POINTER_LEN + RR_FIXED + 4));
         self.addresses(
             RecordType::A,
@@ -553,8 +552,8 @@ impl<'o> ResponseWriter<'o> {
         ctx: &ZoneContext,
         rng: &mut R,
     ) -> bool {
-        let mut picked = [Ipv6Addr::UNSPECIFIED; MAX_ANSWERS];
-        let n = set.map_or(0, |s| s.pick_ipv6(rng, &mut picked));
+        let picked = set.map_or(&[][..], |s| s.answer_ipv6(rng));
+        let n = picked.len();
         let fit = n.min(self.room() / (POINTER_LEN + RR_FIXED + 16));
         self.addresses(
             RecordType::AAAA,
