@@ -244,7 +244,7 @@ pub struct RunArgs {
     /// Hard cap on rows in the peers table.
     #[arg(long, env = "DNSSEEDER_MAX_ADDRESSES", default_value_t = 1_000_000)]
     pub max_addresses: u64,
-    /// Only these x<hex> filter masks are served (comma-separated hex).
+    /// Only these `x<hex>` filter masks are served (comma-separated hex).
     #[arg(long, env = "DNSSEEDER_ALLOW_FILTERS", value_delimiter = ',', value_parser = parse_hex_mask)]
     pub allow_filters: Option<Vec<u64>>,
     /// Seconds between status lines.

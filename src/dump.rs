@@ -1,5 +1,5 @@
 //! The `dnsseed.dump` format of sipa's seeder, which Bitcoin Core's
-//! `contrib/seeds/makeseeds.py` reads, in both directions: [`write`] produces it from the
+//! `contrib/seeds/makeseeds.py` reads, in both directions: [`write()`] produces it from the
 //! store, [`parse_line`] reads it (and plain `IP:PORT` lines) for `dnsseeder import`, so
 //! an operator can move from another seeder without a cold start.
 //!

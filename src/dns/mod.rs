@@ -80,7 +80,7 @@ mod ratelimit;
 mod server;
 mod wire;
 
-pub use answer::{AnswerSet, MAX_ANSWERS};
+pub use answer::{AnswerSet, MAX_ANSWERS, PREBUILT_ANSWERS};
 pub use config::{ConfigError, DnsConfig};
 pub use ratelimit::{RateLimiter, Verdict};
 pub use server::{BindError, DnsCounters, DnsHandle, DnsServer, DnsStats};
