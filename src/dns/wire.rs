@@ -247,8 +247,16 @@ pub fn respond_into<R: Rng + ?Sized>(
     };
     let apex = zone_start == 0;
     let found = match req.qtype {
-        RecordType::A => w.addresses_v4(answers(mask).as_deref(), ctx, rng),
-        RecordType::AAAA => w.addresses_v6(answers(mask).as_deref(), ctx, rng),
+        RecordType::A => {
+            let set = answers(mask);
+            let picked = set.as_deref().map_or(&[][..], |s| s.answer_ipv4(rng));
+            w.address_answer(RecordType::A, ctx.ttl, picked, |ip| ip.octets())
+        }
+        RecordType::AAAA => {
+            let set = answers(mask);
+            let picked = set.as_deref().map_or(&[][..], |s| s.answer_ipv6(rng));
+            w.address_answer(RecordType::AAAA, ctx.ttl, picked, |ip| ip.octets())
+        }
         RecordType::NS if apex => w.record(RecordType::NS, ctx.ttl, &ctx.ns_rdata, Section::Answer),
         RecordType::SOA | RecordType::ANY if apex => w.soa(ctx, &req, zone_start, Section::Answer),
         _ => false,
@@ -528,39 +536,18 @@ impl<'o> ResponseWriter<'o> {
         true
     }
 
-    fn addresses_v4<R: Rng + ?Sized>(
+    /// Writes as many of `picked` as fit as address records; sets TC if some did not.
+    /// Returns whether any was written.
+    fn address_answer<T: Copy, const N: usize>(
         &mut self,
-        set: Option<&AnswerSet>,
-        ctx: &ZoneContext,
-        rng: &mut R,
+        rtype: RecordType,
+        ttl: u32,
+        picked: &[T],
+        octets: impl Fn(T) -> [u8; N],
     ) -> bool {
-        let picked = set.map_or(&[][..], |s| s.answer_ipv4(rng));
-        let n = picked.len();
-        let fit = n.min(self.room() / (POINTER_LEN + RR_FIXED + 4));
-        self.addresses(
-            RecordType::A,
-            ctx.ttl,
-            picked[..fit].iter().map(|ip| ip.octets()),
-        );
-        self.tc |= fit < n;
-        fit > 0
-    }
-
-    fn addresses_v6<R: Rng + ?Sized>(
-        &mut self,
-        set: Option<&AnswerSet>,
-        ctx: &ZoneContext,
-        rng: &mut R,
-    ) -> bool {
-        let picked = set.map_or(&[][..], |s| s.answer_ipv6(rng));
-        let n = picked.len();
-        let fit = n.min(self.room() / (POINTER_LEN + RR_FIXED + 16));
-        self.addresses(
-            RecordType::AAAA,
-            ctx.ttl,
-            picked[..fit].iter().map(|ip| ip.octets()),
-        );
-        self.tc |= fit < n;
+        let fit = picked.len().min(self.room() / (POINTER_LEN + RR_FIXED + N));
+        self.addresses(rtype, ttl, picked[..fit].iter().map(|&ip| octets(ip)));
+        self.tc |= fit < picked.len();
         fit > 0
     }
 
