@@ -10,36 +10,12 @@ use bitcoin::Network;
 use bitcoin::p2p::Magic;
 use dnsseeder::sim::{Behaviour, SimConfig, SimNetwork};
 
-use crate::util::{Seeder, arg, assert_integrity, heavy};
+use crate::util::{Seeder, arg, assert_integrity, crawl_args, heavy};
 
 const PORT: u16 = 18444;
 
 fn regtest() -> Magic {
     Magic::from(Network::Regtest)
-}
-
-/// The flags every crawl test passes: loopback only, no DNS seeds, no DNS server.
-fn run_args<'a>(db: &'a str, seed: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "run",
-        "--db",
-        db,
-        "--network",
-        "regtest",
-        "--no-dns-seed",
-        "--allow-private",
-        "--connect-timeout",
-        "1",
-        "--probe-timeout",
-        "2",
-        "--status-interval",
-        "1",
-    ];
-    if !seed.is_empty() {
-        args.extend(["--seed", seed]);
-    }
-    args.extend_from_slice(extra);
-    args
 }
 
 /// Rows of `peers` by address: (good, last_error, ban_reason, tries).
@@ -120,7 +96,7 @@ fn crawl_finds_every_good_node_and_dials_only_loopback() {
     let seed = sim.seed().to_string();
     // 0.0005: a good peer's first-three-tries credit runs out, and its 2h window passes
     // 0.85, within a few seconds (SPEC §5).
-    let args = run_args(
+    let args = crawl_args(
         arg(&db),
         &seed,
         &["--threads", "64", "--retry-scale", "0.0005"],
@@ -206,7 +182,7 @@ fn kill_9_loses_nothing_committed_and_crawl_resumes() {
     let seed = sim.seed().to_string();
     // Real-time scale: a peer that turned good stays good for its first three tries,
     // and the next try is 15 minutes away, so nothing legitimately flips back.
-    let args = run_args(arg(&db), &seed, &["--threads", "32"]);
+    let args = crawl_args(arg(&db), &seed, &["--threads", "32"]);
     let seeder = Seeder::start(&args, "info");
     wait_for_rows(&db, Duration::from_secs(60), "50 good peers", |rows| {
         rows.values().filter(|r| r.0).count() >= 50
@@ -226,7 +202,7 @@ fn kill_9_loses_nothing_committed_and_crawl_resumes() {
 
     // Restart without --seed: crawling resumes from what the database knows.
     let tried_before: i64 = after.values().map(|r| r.3).sum();
-    let restart = run_args(arg(&db), "", &["--threads", "32"]);
+    let restart = crawl_args(arg(&db), "", &["--threads", "32"]);
     let mut seeder = Seeder::start(&restart, "info,dnsseeder::p2p=debug");
     seeder.wait_for_log(" dial 127.", Duration::from_secs(20));
     wait_for_rows(
@@ -254,7 +230,7 @@ fn sigterm_exits_zero_within_the_probe_timeout_and_writes_the_dump() {
     let db = dir.path().join("term.db");
     let dump = dir.path().join("dnsseed.dump");
     let seed = sim.seed().to_string();
-    let args = run_args(
+    let args = crawl_args(
         arg(&db),
         &seed,
         &[

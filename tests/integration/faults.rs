@@ -12,7 +12,7 @@ use dnsseeder::sim::{SimConfig, SimNetwork};
 use hickory_proto::rr::RecordType;
 
 use crate::dns_server::{addresses, client, exchange, query};
-use crate::util::{DNS_FLAGS, Rng, Seeder, arg, assert_integrity, heavy, run, run_ok};
+use crate::util::{DNS_FLAGS, Rng, Seeder, arg, assert_integrity, crawl_args, heavy, run, run_ok};
 
 fn regtest() -> Magic {
     Magic::from(Network::Regtest)
@@ -118,26 +118,12 @@ fn sigkill_at_random_moments_loses_no_committed_row() {
     let mut rng = Rng(0xdead_beef);
     let mut kills_with_rows = 0;
     for round in 0..20 {
-        let mut args = vec![
-            "run",
-            "--db",
+        let seed = if round == 0 { seed.as_str() } else { "" };
+        let args = crawl_args(
             arg(&db),
-            "--network",
-            "regtest",
-            "--no-dns-seed",
-            "--allow-private",
-            "--threads",
-            "32",
-            "--connect-timeout",
-            "1",
-            "--probe-timeout",
-            "2",
-            "--retry-scale",
-            "0.001",
-        ];
-        if round == 0 {
-            args.extend(["--seed", &seed]);
-        }
+            seed,
+            &["--threads", "32", "--retry-scale", "0.001"],
+        );
         let seeder = Seeder::start(&args, "warn");
         std::thread::sleep(Duration::from_millis(300 + rng.below(2200)));
         let before = committed_rows(&db);
@@ -217,25 +203,11 @@ fn full_disk_keeps_dns_serving_and_recovers() {
     let sim = SimNetwork::start(config).unwrap();
     let db = disk.0.join("peers.db");
     let seed = sim.seed().to_string();
-    let mut args = vec![
-        "run",
-        "--db",
+    let mut args = crawl_args(
         arg(&db),
-        "--network",
-        "regtest",
-        "--no-dns-seed",
-        "--allow-private",
-        "--seed",
         &seed,
-        "--threads",
-        "16",
-        "--connect-timeout",
-        "1",
-        "--probe-timeout",
-        "2",
-        "--retry-scale",
-        "0.001",
-    ];
+        &["--threads", "16", "--retry-scale", "0.001"],
+    );
     args.extend(DNS_FLAGS);
     let mut seeder = Seeder::start(&args, "info");
     let server = seeder.dns_addr();

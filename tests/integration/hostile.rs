@@ -9,7 +9,7 @@ use bitcoin::Network;
 use bitcoin::p2p::Magic;
 use dnsseeder::sim::{Behaviour, SimConfig, SimNetwork};
 
-use crate::util::{DNS_FLAGS, Seeder, arg, heavy};
+use crate::util::{DNS_FLAGS, Seeder, arg, crawl_args, heavy};
 
 /// Peak resident memory of a process, in KiB (`VmHWM`).
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -37,25 +37,11 @@ fn addr_flood_of_a_million_keeps_the_cap_real_nodes_and_memory() {
     let db = dir.path().join("flood.db");
     let seed = sim.seed().to_string();
     let cap = CAP.to_string();
-    let args = [
-        "run",
-        "--db",
+    let args = crawl_args(
         arg(&db),
-        "--network",
-        "regtest",
-        "--no-dns-seed",
-        "--allow-private",
-        "--seed",
         &seed,
-        "--threads",
-        "64",
-        "--connect-timeout",
-        "1",
-        "--probe-timeout",
-        "3",
-        "--max-addresses",
-        &cap,
-    ];
+        &["--threads", "64", "--max-addresses", &cap],
+    );
     let mut seeder = Seeder::start(&args, "info");
     let flooders: HashSet<String> = sim
         .nodes()

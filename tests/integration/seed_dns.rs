@@ -13,7 +13,7 @@ use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 
 use crate::dns_server::{addresses, client, exchange, has_soa_authority, query, tcp};
-use crate::util::{DNS_FLAGS, Rng, Seeder, arg, heavy};
+use crate::util::{DNS_FLAGS, Rng, Seeder, arg, crawl_args, heavy};
 
 const ZONE: &str = "seed.example.com";
 
@@ -58,23 +58,7 @@ fn assert_good_with(m: &Message, db: &Path, mask: u64) -> usize {
 /// A running seeder with DNS on a free loopback port, after a crawl found enough peers.
 fn start_seeder(db: &Path, sim: &SimNetwork) -> (Seeder, SocketAddr) {
     let seed = sim.seed().to_string();
-    let mut args = vec![
-        "run",
-        "--db",
-        arg(db),
-        "--network",
-        "regtest",
-        "--no-dns-seed",
-        "--allow-private",
-        "--seed",
-        &seed,
-        "--threads",
-        "32",
-        "--connect-timeout",
-        "1",
-        "--probe-timeout",
-        "2",
-    ];
+    let mut args = crawl_args(arg(db), &seed, &["--threads", "32"]);
     args.extend(DNS_FLAGS);
     let seeder = Seeder::start(&args, "info");
     let server = seeder.dns_addr();

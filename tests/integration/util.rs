@@ -211,3 +211,27 @@ pub fn assert_integrity(db: &Path) {
         .unwrap();
     assert_eq!(check, "ok");
 }
+
+/// The flags every crawl test passes: loopback only, no DNS seeds, no DNS server.
+pub fn crawl_args<'a>(db: &'a str, seed: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "run",
+        "--db",
+        db,
+        "--network",
+        "regtest",
+        "--no-dns-seed",
+        "--allow-private",
+        "--connect-timeout",
+        "1",
+        "--probe-timeout",
+        "2",
+        "--status-interval",
+        "1",
+    ];
+    if !seed.is_empty() {
+        args.extend(["--seed", seed]);
+    }
+    args.extend_from_slice(extra);
+    args
+}
