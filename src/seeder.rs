@@ -35,21 +35,35 @@ pub struct SeederConfig {
 ///
 /// Public so that benchmarks serve DNS from a real database as `run` does.
 #[derive(Debug)]
-pub struct StoreSource(Store);
+pub struct StoreSource {
+    store: Store,
+    /// `PRAGMA data_version` at the last refresh round.
+    version: Option<i64>,
+}
 
 impl StoreSource {
     /// Serves the good peers of `store`; give it a connection of its own (the cache
     /// refresher queries it from its own thread).
     pub fn new(store: Store) -> Self {
-        Self(store)
+        Self {
+            store,
+            version: None,
+        }
     }
 }
 
 impl PeerSource for StoreSource {
     fn good_peers(&mut self, mask: u64) -> anyhow::Result<Vec<IpAddr>> {
-        let mut ips = self.0.good_ips(Family::Ipv4, mask)?;
-        ips.extend(self.0.good_ips(Family::Ipv6, mask)?);
+        let mut ips = self.store.good_ips(Family::Ipv4, mask)?;
+        ips.extend(self.store.good_ips(Family::Ipv6, mask)?);
         Ok(ips)
+    }
+
+    fn unchanged(&mut self) -> bool {
+        let version = self.store.data_version().ok();
+        let unchanged = version.is_some() && version == self.version;
+        self.version = version;
+        unchanged
     }
 }
 

@@ -395,6 +395,14 @@ impl Store {
         &self.conn
     }
 
+    /// SQLite's `PRAGMA data_version`: it changes when another connection commits.
+    ///
+    /// # Errors
+    /// On SQLite errors.
+    pub fn data_version(&self) -> rusqlite::Result<i64> {
+        self.conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+    }
+
     /// Number of rows in `peers`.
     ///
     /// # Errors

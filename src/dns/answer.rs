@@ -41,6 +41,16 @@ impl AnswerSet {
         }
     }
 
+    /// The same peers with a fresh draw of prebuilt answers (for a refresh that found
+    /// the source unchanged).
+    pub fn redrawn(&self) -> Self {
+        let mut set = self.clone();
+        let mut rng = rand::rng();
+        set.v4.prebuild(&mut rng);
+        set.v6.prebuild(&mut rng);
+        set
+    }
+
     /// Returns the number of IPv4 peers.
     pub fn ipv4_len(&self) -> usize {
         self.v4.addrs.len()

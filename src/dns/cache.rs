@@ -110,8 +110,20 @@ impl AnswerCache {
                 .map(|(&mask, e)| (mask, Arc::clone(&e.set)))
                 .collect()
         };
+        if due.is_empty() {
+            return;
+        }
+        let unchanged = self
+            .source
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .unchanged();
         for (mask, old) in due {
-            let set = self.fetch(mask, Some(old));
+            let set = if unchanged {
+                Arc::new(old.redrawn())
+            } else {
+                self.fetch(mask, Some(old))
+            };
             let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
             if let Some(entry) = entries.get_mut(&mask) {
                 entry.set = set;
@@ -240,5 +252,34 @@ mod tests {
         c.refresh(start + MASK_IDLE + Duration::from_secs(60));
         assert_eq!(c.len(), 1);
         assert!(c.get(1).is_some());
+    }
+
+    #[test]
+    fn unchanged_source_is_not_queried_but_answers_are_redrawn() {
+        struct Still(Counting);
+        impl PeerSource for Still {
+            fn good_peers(&mut self, mask: u64) -> anyhow::Result<Vec<IpAddr>> {
+                self.0.good_peers(mask)
+            }
+            fn unchanged(&mut self) -> bool {
+                true
+            }
+        }
+        let calls = Arc::new(AtomicUsize::new(0));
+        let source = Still(Counting {
+            calls: Arc::clone(&calls),
+            fail: Arc::default(),
+        });
+        let c = AnswerCache::new(Box::new(source), Duration::from_secs(5), 8, vec![1]);
+        c.prefill();
+        let before = c.get(1).unwrap();
+        c.refresh(Instant::now() + Duration::from_secs(6));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "no second query");
+        let after = c.get(1).unwrap();
+        assert!(
+            !Arc::ptr_eq(&before, &after),
+            "a new set with new prebuilt answers"
+        );
+        assert_eq!(after.ipv4_len(), before.ipv4_len());
     }
 }

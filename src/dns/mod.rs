@@ -103,6 +103,13 @@ pub trait PeerSource: Send + 'static {
     /// Any error is logged, and the previous answer set (or none) is served until the
     /// next refresh.
     fn good_peers(&mut self, mask: u64) -> anyhow::Result<Vec<std::net::IpAddr>>;
+
+    /// Whether nothing changed since the previous call, once per refresh round: the
+    /// refresher then only redraws the prebuilt answers of the sets it has instead of
+    /// querying them again. The default, `false`, always queries.
+    fn unchanged(&mut self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
