@@ -23,6 +23,8 @@ pub mod seeder;
 pub mod services;
 pub mod sim;
 pub mod store;
+#[doc(hidden)]
+pub mod testkit;
 
 use std::io::Write;
 

@@ -5,7 +5,6 @@
 //! plus the peer-address text round trip and the service-flag parser.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
-use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,54 +24,22 @@ use rand::rngs::SmallRng;
 
 use crate::addr::{Host, PeerAddr};
 use crate::dns::{
-    AnswerSet, DnsConfig, MAX_ANSWERS, MAX_UDP_EDNS, MAX_UDP_PLAIN, Transport, ZoneContext,
-    respond, respond_truncated_into,
+    AnswerSet, DnsConfig, MAX_UDP_PLAIN, Transport, ZoneContext, respond, respond_truncated_into,
 };
-use crate::dump::{self, MAX_LINE, format_line, parse_line};
+use crate::dump::{self, MAX_LINE, format_line};
 use crate::p2p::{
-    Conn, Header, MAX_ADDR_PER_MESSAGE, MAX_PAYLOAD, Message, ProbeOptions, converse,
-    decode_payload, parse_header,
+    Header, MAX_ADDR_PER_MESSAGE, MAX_PAYLOAD, Message, ProbeOptions, converse, decode_payload,
+    parse_header,
 };
 use crate::services;
 use crate::store::DumpFigures;
+use crate::testkit::{ScriptedPeer, check_dns_response, check_dump_line};
 
 // ---------------------------------------------------------------------------------------
 // P2P: the fuzz target `p2p_conversation`.
 
 fn magic() -> Magic {
     Magic::from(Network::Regtest)
-}
-
-/// A peer that says a fixed script, `chunk` bytes per read at most.
-struct Scripted<'a> {
-    input: &'a [u8],
-    chunk: usize,
-    output: Vec<u8>,
-}
-
-impl Read for Scripted<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = buf.len().min(self.chunk).min(self.input.len());
-        buf[..n].copy_from_slice(&self.input[..n]);
-        self.input = &self.input[n..];
-        Ok(n)
-    }
-}
-
-impl Write for Scripted<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.output.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Conn for Scripted<'_> {
-    fn set_timeout(&mut self, _: Duration) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 const COMMANDS: [&str; 10] = [
@@ -118,10 +85,9 @@ fn handshake() -> Vec<u8> {
 
 /// Runs a conversation with `script` and checks what the fuzz target checks.
 fn converse_checked(script: &[u8], chunk: usize) {
-    let mut conn = Scripted {
-        input: script,
+    let mut conn = ScriptedPeer {
         chunk,
-        output: Vec::new(),
+        ..ScriptedPeer::new(script)
     };
     let opts = ProbeOptions::new(magic());
     let peer = "127.0.0.1:18444".parse().unwrap();
@@ -277,41 +243,20 @@ fn lookup(mask: u64) -> Option<Arc<AnswerSet>> {
     Some(Arc::new(AnswerSet::new(ips.map(|(ip, _)| ip))))
 }
 
-/// Checks one response as the fuzz target does; returns its response code.
-fn check_response(request: &[u8], response: Option<&[u8]>, transport: Transport) -> Option<u8> {
-    let bytes = response?;
-    assert_eq!(bytes[..2], request[..2], "ID echoed");
-    assert!(bytes[2] & 0x80 != 0, "QR set");
-    let msg = DnsMessage::from_vec(bytes).unwrap();
-    assert!(msg.answers.len() <= MAX_ANSWERS);
-    match transport {
-        Transport::Udp => {
-            let limit = if msg.edns.is_some() {
-                MAX_UDP_EDNS
-            } else {
-                MAX_UDP_PLAIN
-            };
-            assert!(bytes.len() <= limit, "{} bytes over UDP", bytes.len());
-        }
-        Transport::Tcp => assert!(!msg.metadata.truncation),
-    }
-    Some(bytes[3] & 0x0f)
-}
-
 fn respond_checked(request: &[u8]) -> Option<Vec<u8>> {
     let ctx = zone();
     let mut rng = SmallRng::seed_from_u64(1);
     let udp = respond(request, Transport::Udp, &ctx, &lookup, &mut rng);
     let tcp = respond(request, Transport::Tcp, &ctx, &lookup, &mut rng);
-    let rcode = check_response(request, udp.as_deref(), Transport::Udp);
+    let rcode = check_dns_response(request, udp.as_deref(), Transport::Udp);
     assert_eq!(
         rcode,
-        check_response(request, tcp.as_deref(), Transport::Tcp)
+        check_dns_response(request, tcp.as_deref(), Transport::Tcp)
     );
     let mut out = Vec::new();
     respond_truncated_into(request, &ctx, &mut out);
     let truncated = (!out.is_empty()).then_some(&out[..]);
-    if let Some(t) = check_response(request, truncated, Transport::Udp) {
+    if let Some(t) = check_dns_response(request, truncated, Transport::Udp) {
         assert!(out.len() <= MAX_UDP_PLAIN);
         if t != 0 {
             assert_eq!(rcode, Some(t));
@@ -380,54 +325,6 @@ proptest! {
 
 // ---------------------------------------------------------------------------------------
 // Import: the fuzz target `import_lines`.
-
-/// Half of the 0.01% a dump line shows, as a fraction, plus room for float error.
-const PCT_TOLERANCE: f64 = 0.000_050_000_1;
-
-/// The figures a dump line carries exactly.
-fn numbers(f: &DumpFigures) -> (bool, i64, i64, u64, i64) {
-    (
-        f.good,
-        f.last_success,
-        f.start_height,
-        f.services,
-        f.version,
-    )
-}
-
-fn is_percentage(token: &str) -> bool {
-    let Some((int, frac)) = token.strip_suffix('%').and_then(|n| n.split_once('.')) else {
-        return false;
-    };
-    (1..=3).contains(&int.len())
-        && frac.len() == 2
-        && int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-}
-
-/// The round trip of the fuzz target: the dump line of `f` follows the grammar, parses
-/// back to the same figures, and is a fixed point.
-fn check_dump_line(addr: &PeerAddr, f: &DumpFigures) {
-    let line = format_line(addr, f);
-    let tokens: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(tokens.len(), 12, "{line}");
-    assert_eq!(tokens[0], addr.to_string());
-    assert!(tokens[3..8].iter().all(|t| is_percentage(t)), "{line}");
-    assert!(tokens[11].len() >= 2 && tokens[11].starts_with('"') && tokens[11].ends_with('"'));
-    let back = parse_line(&line).unwrap().unwrap();
-    assert_eq!(back.addr, *addr);
-    let g = back.figures.unwrap();
-    assert_eq!(numbers(&g), numbers(f));
-    let agent: String = f
-        .user_agent
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '"' && !c.is_control())
-        .collect();
-    assert_eq!(g.user_agent, agent);
-    for (a, b) in g.reliability.iter().zip(&f.reliability) {
-        assert!((a - b).abs() <= PCT_TOLERANCE, "{a} vs {b}");
-    }
-    assert_eq!(format_line(&back.addr, &g), line);
-}
 
 fn import_checked(data: &[u8]) -> dump::ImportFile {
     let file = dump::read(data).unwrap();

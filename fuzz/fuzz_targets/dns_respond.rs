@@ -15,10 +15,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, OnceLock};
 
 use dnsseeder::dns::{
-    AnswerSet, DnsConfig, MAX_ANSWERS, MAX_UDP_EDNS, MAX_UDP_PLAIN, Transport, ZoneContext,
-    respond, respond_truncated_into,
+    AnswerSet, DnsConfig, MAX_UDP_PLAIN, Transport, ZoneContext, respond, respond_truncated_into,
 };
-use hickory_proto::op::Message;
+use dnsseeder::testkit::check_dns_response;
 use libfuzzer_sys::fuzz_target;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -77,28 +76,6 @@ fn nothing(_: u64) -> Option<Arc<AnswerSet>> {
     None
 }
 
-/// Checks one response; returns its response code (low 4 bits) when there is one.
-fn check(request: &[u8], response: Option<&[u8]>, transport: Transport) -> Option<u8> {
-    let bytes = response?;
-    assert!(bytes.len() >= 12);
-    assert_eq!(bytes[..2], request[..2], "ID echoed");
-    assert!(bytes[2] & 0x80 != 0, "QR set");
-    let msg = Message::from_vec(bytes).unwrap_or_else(|e| panic!("unparsable response: {e}"));
-    assert!(msg.answers.len() <= MAX_ANSWERS);
-    match transport {
-        Transport::Udp => {
-            let limit = if msg.edns.is_some() {
-                MAX_UDP_EDNS
-            } else {
-                MAX_UDP_PLAIN
-            };
-            assert!(bytes.len() <= limit, "{} bytes over UDP", bytes.len());
-        }
-        Transport::Tcp => assert!(!msg.metadata.truncation, "TC over TCP"),
-    }
-    Some(bytes[3] & 0x0f)
-}
-
 fuzz_target!(|data: &[u8]| {
     let w = world();
     let id = data.get(1).copied().unwrap_or(0);
@@ -108,13 +85,15 @@ fuzz_target!(|data: &[u8]| {
     let mut rng = SmallRng::seed_from_u64(u64::from(id));
     let udp = respond(data, Transport::Udp, ctx, lookup, &mut rng);
     let tcp = respond(data, Transport::Tcp, ctx, lookup, &mut rng);
-    let udp_rcode = check(data, udp.as_deref(), Transport::Udp);
-    let tcp_rcode = check(data, tcp.as_deref(), Transport::Tcp);
+    let udp_rcode = check_dns_response(data, udp.as_deref(), Transport::Udp);
+    let tcp_rcode = check_dns_response(data, tcp.as_deref(), Transport::Tcp);
     assert_eq!(udp_rcode, tcp_rcode);
 
     let mut out = Vec::new();
     respond_truncated_into(data, ctx, &mut out);
-    if let Some(rcode) = check(data, (!out.is_empty()).then_some(&out[..]), Transport::Udp) {
+    if let Some(rcode) =
+        check_dns_response(data, (!out.is_empty()).then_some(&out[..]), Transport::Udp)
+    {
         assert!(out.len() <= MAX_UDP_PLAIN);
         // Only a request that does not parse gets an error here, the same as from `respond`.
         if rcode != 0 {

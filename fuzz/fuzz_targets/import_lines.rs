@@ -8,67 +8,9 @@
 #![no_main]
 
 use dnsseeder::addr::PeerAddr;
-use dnsseeder::dump::{self, format_line, parse_line};
-use dnsseeder::store::DumpFigures;
+use dnsseeder::dump;
+use dnsseeder::testkit::check_dump_line;
 use libfuzzer_sys::fuzz_target;
-
-/// Half of the 0.01% a dump line shows, as a fraction, plus room for float error.
-const PCT_TOLERANCE: f64 = 0.000_050_000_1;
-
-/// The figures a dump line carries exactly.
-fn numbers(f: &DumpFigures) -> (bool, i64, i64, u64, i64) {
-    (
-        f.good,
-        f.last_success,
-        f.start_height,
-        f.services,
-        f.version,
-    )
-}
-
-fn is_percentage(token: &str) -> bool {
-    let Some(number) = token.strip_suffix('%') else {
-        return false;
-    };
-    let Some((int, frac)) = number.split_once('.') else {
-        return false;
-    };
-    (1..=3).contains(&int.len())
-        && frac.len() == 2
-        && int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-        && number.parse::<f64>().is_ok_and(|v| v <= 100.0)
-}
-
-fn check_line(addr: &PeerAddr, f: &DumpFigures) {
-    let line = format_line(addr, f);
-    let tokens: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(tokens.len(), 12, "{line}");
-    assert_eq!(tokens[0], addr.to_string());
-    assert!(matches!(tokens[1], "0" | "1"), "{line}");
-    assert!(tokens[3..8].iter().all(|t| is_percentage(t)), "{line}");
-    assert!(tokens[9].len() >= 8, "{line}");
-    assert!(
-        tokens[11].len() >= 2 && tokens[11].starts_with('"') && tokens[11].ends_with('"'),
-        "{line}"
-    );
-
-    let back = parse_line(&line)
-        .unwrap_or_else(|e| panic!("{line:?} does not parse back: {e:?}"))
-        .expect("a data line");
-    assert_eq!(back.addr, *addr);
-    let g = back.figures.expect("figures");
-    assert_eq!(numbers(&g), numbers(f));
-    let agent: String = f
-        .user_agent
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '"' && !c.is_control())
-        .collect();
-    assert_eq!(g.user_agent, agent);
-    for (a, b) in g.reliability.iter().zip(&f.reliability) {
-        assert!((a - b).abs() <= PCT_TOLERANCE, "{a} vs {b}");
-    }
-    assert_eq!(format_line(&back.addr, &g), line, "not a fixed point");
-}
 
 fuzz_target!(|data: &[u8]| {
     let file = dump::read(data).expect("reading from memory cannot fail");
@@ -82,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
         let text = peer.addr.to_string();
         assert_eq!(text.parse::<PeerAddr>().ok(), Some(peer.addr), "{text}");
         if let Some(f) = &peer.figures {
-            check_line(&peer.addr, f);
+            check_dump_line(&peer.addr, f);
         }
     }
 });

@@ -12,7 +12,6 @@
 //! - bits 3..6: how many bytes one read returns at most (1 to unlimited).
 #![no_main]
 
-use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -24,9 +23,10 @@ use bitcoin::p2p::message::{NetworkMessage, RawNetworkMessage};
 use bitcoin::p2p::message_network::VersionMessage;
 use bitcoin::p2p::{Magic, ServiceFlags};
 use dnsseeder::p2p::{
-    Conn, Header, MAX_ADDR_PER_MESSAGE, MAX_PAYLOAD, Message, ProbeOptions, converse,
-    decode_payload, parse_header,
+    Header, MAX_ADDR_PER_MESSAGE, MAX_PAYLOAD, Message, ProbeOptions, converse, decode_payload,
+    parse_header,
 };
+use dnsseeder::testkit::ScriptedPeer;
 use libfuzzer_sys::fuzz_target;
 
 const HEADER_LEN: usize = 24;
@@ -55,38 +55,6 @@ const CHUNKS: [usize; 8] = [1, 2, 3, 7, 24, 100, 4096, usize::MAX];
 
 fn magic() -> Magic {
     Magic::from(Network::Regtest)
-}
-
-/// The peer: says `input` a few bytes at a time and keeps what we send.
-struct Scripted<'a> {
-    input: &'a [u8],
-    chunk: usize,
-    output: Vec<u8>,
-}
-
-impl Read for Scripted<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = buf.len().min(self.chunk).min(self.input.len());
-        buf[..n].copy_from_slice(&self.input[..n]);
-        self.input = &self.input[n..];
-        Ok(n)
-    }
-}
-
-impl Write for Scripted<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.output.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Conn for Scripted<'_> {
-    fn set_timeout(&mut self, _: Duration) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 fn frame(command: &str, payload: &[u8], flags: u8) -> Vec<u8> {
@@ -218,10 +186,9 @@ fuzz_target!(|data: &[u8]| {
     } else {
         script.extend_from_slice(rest);
     }
-    let mut conn = Scripted {
-        input: &script,
+    let mut conn = ScriptedPeer {
         chunk: CHUNKS[usize::from(flags >> 3) % CHUNKS.len()],
-        output: Vec::new(),
+        ..ScriptedPeer::new(&script)
     };
     let mut opts = ProbeOptions::new(magic());
     opts.getaddr = flags & 4 == 0;

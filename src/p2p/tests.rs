@@ -5,6 +5,7 @@ use std::net::TcpListener;
 use bitcoin::Network;
 
 use super::*;
+use crate::testkit::ScriptedPeer;
 
 fn magic() -> Magic {
     Magic::from(Network::Regtest)
@@ -49,38 +50,8 @@ fn addr_entries(n: usize) -> Vec<(u32, Address)> {
         .collect()
 }
 
-/// A peer that says a fixed script and records what we send.
-struct Script {
-    input: io::Cursor<Vec<u8>>,
-    output: Vec<u8>,
-}
-
-impl Read for Script {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.input.read(buf)
-    }
-}
-
-impl Write for Script {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.output.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Conn for Script {
-    fn set_timeout(&mut self, _: Duration) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 fn talk(script: Vec<u8>) -> (Result<PeerInfo, ProbeError>, Vec<u8>) {
-    let mut conn = Script {
-        input: io::Cursor::new(script),
-        output: Vec::new(),
-    };
+    let mut conn = ScriptedPeer::new(&script);
     let peer = "127.0.0.1:18444".parse().unwrap();
     let opts = ProbeOptions::new(magic());
     let result = converse(

@@ -1,0 +1,160 @@
+//! What the unit tests, the property tests (`src/proptests.rs`) and the cargo-fuzz targets
+//! (`fuzz/`) share: an in-memory peer for the probe's conversation, and the invariants
+//! they check of a DNS response and of a dump line. One copy, so the fuzzers and the
+//! stable-Rust property tests that mirror them cannot drift apart.
+//!
+//! Not part of the seeder's behaviour; the checks panic on a violation, as a test should.
+
+use std::io::{self, Read, Write};
+use std::time::Duration;
+
+use hickory_proto::op::Message;
+
+use crate::addr::PeerAddr;
+use crate::dns::{MAX_ANSWERS, MAX_UDP_EDNS, MAX_UDP_PLAIN, Transport};
+use crate::dump::{format_line, parse_line};
+use crate::p2p::Conn;
+use crate::store::DumpFigures;
+
+/// A peer that says a fixed script, at most `chunk` bytes per read, and keeps what it is
+/// sent. Reads past the script return 0 (the peer closed).
+#[derive(Debug)]
+pub struct ScriptedPeer<'a> {
+    pub input: &'a [u8],
+    pub chunk: usize,
+    pub output: Vec<u8>,
+}
+
+impl<'a> ScriptedPeer<'a> {
+    /// A peer saying `input`, as many bytes per read as asked.
+    pub fn new(input: &'a [u8]) -> Self {
+        ScriptedPeer {
+            input,
+            chunk: usize::MAX,
+            output: Vec::new(),
+        }
+    }
+}
+
+impl Read for ScriptedPeer<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.chunk).min(self.input.len());
+        buf[..n].copy_from_slice(&self.input[..n]);
+        self.input = &self.input[n..];
+        Ok(n)
+    }
+}
+
+impl Write for ScriptedPeer<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Conn for ScriptedPeer<'_> {
+    fn set_timeout(&mut self, _: Duration) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Checks a DNS response to `request`, if there is one: it parses, echoes the ID with QR
+/// set, has at most 30 answers; over UDP it fits 512 bytes (1232 with an OPT record);
+/// over TCP it is never truncated. Returns its response code (low 4 bits).
+///
+/// # Panics
+/// When the response breaks one of these.
+pub fn check_dns_response(
+    request: &[u8],
+    response: Option<&[u8]>,
+    transport: Transport,
+) -> Option<u8> {
+    let bytes = response?;
+    assert!(bytes.len() >= 12, "a {}-byte response", bytes.len());
+    assert_eq!(bytes[..2], request[..2], "ID echoed");
+    assert!(bytes[2] & 0x80 != 0, "QR set");
+    let msg = Message::from_vec(bytes).unwrap_or_else(|e| panic!("unparsable response: {e}"));
+    assert!(msg.answers.len() <= MAX_ANSWERS);
+    match transport {
+        Transport::Udp => {
+            let limit = if msg.edns.is_some() {
+                MAX_UDP_EDNS
+            } else {
+                MAX_UDP_PLAIN
+            };
+            assert!(bytes.len() <= limit, "{} bytes over UDP", bytes.len());
+        }
+        Transport::Tcp => assert!(!msg.metadata.truncation, "TC over TCP"),
+    }
+    Some(bytes[3] & 0x0f)
+}
+
+/// Half of the 0.01% a dump line shows, as a fraction, plus room for float error.
+const PCT_TOLERANCE: f64 = 0.000_050_000_1;
+
+/// The figures a dump line carries exactly.
+fn exact_figures(f: &DumpFigures) -> (bool, i64, i64, u64, i64) {
+    (
+        f.good,
+        f.last_success,
+        f.start_height,
+        f.services,
+        f.version,
+    )
+}
+
+/// A percentage token as makeseeds.py expects it: `99.50%`.
+fn is_percentage(token: &str) -> bool {
+    let Some(number) = token.strip_suffix('%') else {
+        return false;
+    };
+    let Some((int, frac)) = number.split_once('.') else {
+        return false;
+    };
+    (1..=3).contains(&int.len())
+        && frac.len() == 2
+        && int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+        && number.parse::<f64>().is_ok_and(|v| v <= 100.0)
+}
+
+/// Checks the dump line of `addr` with figures `f`: 12 tokens in the makeseeds.py
+/// grammar, parsing back to the same figures (the agent without spaces, quotes and
+/// control characters; percentages to their two decimals), and a fixed point.
+///
+/// # Panics
+/// When the line breaks one of these.
+pub fn check_dump_line(addr: &PeerAddr, f: &DumpFigures) {
+    let line = format_line(addr, f);
+    let tokens: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(tokens.len(), 12, "{line}");
+    assert_eq!(tokens[0], addr.to_string());
+    assert!(matches!(tokens[1], "0" | "1"), "{line}");
+    assert!(tokens[3..8].iter().all(|t| is_percentage(t)), "{line}");
+    assert!(tokens[9].len() >= 8, "{line}");
+    assert!(
+        tokens[11].len() >= 2 && tokens[11].starts_with('"') && tokens[11].ends_with('"'),
+        "{line}"
+    );
+    let back = parse_line(&line)
+        .unwrap_or_else(|e| panic!("{line:?} does not parse back: {e:?}"))
+        .unwrap_or_else(|| panic!("{line:?} is not a data line"));
+    assert_eq!(back.addr, *addr);
+    let g = back
+        .figures
+        .unwrap_or_else(|| panic!("{line:?} has no figures"));
+    assert_eq!(exact_figures(&g), exact_figures(f));
+    let agent: String = f
+        .user_agent
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '"' && !c.is_control())
+        .collect();
+    assert_eq!(g.user_agent, agent);
+    for (a, b) in g.reliability.iter().zip(&f.reliability) {
+        assert!((a - b).abs() <= PCT_TOLERANCE, "{a} vs {b}");
+    }
+    assert_eq!(format_line(&back.addr, &g), line, "not a fixed point");
+}
