@@ -41,8 +41,10 @@
 //! (offered load of the latency run; 0: half the measured maximum). Without `--bench` (as
 //! `cargo test --benches` runs it) everything is small and short: a smoke test.
 
-#[allow(dead_code)] // this bench uses only `fill`
+#[allow(dead_code)] // this bench uses only `fill` and what `workload` uses
 mod common;
+#[path = "common/workload.rs"]
+mod workload;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -63,6 +65,7 @@ use hickory_proto::rr::{Name, RecordType};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use socket2::{Domain, Protocol, Socket, Type};
+use workload::{POLICY, Workload};
 
 const QNAME: &str = "x9.seed.example.com.";
 const EDNS_PAYLOAD: u16 = 1232;
@@ -84,6 +87,7 @@ struct Params {
     window: usize,
     latency_secs: f64,
     rate: f64,
+    moderate: f64,
 }
 
 impl Params {
@@ -95,6 +99,7 @@ impl Params {
         "window",
         "latency-secs",
         "rate",
+        "moderate",
     ];
 
     fn parse() -> Result<Params, String> {
@@ -108,6 +113,7 @@ impl Params {
                 window: 32,
                 latency_secs: 10.0,
                 rate: 0.0,
+                moderate: 5000.0,
             }
         } else {
             Params {
@@ -118,6 +124,7 @@ impl Params {
                 window: 8,
                 latency_secs: 0.3,
                 rate: 0.0,
+                moderate: 2000.0,
             }
         };
         let mut args = std::env::args().skip(1);
@@ -152,6 +159,7 @@ impl Params {
                 "rounds" => p.rounds = x as usize,
                 "window" => p.window = x as usize,
                 "latency-secs" => p.latency_secs = x,
+                "moderate" => p.moderate = x,
                 _ => p.rate = x,
             }
         }
@@ -263,9 +271,20 @@ fn run(p: &Params) -> anyhow::Result<()> {
     let latency_for = Duration::from_secs_f64(p.latency_secs);
     let lat_server = open_loop(server_addr, &query, rate, latency_for)?;
     let lat_fixed = open_loop(responder.addr, &query, rate, latency_for)?;
+    responder.stop();
+
+    // At scale: a moderate load, idle and while the crawler's writer commits at full speed.
+    let idle_moderate = open_loop(server_addr, &query, p.moderate, latency_for)?;
+    let writer = BusyWriter::start(&path)?;
+    thread::sleep(warm);
+    let busy_rounds = (0..p.rounds.div_ceil(2))
+        .map(|_| closed_loop(server_target, &query, p.window, duration))
+        .collect::<io::Result<Vec<_>>>()?;
+    let busy_moderate = open_loop(server_addr, &query, p.moderate, latency_for)?;
+    let written = writer.stop()?;
+    let busy_max = median(busy_rounds.iter().map(|r| r.rate));
     let stats = handle.counters().snapshot();
     handle.shutdown();
-    responder.stop();
 
     println!();
     println!(
@@ -310,26 +329,42 @@ fn run(p: &Params) -> anyhow::Result<()> {
         "latency, open loop at {rate:.0} qps offered for {:.1} s (send -> receive, ms):",
         p.latency_secs
     );
-    println!(
-        "{:<18} {:>8} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7}",
-        "", "sent", "answered", "lost", "p50", "p99", "p99.9", "max"
-    );
-    for (name, l) in [("dnsseeder", &lat_server), ("fixed responder", &lat_fixed)] {
-        println!(
-            "{name:<18} {:>8} {:>8} {:>6} {:>7.3} {:>7.3} {:>7.3} {:>7.3}",
-            l.sent,
-            l.samples.len(),
-            l.sent - l.samples.len() as u64,
-            l.percentile(0.50),
-            l.percentile(0.99),
-            l.percentile(0.999),
-            l.percentile(1.0)
-        );
-    }
+    print_latency_header();
+    print_latency("dnsseeder", &lat_server);
+    print_latency("fixed responder", &lat_fixed);
     println!(
         "achieved send rate {:.0} qps; target p99 < 2 ms: {}",
         lat_server.sent as f64 / lat_server.send_secs,
         verdict(lat_server.percentile(0.99) < 2.0)
+    );
+    println!();
+    println!(
+        "at scale: {} rows, {} good; {:.0} qps offered for {:.1} s, idle and while a writer \
+         commits probe results at full speed (ms):",
+        p.rows, p.good, p.moderate, p.latency_secs
+    );
+    print_latency_header();
+    print_latency("idle", &idle_moderate);
+    print_latency("writer busy", &busy_moderate);
+    println!(
+        "target p99 < 2 ms while the writer is busy: {}",
+        verdict(busy_moderate.percentile(0.99) < 2.0)
+    );
+    let rounds: Vec<String> = busy_rounds
+        .iter()
+        .map(|r| format!("{:.0}", r.rate))
+        .collect();
+    println!(
+        "max rate idle {server_max:.0} qps, writer busy {busy_max:.0} qps (ratio {:.3}; rounds {})",
+        busy_max / server_max,
+        rounds.join(", ")
+    );
+    println!(
+        "writer: {} results in {} batches of {WRITER_BATCH} in {:.1} s: {:.0} results/s",
+        written.results,
+        written.batches,
+        written.secs,
+        written.results as f64 / written.secs
     );
     println!();
     println!(
@@ -342,6 +377,26 @@ fn run(p: &Params) -> anyhow::Result<()> {
     );
     println!("load average at end: {}", loadavg());
     Ok(())
+}
+
+fn print_latency_header() {
+    println!(
+        "{:<18} {:>8} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7}",
+        "", "sent", "answered", "lost", "p50", "p99", "p99.9", "max"
+    );
+}
+
+fn print_latency(name: &str, l: &Latency) {
+    println!(
+        "{name:<18} {:>8} {:>8} {:>6} {:>7.3} {:>7.3} {:>7.3} {:>7.3}",
+        l.sent,
+        l.samples.len(),
+        l.sent - l.samples.len() as u64,
+        l.percentile(0.50),
+        l.percentile(0.99),
+        l.percentile(0.999),
+        l.percentile(1.0)
+    );
 }
 
 /// A UDP socket on 127.0.0.1 with the receive buffer the server asks for (1 MiB), so
@@ -435,6 +490,58 @@ fn capture_answer(server: SocketAddr, query: &[u8]) -> anyhow::Result<Answer> {
     let records = m.answers.len();
     anyhow::ensure!(records == 30, "{records} records instead of 30");
     Ok(Answer { bytes, records })
+}
+
+/// Probe results per committed batch of the busy writer.
+const WRITER_BATCH: usize = 500;
+
+/// What the busy writer committed.
+#[derive(Debug, Default)]
+struct Written {
+    results: u64,
+    batches: u64,
+    secs: f64,
+}
+
+/// The crawler's writer at full speed: a thread with the writer's connection settings
+/// (`Store::tune_for_writer`) committing probe results for the served database's peers
+/// in batches of [`WRITER_BATCH`] (`Store::commit_batch`, as the crawler's writer thread
+/// does), back to back, until stopped. Far more than a crawl produces: a worst case.
+struct BusyWriter {
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<anyhow::Result<Written>>,
+}
+
+impl BusyWriter {
+    fn start(path: &Path) -> anyhow::Result<BusyWriter> {
+        let mut store = Store::open(path)?;
+        store.tune_for_writer()?;
+        let mut work = Workload::new(&store, 11);
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = thread::Builder::new()
+            .name("busy-writer".into())
+            .spawn(move || {
+                let start = Instant::now();
+                let mut written = Written::default();
+                while !flag.load(Ordering::Relaxed) {
+                    let (batch, now) = work.next_batch(WRITER_BATCH);
+                    store.commit_batch(&batch, &POLICY, now)?;
+                    written.results += batch.results.len() as u64;
+                    written.batches += 1;
+                }
+                written.secs = start.elapsed().as_secs_f64();
+                Ok(written)
+            })?;
+        Ok(BusyWriter { stop, thread })
+    }
+
+    fn stop(self) -> anyhow::Result<Written> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?
+    }
 }
 
 /// Answers every datagram with `answer`, the request's ID copied in.

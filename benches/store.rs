@@ -17,6 +17,8 @@
 //! smoke run stays quick.
 
 mod common;
+#[path = "common/workload.rs"]
+mod workload;
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;
@@ -28,17 +30,10 @@ use criterion::{
     BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
 };
 use dnsseeder::addr::{Family, Host, PeerAddr};
-use dnsseeder::store::{Batch, NewPeer, Outcome, Policy, ProbeResult, Source, Store};
+use dnsseeder::store::{NewPeer, Policy, Source, Store};
 use rusqlite::params;
 use tempfile::TempDir;
-
-const POLICY: Policy = Policy {
-    scale: 1.0,
-    default_port: 8333,
-    min_height: 0,
-    allow_private: false,
-    max_addresses: 1_000_000,
-};
+use workload::{POLICY, Workload};
 
 /// The store's DNS query, as in `Store::good_ips`.
 const GOOD_SQL: &str =
@@ -63,15 +58,6 @@ const DUE_SQL: [(&str, &str); 3] = [
     ),
 ];
 
-/// Outcomes of failed probes: reason, weight, protocol violation.
-const FAILURES: &[((&str, bool), u32)] = &[
-    (("timeout", false), 60),
-    (("refused", false), 30),
-    (("reset", false), 6),
-    (("protocol-error", false), 3),
-    (("bad-magic", true), 1),
-];
-
 /// `cargo bench` passes `--bench`; test runs get small databases.
 fn full_run() -> bool {
     std::env::args().any(|a| a == "--bench")
@@ -92,95 +78,6 @@ fn temp_db(rows: usize, good: usize, seed: u64) -> (TempDir, Store) {
         start.elapsed()
     );
     (dir, store)
-}
-
-/// Probe results for the dialable peers of a database, taken in `next_try` order as the
-/// scheduler would, each outcome drawn by the peer's record; pass after pass, an hour
-/// apart.
-struct Workload {
-    /// Address and chance of answering.
-    peers: Vec<(PeerAddr, f64)>,
-    cursor: usize,
-    pass: i64,
-    rng: Rng,
-}
-
-impl Workload {
-    fn new(store: &Store, seed: u64) -> Workload {
-        let mut stmt = store
-            .connection()
-            .prepare(
-                "SELECT address, good, last_success IS NOT NULL, tries FROM peers \
-                 WHERE next_try IS NOT NULL ORDER BY next_try",
-            )
-            .expect("the workload query prepares");
-        let peers = stmt
-            .query_map([], |r| {
-                let (address, good, answered, tries): (String, bool, bool, i64) =
-                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-                let chance = match (good, answered, tries) {
-                    (true, _, _) => 0.97,
-                    (_, true, _) => 0.3,
-                    (_, _, 0) => 0.12,
-                    _ => 0.02,
-                };
-                Ok((address, chance))
-            })
-            .expect("the workload query runs")
-            .map(|row| {
-                let (address, chance) = row.expect("a workload row reads");
-                let addr = address.parse().expect("generated addresses parse");
-                (addr, chance)
-            })
-            .collect::<Vec<_>>();
-        assert!(!peers.is_empty(), "the database has dialable peers");
-        Workload {
-            peers,
-            cursor: 0,
-            pass: 0,
-            rng: Rng::new(seed),
-        }
-    }
-
-    /// The next `size` results and the time they were committed at.
-    fn next_batch(&mut self, size: usize) -> (Batch, i64) {
-        let results: Vec<ProbeResult> = (0..size).map(|_| self.next_result()).collect();
-        let now = results.last().map_or(NOW, |r| r.time);
-        let batch = Batch {
-            results,
-            learned: Vec::new(),
-        };
-        (batch, now)
-    }
-
-    fn next_result(&mut self) -> ProbeResult {
-        if self.cursor == self.peers.len() {
-            self.cursor = 0;
-            self.pass += 1;
-        }
-        let (addr, chance) = self.peers[self.cursor];
-        let time = NOW + 600 + self.pass * 3600 + (self.cursor / 100) as i64;
-        self.cursor += 1;
-        let rng = &mut self.rng;
-        let (outcome, asked_getaddr) = if rng.chance(chance) {
-            let success = Outcome::Success {
-                version: 70016,
-                services: common::services(rng),
-                user_agent: common::user_agent(rng).to_owned(),
-                start_height: 900_000 + self.pass,
-            };
-            (success, rng.chance(0.5))
-        } else {
-            let (reason, violation) = rng.pick(FAILURES);
-            (Outcome::Failure { reason, violation }, false)
-        };
-        ProbeResult {
-            addr,
-            time,
-            outcome,
-            asked_getaddr,
-        }
-    }
 }
 
 /// Bench A: probe results folded into a database of 100k known peers, with the store

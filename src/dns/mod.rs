@@ -78,6 +78,7 @@ mod cache;
 mod config;
 mod ratelimit;
 mod server;
+mod udp;
 mod wire;
 
 pub use answer::{AnswerSet, MAX_ANSWERS, PREBUILT_ANSWERS};

@@ -17,6 +17,7 @@ use super::PeerSource;
 use super::cache::AnswerCache;
 use super::config::{ConfigError, DnsConfig};
 use super::ratelimit::{DEFAULT_MAX_SOURCES, RateLimiter, Verdict};
+use super::udp::Batch;
 use super::wire::{
     MAX_UDP_EDNS, Outcome, Transport, ZoneContext, respond_into, respond_truncated_into,
 };
@@ -430,10 +431,9 @@ fn udp_loop(socket: &UdpSocket, shared: &Shared) {
         .rate_limit
         .map(|(qps, burst)| RateLimiter::new(qps, burst, DEFAULT_MAX_SOURCES, Instant::now()));
     let answers = |mask| shared.cache.get(mask);
-    let mut buf = [0u8; 4096];
-    let mut out = Vec::with_capacity(MAX_UDP_EDNS);
+    let mut batch = Batch::new(MAX_UDP_EDNS);
     while !shared.stopping() {
-        let (len, peer) = match socket.recv_from(&mut buf) {
+        let received = match batch.receive(socket) {
             Ok(received) => received,
             Err(e) if is_timeout(&e) => continue,
             Err(e) => {
@@ -442,32 +442,28 @@ fn udp_loop(socket: &UdpSocket, shared: &Shared) {
                 continue;
             }
         };
-        let request = &buf[..len];
-        let verdict = match &mut limiter {
-            Some(limiter) => limiter.check(peer.ip(), Instant::now()),
-            None => Verdict::Answer,
-        };
-        let outcome = match verdict {
-            Verdict::Answer => respond_into(
-                request,
-                Transport::Udp,
-                &shared.ctx,
-                &answers,
-                &mut rng,
-                &mut out,
-            ),
-            Verdict::Truncate => respond_truncated_into(request, &shared.ctx, &mut out),
-            Verdict::Drop => {
-                out.clear();
-                Outcome::Dropped
-            }
-        };
-        shared.counters.record(outcome);
-        if !out.is_empty() {
-            if let Err(e) = socket.send_to(&out, peer) {
-                log::debug!("DNS UDP send to {peer}: {e}");
-            }
+        let now = Instant::now();
+        for i in 0..received {
+            let (request, peer, out) = batch.request(i);
+            let verdict = match &mut limiter {
+                Some(limiter) => limiter.check(peer.ip(), now),
+                None => Verdict::Answer,
+            };
+            let outcome = match verdict {
+                Verdict::Answer => respond_into(
+                    request,
+                    Transport::Udp,
+                    &shared.ctx,
+                    &answers,
+                    &mut rng,
+                    out,
+                ),
+                Verdict::Truncate => respond_truncated_into(request, &shared.ctx, out),
+                Verdict::Drop => Outcome::Dropped,
+            };
+            shared.counters.record(outcome);
         }
+        batch.send(socket);
     }
 }
 

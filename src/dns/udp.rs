@@ -1,0 +1,187 @@
+//! Batched UDP input and output for the serving threads.
+//!
+//! On Linux a [`Batch`] receives up to [`BATCH`] datagrams with one `recvmmsg` (blocking
+//! for the first only: `MSG_WAITFORONE`) and sends their responses with one `sendmmsg`,
+//! so that under load the system calls, most of a UDP server's cost, are shared by many
+//! queries. A lone query is received and answered as soon as it arrives: a batch never
+//! waits to fill. Elsewhere a batch is one `recv_from` and a `send_to` per response.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+
+/// Most datagrams taken by one receive call.
+pub(crate) const BATCH: usize = 32;
+/// Receive buffer per datagram: larger queries are cut, then refused as malformed.
+pub(crate) const DATAGRAM: usize = 4096;
+
+/// Buffers for up to [`BATCH`] requests and their responses.
+pub(crate) struct Batch {
+    requests: Box<[[u8; DATAGRAM]; BATCH]>,
+    received: Vec<(usize, SocketAddr)>,
+    responses: Vec<Vec<u8>>,
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    mmsg: mmsg::Headers,
+}
+
+impl Batch {
+    /// Allocates the buffers; a response buffer starts with `response_capacity` bytes.
+    pub(crate) fn new(response_capacity: usize) -> Self {
+        Self {
+            requests: Box::new([[0; DATAGRAM]; BATCH]),
+            received: Vec::with_capacity(BATCH),
+            responses: (0..BATCH)
+                .map(|_| Vec::with_capacity(response_capacity))
+                .collect(),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            mmsg: mmsg::Headers::new(),
+        }
+    }
+
+    /// Waits for at least one datagram (up to the socket's read timeout) and takes all
+    /// that are queued, up to [`BATCH`]; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// The socket's error: `WouldBlock` or `TimedOut` when the timeout passed.
+    pub(crate) fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.received.clear();
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        self.mmsg
+            .receive(socket, &mut self.requests, &mut self.received)?;
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        {
+            let (len, peer) = socket.recv_from(&mut self.requests[0])?;
+            self.received.push((len, peer));
+        }
+        Ok(self.received.len())
+    }
+
+    /// Returns the `i`th received request and its source, with the buffer for its
+    /// response (cleared: leave it empty to send nothing).
+    pub(crate) fn request(&mut self, i: usize) -> (&[u8], SocketAddr, &mut Vec<u8>) {
+        let (len, peer) = self.received[i];
+        let response = &mut self.responses[i];
+        response.clear();
+        (&self.requests[i][..len], peer, response)
+    }
+
+    /// Sends every non-empty response of the received requests to its source. A response
+    /// the system refuses is logged at debug level and skipped.
+    pub(crate) fn send(&mut self, socket: &UdpSocket) {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        self.mmsg.send(socket, &self.responses, &self.received);
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        for (response, &(_, peer)) in self.responses.iter().zip(&self.received) {
+            if !response.is_empty() {
+                if let Err(e) = socket.send_to(response, peer) {
+                    log::debug!("DNS UDP send to {peer}: {e}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod mmsg {
+    use std::io::{self, IoSlice, IoSliceMut};
+    use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+
+    use super::{BATCH, DATAGRAM};
+
+    /// The preallocated message headers of `recvmmsg` and `sendmmsg`.
+    pub(super) struct Headers {
+        receive: MultiHeaders<SockaddrStorage>,
+        send: MultiHeaders<SockaddrStorage>,
+        destinations: Vec<Option<SockaddrStorage>>,
+        outgoing: Vec<usize>,
+    }
+
+    impl Headers {
+        pub(super) fn new() -> Self {
+            Self {
+                receive: MultiHeaders::preallocate(BATCH, None),
+                send: MultiHeaders::preallocate(BATCH, None),
+                destinations: Vec::with_capacity(BATCH),
+                outgoing: Vec::with_capacity(BATCH),
+            }
+        }
+
+        pub(super) fn receive(
+            &mut self,
+            socket: &UdpSocket,
+            requests: &mut [[u8; DATAGRAM]; BATCH],
+            received: &mut Vec<(usize, SocketAddr)>,
+        ) -> io::Result<()> {
+            let mut slices = requests.each_mut().map(|b| [IoSliceMut::new(b)]);
+            let messages = recvmmsg(
+                socket.as_raw_fd(),
+                &mut self.receive,
+                slices.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            )
+            .map_err(io::Error::from)?;
+            for message in messages {
+                // A datagram without a usable source address cannot be answered.
+                let peer = message.address.as_ref().and_then(std_addr);
+                if let Some(peer) = peer {
+                    received.push((message.bytes.min(DATAGRAM), peer));
+                }
+            }
+            Ok(())
+        }
+
+        pub(super) fn send(
+            &mut self,
+            socket: &UdpSocket,
+            responses: &[Vec<u8>],
+            received: &[(usize, SocketAddr)],
+        ) {
+            self.outgoing.clear();
+            self.destinations.clear();
+            for (i, &(_, peer)) in received.iter().enumerate() {
+                if !responses[i].is_empty() {
+                    self.outgoing.push(i);
+                    self.destinations.push(Some(SockaddrStorage::from(peer)));
+                }
+            }
+            let mut start = 0;
+            while start < self.outgoing.len() {
+                let slices: Vec<[IoSlice<'_>; 1]> = self.outgoing[start..]
+                    .iter()
+                    .map(|&i| [IoSlice::new(&responses[i])])
+                    .collect();
+                let sent = sendmmsg(
+                    socket.as_raw_fd(),
+                    &mut self.send,
+                    &slices,
+                    &self.destinations[start..],
+                    [],
+                    MsgFlags::empty(),
+                )
+                .map(Iterator::count);
+                match sent {
+                    Ok(0) => break,
+                    Ok(n) => start += n,
+                    Err(e) => {
+                        // The first message of the rest failed: skip it, send the others.
+                        let peer = received[self.outgoing[start]].1;
+                        log::debug!("DNS UDP send to {peer}: {}", io::Error::from(e));
+                        start += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn std_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
+        if let Some(v4) = addr.as_sockaddr_in() {
+            return Some(SocketAddr::V4(SocketAddrV4::from(*v4)));
+        }
+        addr.as_sockaddr_in6()
+            .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
+    }
+}
