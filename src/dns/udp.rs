@@ -185,3 +185,97 @@ mod mmsg {
             .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn bound(addr: &str) -> UdpSocket {
+        let socket = UdpSocket::bind(addr).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        socket
+    }
+
+    /// Datagrams from several sources, more than a batch holds, each answered to its own
+    /// source; an empty response sends nothing.
+    #[test]
+    fn batches_answer_each_datagram_to_its_source() {
+        let server = bound("127.0.0.1:0");
+        let clients: Vec<UdpSocket> = ["127.0.0.1:0", "127.0.0.2:0", "127.0.0.3:0"]
+            .iter()
+            .map(|a| bound(a))
+            .collect();
+        let target = server.local_addr().unwrap();
+        let total = BATCH + 13;
+        for n in 0..total {
+            let message = format!("query {n}");
+            clients[n % clients.len()]
+                .send_to(message.as_bytes(), target)
+                .unwrap();
+        }
+        let mut batch = Batch::new(64);
+        let mut seen = 0;
+        let mut calls = 0;
+        while seen < total {
+            let received = batch.receive(&server).unwrap();
+            assert!((1..=BATCH).contains(&received));
+            calls += 1;
+            for i in 0..received {
+                let (request, peer, out) = batch.request(i);
+                let text = std::str::from_utf8(request).unwrap().to_owned();
+                let n: usize = text["query ".len()..].parse().unwrap();
+                let client = clients[n % clients.len()].local_addr().unwrap();
+                assert_eq!(peer, client, "{text}");
+                // Every third query gets no response.
+                if n % 3 != 2 {
+                    out.extend_from_slice(format!("answer {n}").as_bytes());
+                }
+            }
+            seen += received;
+            batch.send(&server);
+        }
+        assert_eq!(seen, total);
+        if cfg!(any(target_os = "linux", target_os = "android")) {
+            assert!(
+                calls < total,
+                "{calls} receive calls for {total} queued datagrams"
+            );
+        }
+        for (c, client) in clients.iter().enumerate() {
+            let mut expected: Vec<String> = (0..total)
+                .filter(|n| n % clients.len() == c && n % 3 != 2)
+                .map(|n| format!("answer {n}"))
+                .collect();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 64];
+            for _ in 0..expected.len() {
+                let (len, from) = client.recv_from(&mut buf).unwrap();
+                assert_eq!(from, target);
+                got.push(String::from_utf8(buf[..len].to_vec()).unwrap());
+            }
+            got.sort();
+            expected.sort();
+            assert_eq!(got, expected);
+            client.set_nonblocking(true).unwrap();
+            assert!(client.recv_from(&mut buf).is_err(), "an extra datagram");
+        }
+    }
+
+    #[test]
+    fn oversized_datagrams_are_cut_to_the_buffer() {
+        let server = bound("127.0.0.1:0");
+        let client = bound("127.0.0.1:0");
+        client
+            .send_to(&[7u8; DATAGRAM + 100], server.local_addr().unwrap())
+            .unwrap();
+        let mut batch = Batch::new(16);
+        assert_eq!(batch.receive(&server).unwrap(), 1);
+        let (request, peer, _) = batch.request(0);
+        assert_eq!(request.len(), DATAGRAM);
+        assert_eq!(peer, client.local_addr().unwrap());
+    }
+}
