@@ -23,8 +23,9 @@ use crate::addr::{Family, Host, PeerAddr};
 use crate::reliability::{self, Requirements, Standing, Stats, TAUS};
 use rusqlite::{Connection, params};
 
-/// The clock of generated databases, UNIX seconds: every timestamp is at or before it,
-/// except `next_try` and `banned_until`, which may lie ahead.
+/// The fixed clock of [`fill`]'s databases (the benches'), UNIX seconds: every timestamp
+/// is at or before it, except `next_try` and `banned_until`, which may lie ahead.
+/// `dnsseeder generate` uses the current time instead (see [`Options::now`]).
 pub const NOW: i64 = 1_750_000_000;
 
 /// Service masks as real nodes announce them, with their weights: NETWORK | WITNESS |
