@@ -15,6 +15,8 @@ pub mod config;
 pub mod crawler;
 pub mod dns;
 pub mod dump;
+#[doc(hidden)]
+pub mod generate;
 pub mod p2p;
 #[cfg(test)]
 mod proptests;
@@ -51,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stats(args) => commands::stats(&args, &mut out)?,
         Command::Dump(args) => commands::dump(&args, &mut out)?,
         Command::Import(args) => commands::import(&args, &mut out)?,
+        Command::Generate(args) => commands::generate(&args, &mut out)?,
     }
     out.flush()?;
     Ok(())

@@ -354,3 +354,68 @@ fn stats_and_network_filter() {
     let table = run_ok(&["stats", "--db", arg(&db)]);
     assert!(table.starts_with("known        500"), "{table}");
 }
+
+/// The hidden `generate`: the counts asked for, loopback addresses only, and a second
+/// run on the same database refused without touching it.
+#[test]
+fn generate_fills_a_new_database_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gen.db");
+    let out = run_ok(&[
+        "generate",
+        "--db",
+        arg(&db),
+        "--rows",
+        "20000",
+        "--good",
+        "1500",
+        "--loopback",
+    ]);
+    assert!(
+        out.contains("generated 20000 peers (1500 good, loopback)"),
+        "{out}"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&run_ok(&["stats", "--db", arg(&db), "--format", "json"])).unwrap();
+    assert_eq!(stats["known"], 20000);
+    assert_eq!(stats["good"], 1500);
+    assert_eq!(stats["networks"]["ipv4"]["known"], 20000);
+    let good = run_ok(&["peers", "--db", arg(&db), "--good", "--format", "csv"]);
+    let rows: Vec<&str> = good.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1500);
+    assert!(rows.iter().all(|r| r.starts_with("127.")), "{}", rows[0]);
+    let all = run_ok(&["peers", "--db", arg(&db), "--format", "csv"]);
+    assert!(all.lines().skip(1).all(|r| r.starts_with("127.")));
+
+    let before = std::fs::read(&db).unwrap();
+    let again = run(&["generate", "--db", arg(&db), "--rows", "10", "--good", "1"]);
+    assert_eq!(again.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("already holds 20000 peers"), "{stderr}");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "the database was changed"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&run_ok(&["stats", "--db", arg(&db), "--format", "json"])).unwrap();
+    assert_eq!(stats["known"], 20000);
+}
+
+#[test]
+fn generate_usage_errors_exit_2_and_it_is_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gen.db");
+    let out = run(&["generate", "--db", arg(&db), "--rows", "10", "--good", "11"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--good 11 exceeds --rows 10"), "{stderr}");
+    assert!(!db.exists(), "a refused generate created the database");
+    let out = run(&["generate", "--db", arg(&db), "--rows", "ten", "--good", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let help = run_ok(&["--help"]);
+    assert!(
+        help.contains("import") && !help.contains("generate"),
+        "{help}"
+    );
+}

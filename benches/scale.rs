@@ -1,0 +1,620 @@
+//! The scale bench: the real `dnsseeder run` on a database of 1M generated peers, 50k of
+//! them good (issue 6, item 2).
+//!
+//! 1. `dnsseeder generate --loopback` builds the database (every address in 127.0.0.0/8,
+//!    checked before anything runs), then, on that database and before the seeder starts:
+//!    the scheduler's due-address selection (`Store::due(now, 1000)`) and the DNS
+//!    answer-set rebuild (`StoreSource::good_peers` for masks 0x1, 0x9 and 0x409, both
+//!    families, as the cache refresher calls it), each the median of `--reps` calls after
+//!    one cold call, with `EXPLAIN QUERY PLAN` of their queries (checked to use the
+//!    partial indexes).
+//! 2. The real binary, `dnsseeder run --allow-private --no-dns-seed --dns-listen
+//!    127.0.0.1:0 --threads 96 --dns-rate-limit 0` (zone `seed.example.com`), spawned with
+//!    a stopwatch: the time until it logs `DNS listening on udp+tcp ADDR`, then a UDP `A`
+//!    query for the bare zone every ~1 ms until the first correct answer: NOERROR, at
+//!    least one A record, every address a good peer with the NETWORK bit (the default
+//!    filter) in the database as generated.
+//! 3. While it crawls for `--secs` seconds (the loopback addresses refuse at once, so the
+//!    96 workers and the writer run flat out), `VmRSS` of the process every 100 ms, then
+//!    its `VmHWM`, against the 100 MB limit; then SIGTERM, and the row count after exit.
+//!
+//! Targets: start → first correct answer ≤ 1 s, peak RSS ≤ 100 MB, each query ≤ 20 ms.
+//!
+//! ```text
+//! cargo bench --bench scale                       # 1M rows, 50k good, 60 s of crawling
+//! cargo bench --bench scale -- --rows 200000 --good 10000 --secs 20
+//! ```
+//! Flags: `--rows`, `--good`, `--secs`, `--threads`, `--reps`. Without `--bench` (as
+//! `cargo test --benches` runs it) everything is small and short: a smoke test. Only
+//! loopback addresses are ever dialed.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use dnsseeder::addr::{Family, PeerAddr};
+use dnsseeder::dns::PeerSource;
+use dnsseeder::seeder::StoreSource;
+use dnsseeder::store::Store;
+use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+
+const ZONE: &str = "seed.example.com";
+const RSS_LIMIT_MB: f64 = 100.0;
+const START_LIMIT: Duration = Duration::from_secs(1);
+const QUERY_LIMIT: Duration = Duration::from_millis(20);
+/// The DNS answer-set query, as in `Store::good_ips`.
+const GOOD_SQL: &str =
+    "SELECT address FROM peers WHERE good = 1 AND family = ?1 AND services & ?2 = ?2";
+/// The scheduler's queries, as in `Store::due`, with the index each must use.
+const DUE_SQL: [(&str, &str); 3] = [
+    (
+        "SELECT address, last_getaddr FROM peers WHERE last_success IS NOT NULL \
+         AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
+        "peers_due_answered",
+    ),
+    (
+        "SELECT address, last_getaddr FROM peers WHERE last_success IS NULL AND tries = 0 \
+         AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
+        "peers_due_new",
+    ),
+    (
+        "SELECT address, last_getaddr FROM peers WHERE last_success IS NULL AND tries > 0 \
+         AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
+        "peers_due_failing",
+    ),
+];
+
+/// The bench's knobs.
+#[derive(Debug, Clone)]
+struct Params {
+    rows: usize,
+    good: usize,
+    secs: u64,
+    threads: usize,
+    reps: usize,
+}
+
+impl Params {
+    fn from_args() -> Result<Params, String> {
+        // `cargo bench` passes `--bench`; `cargo test --benches` nothing.
+        let full = std::env::args().any(|a| a == "--bench");
+        let mut p = if full {
+            Params {
+                rows: 1_000_000,
+                good: 50_000,
+                secs: 60,
+                threads: 96,
+                reps: 21,
+            }
+        } else {
+            Params {
+                rows: 5_000,
+                good: 250,
+                secs: 1,
+                threads: 8,
+                reps: 3,
+            }
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| -> Result<u64, String> {
+                let v = args.next().ok_or_else(|| format!("{name} needs a value"))?;
+                v.parse()
+                    .map_err(|_| format!("{name}: '{v}' is not a number"))
+            };
+            match arg.as_str() {
+                "--rows" => p.rows = value("--rows")? as usize,
+                "--good" => p.good = value("--good")? as usize,
+                "--secs" => p.secs = value("--secs")?,
+                "--threads" => p.threads = value("--threads")? as usize,
+                "--reps" => p.reps = value("--reps")?.max(1) as usize,
+                // `--bench` and whatever else the harness passes (filters).
+                _ => {}
+            }
+        }
+        if p.good > p.rows || p.good == 0 {
+            return Err(format!(
+                "--good {} must be in 1..=--rows {}",
+                p.good, p.rows
+            ));
+        }
+        Ok(p)
+    }
+}
+
+fn main() -> ExitCode {
+    let params = match Params::from_args() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("scale bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match bench(&params) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("scale bench failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One row of the closing table.
+struct Figure {
+    what: String,
+    value: String,
+    limit: String,
+    met: bool,
+}
+
+fn bench(p: &Params) -> anyhow::Result<()> {
+    let bin = Path::new(env!("CARGO_BIN_EXE_dnsseeder"));
+    anyhow::ensure!(
+        bin.exists(),
+        "{} is missing: build it (cargo bench builds it for this bench)",
+        bin.display()
+    );
+    println!(
+        "scale bench: {} rows, {} good, {} s of crawling, {} threads; binary {}",
+        p.rows,
+        p.good,
+        p.secs,
+        p.threads,
+        bin.display()
+    );
+    println!("load average at the start: {}", load_average());
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("scale.db");
+    let start = Instant::now();
+    let out = Command::new(bin)
+        .args(["generate", "--db", path_arg(&db)?, "--loopback", "--rows"])
+        .arg(p.rows.to_string())
+        .arg("--good")
+        .arg(p.good.to_string())
+        .env_remove("DNSSEEDER_DB")
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "dnsseeder generate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!(
+        "generate: {} ({:.1} s, database {:.0} MB)",
+        String::from_utf8_lossy(&out.stdout).trim(),
+        start.elapsed().as_secs_f64(),
+        std::fs::metadata(&db)?.len() as f64 / 1e6
+    );
+    let good = good_network_peers(&db, p.rows)?;
+    let mut figures = queries(&db, p.reps)?;
+    figures.extend(run_seeder(bin, &db, p, &good)?);
+    println!("\nload average at the end: {}", load_average());
+    println!("\n{:<44} {:>14} {:>10}  met", "figure", "value", "limit");
+    for f in &figures {
+        println!(
+            "{:<44} {:>14} {:>10}  {}",
+            f.what,
+            f.value,
+            f.limit,
+            if f.met { "yes" } else { "NO" }
+        );
+    }
+    Ok(())
+}
+
+/// The first three fields of `/proc/loadavg`.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |e| format!("unknown ({e})"),
+        |s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    )
+}
+
+fn path_arg(path: &Path) -> anyhow::Result<&str> {
+    path.to_str()
+        .ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", path.display()))
+}
+
+/// Checks that every row is a loopback address (the seeder will dial them) and returns
+/// the good peers with the NETWORK bit: the only addresses a correct answer may hold.
+fn good_network_peers(db: &Path, rows: usize) -> anyhow::Result<HashSet<IpAddr>> {
+    let store = Store::open_existing(db)?;
+    let conn = store.connection();
+    let total: usize = conn.query_row("SELECT count(*) FROM peers", [], |r| r.get(0))?;
+    anyhow::ensure!(total == rows, "generated {total} rows, not {rows}");
+    let mut stmt = conn.prepare("SELECT address FROM peers")?;
+    let mut all = stmt.query([])?;
+    while let Some(r) = all.next()? {
+        let text: String = r.get(0)?;
+        let addr: PeerAddr = text.parse().map_err(|e| anyhow::anyhow!("{text}: {e}"))?;
+        let loopback = addr.socket_addr().is_some_and(|s| s.ip().is_loopback());
+        anyhow::ensure!(
+            loopback,
+            "{text} is not a loopback address: refusing to run"
+        );
+    }
+    let good: HashSet<IpAddr> = store
+        .good_ips(Family::Ipv4, 1)?
+        .into_iter()
+        .chain(store.good_ips(Family::Ipv6, 1)?)
+        .collect();
+    println!(
+        "checked: all {total} addresses are loopback; {} good with NETWORK",
+        good.len()
+    );
+    Ok(good)
+}
+
+/// The scheduler's and the DNS cache's queries on the database as generated, with their
+/// plans.
+fn queries(db: &Path, reps: usize) -> anyhow::Result<Vec<Figure>> {
+    let store = Store::open_existing(db)?;
+    let now = dnsseeder::unix_now();
+    println!();
+    explain(
+        &store,
+        GOOD_SQL,
+        &[&(Family::Ipv4 as i64), &1],
+        "peers_good",
+    )?;
+    for (sql, index) in DUE_SQL {
+        explain(&store, sql, &[&now, &1000], index)?;
+    }
+    println!();
+    let mut figures = Vec::new();
+    let (cold, median, n) = time(reps, || Ok(store.due(now, 1000)?.len()))?;
+    println!("due(now, 1000): {n} addresses; first {cold:.2?}, median of {reps} {median:.2?}");
+    figures.push(query_figure("scheduler: due(now, 1000)", median));
+    let mut source = StoreSource::new(Store::open_existing(db)?);
+    for mask in [0x1u64, 0x9, 0x409] {
+        let (cold, median, n) = time(reps, || Ok(source.good_peers(mask)?.len()))?;
+        println!(
+            "answer-set rebuild, mask {mask:#x}: {n} peers; first {cold:.2?}, median of \
+             {reps} {median:.2?}"
+        );
+        figures.push(query_figure(
+            &format!("DNS answer-set rebuild, mask {mask:#x}"),
+            median,
+        ));
+    }
+    Ok(figures)
+}
+
+fn query_figure(what: &str, t: Duration) -> Figure {
+    Figure {
+        what: what.to_owned(),
+        value: format!("{:.2} ms", t.as_secs_f64() * 1e3),
+        limit: "20 ms".to_owned(),
+        met: t <= QUERY_LIMIT,
+    }
+}
+
+/// The first call's time, the median of `reps` more, and the first call's result.
+fn time(
+    reps: usize,
+    mut f: impl FnMut() -> anyhow::Result<usize>,
+) -> anyhow::Result<(Duration, Duration, usize)> {
+    let start = Instant::now();
+    let n = f()?;
+    let cold = start.elapsed();
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let start = Instant::now();
+        std::hint::black_box(f()?);
+        times.push(start.elapsed());
+    }
+    times.sort();
+    Ok((cold, times[times.len() / 2], n))
+}
+
+/// Prints `EXPLAIN QUERY PLAN` of `sql` and checks that it uses `index`.
+fn explain(
+    store: &Store,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+    index: &str,
+) -> anyhow::Result<()> {
+    let mut stmt = store
+        .connection()
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+    let plan = stmt
+        .query_map(params, |r| r.get::<_, String>(3))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    println!("EXPLAIN QUERY PLAN {sql}");
+    for detail in &plan {
+        println!("  {detail}");
+    }
+    anyhow::ensure!(
+        plan.iter().any(|d| d.contains(index)),
+        "the plan of {sql} does not use {index}"
+    );
+    Ok(())
+}
+
+/// Kills the seeder if the bench fails half-way.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// What the log reader saw, with the time it saw it.
+enum Seen {
+    Listening(SocketAddr, Instant),
+    Line(String),
+}
+
+fn run_seeder(
+    bin: &Path,
+    db: &Path,
+    p: &Params,
+    good: &HashSet<IpAddr>,
+) -> anyhow::Result<Vec<Figure>> {
+    let args = [
+        "run",
+        "--db",
+        path_arg(db)?,
+        "--allow-private",
+        "--no-dns-seed",
+        "--dns-listen",
+        "127.0.0.1:0",
+        "--host",
+        ZONE,
+        "--ns",
+        "ns.seed.example.com",
+        "--mbox",
+        "hostmaster.seed.example.com",
+        "--dns-rate-limit",
+        "0",
+        "--status-interval",
+        "10",
+        "--connect-timeout",
+        "1",
+        "--probe-timeout",
+        "2",
+        "--threads",
+        &p.threads.to_string(),
+    ];
+    println!("\ndnsseeder {}", args.join(" "));
+    let spawned = Instant::now();
+    let mut child = Command::new(bin)
+        .args(args)
+        .env_remove("DNSSEEDER_DB")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
+    let pid = child.id();
+    let mut running = Running(Some(child));
+    let (tx, rx) = mpsc::channel();
+    let reader = thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = line.split("DNS listening on udp+tcp ").nth(1) {
+                if let Ok(addr) = addr.trim().parse() {
+                    let _ = tx.send(Seen::Listening(addr, Instant::now()));
+                }
+            }
+            let _ = tx.send(Seen::Line(line));
+        }
+    });
+    let mut log = Vec::new();
+    let (dns, listening) = loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Seen::Listening(addr, at)) => break (addr, at),
+            Ok(Seen::Line(line)) => log.push(line),
+            Err(_) => anyhow::bail!("no `DNS listening` line within 30 s:\n{}", log.join("\n")),
+        }
+    };
+    let (answered, tries, wrong) = first_correct_answer(dns, good)?;
+    let to_port = listening - spawned;
+    let to_answer = answered - spawned;
+    println!(
+        "start: port logged after {:.1} ms, first correct answer after {:.1} ms \
+         ({:.1} ms after the port; {tries} queries, {wrong} answers not yet correct)",
+        to_port.as_secs_f64() * 1e3,
+        to_answer.as_secs_f64() * 1e3,
+        (answered - listening).as_secs_f64() * 1e3
+    );
+    let (peak_rss, hwm) = sample_rss(pid, Duration::from_secs(p.secs), &rx, &mut log)?;
+    let during = Store::open_existing(db)?.count()?;
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -TERM {pid} failed");
+    let exited = wait_exit(&mut running, Duration::from_secs(60))?;
+    let _ = reader.join();
+    log.extend(rx.try_iter().filter_map(|s| match s {
+        Seen::Line(l) => Some(l),
+        Seen::Listening(..) => None,
+    }));
+    for line in log
+        .iter()
+        .filter(|l| (l.contains("good ") && l.contains("known")) || l.contains("pruned"))
+    {
+        println!("  log: {line}");
+    }
+    let after = Store::open_existing(db)?.count()?;
+    println!(
+        "rows: {during} after {} s of crawling, {after} after exit ({exited})",
+        p.secs
+    );
+    let mb = |kb: u64| kb as f64 / 1024.0;
+    Ok(vec![
+        Figure {
+            what: "start → DNS port logged".to_owned(),
+            value: format!("{:.1} ms", to_port.as_secs_f64() * 1e3),
+            limit: "-".to_owned(),
+            met: true,
+        },
+        Figure {
+            what: "start → first correct answer".to_owned(),
+            value: format!("{:.1} ms", to_answer.as_secs_f64() * 1e3),
+            limit: "1000 ms".to_owned(),
+            met: to_answer <= START_LIMIT,
+        },
+        Figure {
+            what: format!("peak VmRSS (100 ms samples, {} s)", p.secs),
+            value: format!("{:.1} MiB", mb(peak_rss)),
+            limit: "100 MB".to_owned(),
+            met: mb(peak_rss) * 1.048_576 <= RSS_LIMIT_MB,
+        },
+        Figure {
+            what: "VmHWM at the end".to_owned(),
+            value: format!("{:.1} MiB", mb(hwm)),
+            limit: "100 MB".to_owned(),
+            met: mb(hwm) * 1.048_576 <= RSS_LIMIT_MB,
+        },
+        Figure {
+            what: "rows after the run".to_owned(),
+            value: after.to_string(),
+            limit: format!("{}", p.rows),
+            met: after as usize == p.rows,
+        },
+    ])
+}
+
+/// Queries `A seed.example.com` about every millisecond until an answer is correct;
+/// returns when, how many queries it took and how many answers were not yet correct.
+fn first_correct_answer(
+    dns: SocketAddr,
+    good: &HashSet<IpAddr>,
+) -> anyhow::Result<(Instant, u32, u32)> {
+    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    socket.connect(dns)?;
+    socket.set_read_timeout(Some(Duration::from_millis(1)))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut buf = [0u8; 4096];
+    let (mut tries, mut wrong) = (0u32, 0u32);
+    while Instant::now() < deadline {
+        tries += 1;
+        let id = tries as u16;
+        socket.send(&query(id)?)?;
+        let sent = Instant::now();
+        // Read until this query's answer or ~1 ms of silence.
+        while sent.elapsed() < Duration::from_millis(2) {
+            let Ok(n) = socket.recv(&mut buf) else { break };
+            let at = Instant::now();
+            let Ok(m) = Message::from_vec(&buf[..n]) else {
+                wrong += 1;
+                continue;
+            };
+            if m.metadata.id != id {
+                continue;
+            }
+            if is_correct(&m, good) {
+                return Ok((at, tries, wrong));
+            }
+            wrong += 1;
+            break;
+        }
+        thread::sleep(Duration::from_millis(1).saturating_sub(sent.elapsed()));
+    }
+    anyhow::bail!("no correct answer within 30 s ({tries} queries, {wrong} wrong answers)")
+}
+
+fn query(id: u16) -> anyhow::Result<Vec<u8>> {
+    let mut m = Message::query();
+    m.metadata.id = id;
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(ZONE)?, RecordType::A));
+    Ok(m.to_vec()?)
+}
+
+/// NOERROR, at least one A record, and only good peers with the NETWORK bit.
+fn is_correct(m: &Message, good: &HashSet<IpAddr>) -> bool {
+    let ips: Vec<IpAddr> = m
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            _ => None,
+        })
+        .collect();
+    m.metadata.response_code == ResponseCode::NoError
+        && !ips.is_empty()
+        && ips.iter().all(|ip| good.contains(ip))
+}
+
+/// Samples `VmRSS` of `pid` every 100 ms for `span` (printing it every 10 s), passing
+/// log lines on; returns the largest sample and the final `VmHWM`, in KiB.
+fn sample_rss(
+    pid: u32,
+    span: Duration,
+    rx: &mpsc::Receiver<Seen>,
+    log: &mut Vec<String>,
+) -> anyhow::Result<(u64, u64)> {
+    let start = Instant::now();
+    let mut peak = 0;
+    let mut next_print = start;
+    while start.elapsed() < span {
+        let rss = proc_status(pid, "VmRSS")?;
+        peak = peak.max(rss);
+        if Instant::now() >= next_print {
+            next_print += Duration::from_secs(10);
+            println!(
+                "  t+{:>4.1} s: VmRSS {:.1} MiB",
+                start.elapsed().as_secs_f64(),
+                rss as f64 / 1024.0
+            );
+        }
+        log.extend(rx.try_iter().filter_map(|s| match s {
+            Seen::Line(l) => Some(l),
+            Seen::Listening(..) => None,
+        }));
+        thread::sleep(Duration::from_millis(100));
+    }
+    let hwm = proc_status(pid, "VmHWM")?;
+    let mib = |kb: u64| kb as f64 / 1024.0;
+    println!(
+        "  end: VmRSS {:.1} MiB (anonymous {:.1}, files {:.1}), VmHWM {:.1} MiB, {} threads",
+        mib(proc_status(pid, "VmRSS")?),
+        mib(proc_status(pid, "RssAnon")?),
+        mib(proc_status(pid, "RssFile")? + proc_status(pid, "RssShmem")?),
+        mib(hwm),
+        proc_status(pid, "Threads")?
+    );
+    Ok((peak, hwm))
+}
+
+/// A numeric field of `/proc/PID/status` (`kB` for sizes).
+fn proc_status(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no {field} in /proc/{pid}/status (did it exit?)"))
+}
+
+fn wait_exit(running: &mut Running, timeout: Duration) -> anyhow::Result<String> {
+    let start = Instant::now();
+    let child = running
+        .0
+        .as_mut()
+        .ok_or_else(|| anyhow::anyhow!("not running"))?;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            running.0 = None;
+            return Ok(format!(
+                "{status} after SIGTERM in {:.1} s",
+                start.elapsed().as_secs_f64()
+            ));
+        }
+        anyhow::ensure!(start.elapsed() < timeout, "no exit within {timeout:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
