@@ -23,10 +23,16 @@
 //!    (`/proc/self/task/*/schedstat`) is printed too: it depends far less on what else
 //!    runs on the machine.
 //! 2. Latency, open loop: one thread sends on a fixed schedule at half the server's
-//!    maximum (or `--rate`) for `--latency-secs` seconds, another receives; responses are
-//!    matched by ID and timed from the actual send (a response later than 300 ms after
-//!    the last send counts as lost). The same offered load then goes to the responder,
-//!    for comparison.
+//!    maximum (or `--rate`) for `--latency-secs` seconds and reads the responses in
+//!    between, sleeping when the next send is far enough away; responses are matched by
+//!    ID and timed from the send to their arrival as the kernel stamps it
+//!    (`SO_TIMESTAMPNS`), so the client's own delays in reading do not count (a response
+//!    later than 300 ms after the last send counts as lost). The same offered load then
+//!    goes to the responder, for comparison.
+//! 3. At scale: the same open loop at a moderate `--moderate` qps (5,000), first idle,
+//!    then while a writer thread commits probe results to the served database at full
+//!    speed (the crawler writer's settings and `Store::commit_batch`, batches of 500);
+//!    and the maximum rate (closed loop) while the writer runs.
 //!
 //! The pure part of the server, [`respond_into`], is also timed alone in-process on the
 //! same query and answer set.
@@ -38,7 +44,7 @@
 //! cargo bench --bench dns -- --rounds 5 --secs 3 --window 64
 //! ```
 //! Flags: `--rows`, `--good`, `--secs`, `--rounds`, `--window`, `--latency-secs`, `--rate`
-//! (offered load of the latency run; 0: half the measured maximum). Without `--bench` (as
+//! (offered load of the latency run; 0: half the measured maximum), `--moderate`. Without `--bench` (as
 //! `cargo test --benches` runs it) everything is small and short: a smoke test.
 
 #[allow(dead_code)] // this bench uses only `fill` and what `workload` uses
@@ -46,14 +52,15 @@ mod common;
 #[path = "common/workload.rs"]
 mod workload;
 
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dnsseeder::dns::{
     AnswerSet, DnsConfig, DnsServer, PeerSource, Transport, ZoneContext, respond_into,
@@ -62,6 +69,9 @@ use dnsseeder::seeder::StoreSource;
 use dnsseeder::store::Store;
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
+use nix::errno::Errno;
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
+use nix::sys::time::TimeSpec;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -74,6 +84,9 @@ const SERVER_THREAD: &str = "dns-udp";
 const RESPONDER_THREAD: &str = "fixed-responder";
 /// Silence after which the closed loop assumes its window lost and refills it.
 const REFILL_AFTER: Duration = Duration::from_millis(100);
+/// The open loop sleeps until its next send when that is further away than this, and
+/// spins otherwise (a sleep overshoots by about the timer slack, 50 us).
+const SPIN_BELOW: Duration = Duration::from_micros(120);
 /// How long the latency run waits for the last responses.
 const STRAGGLERS: Duration = Duration::from_millis(300);
 
@@ -377,6 +390,14 @@ fn run(p: &Params) -> anyhow::Result<()> {
     );
     println!("load average at end: {}", loadavg());
     Ok(())
+}
+
+/// Nanoseconds since the UNIX epoch (`CLOCK_REALTIME`, the clock of kernel receive
+/// timestamps).
+fn realtime_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 fn print_latency_header() {
@@ -683,10 +704,13 @@ impl Latency {
 }
 
 /// Sends at `rate` queries per second on a fixed schedule for `duration` and times each
-/// response from its query's send (matched by ID). One thread does both, polling a
-/// non-blocking socket between sends: with a second client thread, the client's two
-/// threads and the server's compete for the 2 cores and the scheduler's queueing, not
-/// the server, sets the tail (p99 of 8-67 ms for the minimal responder as well).
+/// response (matched by ID) from its query's send to its arrival, as the kernel stamps it
+/// on the socket (`SO_TIMESTAMPNS`, `CLOCK_REALTIME` like the send times): when the
+/// client reads a response does not count. One thread does both: it sleeps until the
+/// next send when that is more than [`SPIN_BELOW`] away (spins otherwise), then reads
+/// what has arrived. A client that spun between all its sends would hold a core at any
+/// rate, and at a moderate rate the server, the writer and the rest of the machine would
+/// share the other one.
 fn open_loop(
     target: SocketAddr,
     query: &[u8],
@@ -696,25 +720,44 @@ fn open_loop(
     let socket = udp_socket()?;
     socket.connect(target)?;
     socket.set_nonblocking(true)?;
-    let epoch = Instant::now();
-    // Send time per ID, in nanoseconds since `epoch` plus one (0: nothing outstanding).
+    setsockopt(&socket, sockopt::ReceiveTimestampns, &true).map_err(io::Error::from)?;
+    // Send time per ID, in nanoseconds since the UNIX epoch plus one (0: nothing outstanding).
     let mut sent_at = vec![0u64; usize::from(u16::MAX) + 1];
     let mut samples = Vec::new();
     let mut buf = [0u8; 2048];
+    let mut control = nix::cmsg_space!(TimeSpec);
     let mut receive = |sent_at: &mut [u64], samples: &mut Vec<u64>| -> io::Result<()> {
         loop {
-            match socket.recv(&mut buf) {
-                Ok(n) if n >= 12 => {
-                    let now = epoch.elapsed().as_nanos() as u64;
-                    let id = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
-                    let sent = std::mem::take(&mut sent_at[id]);
-                    if sent != 0 {
-                        samples.push(now.saturating_sub(sent - 1));
-                    }
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let (bytes, arrived) = match recvmsg::<()>(
+                socket.as_raw_fd(),
+                &mut iov,
+                Some(&mut control),
+                MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(message) => {
+                    let stamp = message
+                        .cmsgs()
+                        .map_err(io::Error::from)?
+                        .find_map(|c| match c {
+                            ControlMessageOwned::ScmTimestampns(ts) => {
+                                Some(ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64)
+                            }
+                            _ => None,
+                        });
+                    (message.bytes, stamp)
                 }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(e),
+                Err(Errno::EAGAIN) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            if bytes < 12 {
+                continue;
+            }
+            let arrived = arrived.unwrap_or_else(realtime_nanos);
+            let id = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
+            let sent = std::mem::take(&mut sent_at[id]);
+            if sent != 0 {
+                samples.push(arrived.saturating_sub(sent - 1));
             }
         }
     };
@@ -728,13 +771,19 @@ fn open_loop(
             break;
         }
         receive(&mut sent_at, &mut samples)?;
-        if Instant::now() < due {
-            std::hint::spin_loop();
+        let now = Instant::now();
+        if now < due {
+            let wait = due - now;
+            if wait > SPIN_BELOW {
+                thread::sleep(wait - SPIN_BELOW / 2);
+            } else {
+                std::hint::spin_loop();
+            }
             continue;
         }
         let id = sent as u16;
         packet[..2].copy_from_slice(&id.to_be_bytes());
-        sent_at[usize::from(id)] = epoch.elapsed().as_nanos() as u64 + 1;
+        sent_at[usize::from(id)] = realtime_nanos() + 1;
         match socket.send(&packet) {
             Ok(_) => {}
             // A full send buffer is a lost query, as it would be on a real network.
