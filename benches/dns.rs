@@ -55,7 +55,7 @@ mod workload;
 use std::io::{self, IoSliceMut};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,8 +70,10 @@ use dnsseeder::store::Store;
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use nix::errno::Errno;
+use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
 use nix::sys::time::TimeSpec;
+use nix::unistd::Pid;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -82,6 +84,9 @@ const EDNS_PAYLOAD: u16 = 1232;
 /// The server's UDP thread and the responder's, as `/proc/self/task/*/comm` names them.
 const SERVER_THREAD: &str = "dns-udp";
 const RESPONDER_THREAD: &str = "fixed-responder";
+/// The core of the load generator's thread, and of the serving threads.
+const CLIENT_CPU: usize = 0;
+const SERVER_CPU: usize = 1;
 /// Silence after which the closed loop assumes its window lost and refills it.
 const REFILL_AFTER: Duration = Duration::from_millis(100);
 /// The open loop sleeps until its next send when that is further away than this, and
@@ -246,6 +251,15 @@ fn run(p: &Params) -> anyhow::Result<()> {
         answer.bytes.len()
     );
     let responder = FixedResponder::start(answer.bytes.clone())?;
+    let server_pin = pin_server(SERVER_THREAD);
+    let pinned = server_pin.is_some() && pin_server(RESPONDER_THREAD).is_some();
+    if pinned {
+        println!(
+            "client on CPU {CLIENT_CPU}, serving threads ({SERVER_THREAD}, {RESPONDER_THREAD}) on CPU {SERVER_CPU}"
+        );
+    } else {
+        println!("threads not pinned to cores");
+    }
 
     // Warm-up: caches, page faults, CPU frequency.
     let warm = Duration::from_secs_f64((p.secs / 3.0).min(1.0));
@@ -286,7 +300,11 @@ fn run(p: &Params) -> anyhow::Result<()> {
     let lat_fixed = open_loop(responder.addr, &query, rate, latency_for)?;
     responder.stop();
 
-    // At scale: a moderate load, idle and while the crawler's writer commits at full speed.
+    // At scale: a moderate load, idle and while the crawler's writer commits at full speed,
+    // the serving thread free to run on any core, as in production.
+    if let Some((tid, before)) = &server_pin {
+        sched_setaffinity(Pid::from_raw(*tid), before)?;
+    }
     let idle_moderate = open_loop(server_addr, &query, p.moderate, latency_for)?;
     let writer = BusyWriter::start(&path)?;
     thread::sleep(warm);
@@ -610,18 +628,65 @@ struct Throughput {
     cpu_per_query: f64,
 }
 
-/// Returns the CPU time so far of this process's thread named `name`
-/// (`/proc/self/task/*/schedstat`, nanoseconds).
-fn thread_cpu(name: &str) -> Option<u64> {
+/// Returns the `/proc` directory of this process's thread named `name`.
+fn task_dir(name: &str) -> Option<PathBuf> {
     for task in std::fs::read_dir("/proc/self/task").ok()? {
         let dir = task.ok()?.path();
         let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
         if comm.trim_end() == name {
-            let stat = std::fs::read_to_string(dir.join("schedstat")).ok()?;
-            return stat.split_whitespace().next()?.parse().ok();
+            return Some(dir);
         }
     }
     None
+}
+
+/// Returns the CPU time so far of this process's thread named `name`
+/// (`/proc/self/task/*/schedstat`, nanoseconds).
+fn thread_cpu(name: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(task_dir(name)?.join("schedstat")).ok()?;
+    stat.split_whitespace().next()?.parse().ok()
+}
+
+/// Pins the thread `tid` (0: the calling thread) to `cpu`; returns its former CPU set.
+fn pin(tid: i32, cpu: usize) -> Option<CpuSet> {
+    let tid = Pid::from_raw(tid);
+    let before = sched_getaffinity(tid).ok()?;
+    let mut set = CpuSet::new();
+    set.set(cpu).ok()?;
+    sched_setaffinity(tid, &set).ok()?;
+    Some(before)
+}
+
+/// Pins this process's thread named `name` to [`SERVER_CPU`] (on a machine with at
+/// least two cores); returns its thread ID and former CPU set if it did.
+fn pin_server(name: &str) -> Option<(i32, CpuSet)> {
+    let tid = task_dir(name)?.file_name()?.to_str()?.parse::<i32>().ok()?;
+    if tid <= 0 || !two_cores() {
+        return None;
+    }
+    Some((tid, pin(tid, SERVER_CPU)?))
+}
+
+fn two_cores() -> bool {
+    thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
+}
+
+/// The calling thread pinned to [`CLIENT_CPU`] until dropped (on a machine with at least
+/// two cores), so that the client and the serving thread each have a core.
+struct PinnedClient(Option<CpuSet>);
+
+impl PinnedClient {
+    fn new() -> PinnedClient {
+        PinnedClient(two_cores().then(|| pin(0, CLIENT_CPU)).flatten())
+    }
+}
+
+impl Drop for PinnedClient {
+    fn drop(&mut self) {
+        if let Some(before) = &self.0 {
+            let _ = sched_setaffinity(Pid::from_raw(0), before);
+        }
+    }
 }
 
 /// Keeps `window` queries outstanding for `duration` and counts the responses.
@@ -631,6 +696,7 @@ fn closed_loop(
     window: usize,
     duration: Duration,
 ) -> io::Result<Throughput> {
+    let _pinned = PinnedClient::new();
     let socket = udp_socket()?;
     socket.connect(target)?;
     socket.set_read_timeout(Some(REFILL_AFTER))?;
@@ -717,6 +783,7 @@ fn open_loop(
     rate: f64,
     duration: Duration,
 ) -> io::Result<Latency> {
+    let _pinned = PinnedClient::new();
     let socket = udp_socket()?;
     socket.connect(target)?;
     socket.set_nonblocking(true)?;
