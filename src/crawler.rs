@@ -69,6 +69,12 @@ pub struct CrawlCounters {
     pub committed: AtomicU64,
     /// Transactions committed.
     pub batches: AtomicU64,
+    /// Results in the largest committed transaction.
+    pub largest_batch: AtomicU64,
+    /// Learned addresses (gossip and seeds) handed to the store in committed transactions.
+    pub learned_written: AtomicU64,
+    /// Time spent committing transactions, microseconds.
+    pub commit_micros: AtomicU64,
     /// Commit failures (e.g. disk full).
     pub write_errors: AtomicU64,
 }
@@ -532,7 +538,9 @@ impl Writer {
 
     fn commit(&mut self, batch: &Batch) -> anyhow::Result<()> {
         let seeds = batch.results.is_empty();
+        let started = Instant::now();
         let summary = self.store.commit_batch(batch, &self.policy, unix_now())?;
+        let micros = started.elapsed().as_micros() as u64;
         // Only now may the scheduler hand these addresses out again.
         let mut in_flight = lock(&self.in_flight);
         for r in &batch.results {
@@ -553,6 +561,15 @@ impl Writer {
             .committed
             .fetch_add(summary.recorded as u64, Ordering::Relaxed);
         self.counters.batches.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .largest_batch
+            .fetch_max(batch.results.len() as u64, Ordering::Relaxed);
+        self.counters
+            .learned_written
+            .fetch_add(batch.learned.len() as u64, Ordering::Relaxed);
+        self.counters
+            .commit_micros
+            .fetch_add(micros, Ordering::Relaxed);
         if summary.evicted > 0 {
             log::debug!(
                 "evicted {} never-reached addresses over --max-addresses",
