@@ -382,6 +382,7 @@ struct Snapshot {
     batches: u64,
     largest_batch: u64,
     learned_written: u64,
+    learned_skipped: u64,
     commit_secs: f64,
     /// CPU seconds used during the pass.
     cpu: Cpu,
@@ -398,6 +399,7 @@ impl Snapshot {
             batches: c.batches.load(Ordering::Relaxed),
             largest_batch: c.largest_batch.load(Ordering::Relaxed),
             learned_written: c.learned_written.load(Ordering::Relaxed),
+            learned_skipped: c.learned_skipped.load(Ordering::Relaxed),
             commit_secs: c.commit_micros.load(Ordering::Relaxed) as f64 / 1e6,
             cpu: Cpu::now().since(cpu_before),
             wall: t.all_probed.map_or(f64::NAN, |s| s.at.as_secs_f64()),
@@ -466,12 +468,14 @@ fn report(p: &Params, t: &Timeline, s: &Snapshot, n: usize, listeners: usize) {
     );
     println!(
         "  writer             {} batches committed, results per batch: mean {:.1}, max {}; \
-         {} learned addresses written ({:.1} per result); {:.2} s committing ({:.0}% of the pass)",
+         {} learned addresses written ({:.1} per result), {} skipped as known; {:.2} s committing \
+         ({:.0}% of the pass)",
         s.batches,
         s.committed as f64 / s.batches.max(1) as f64,
         s.largest_batch,
         s.learned_written,
         s.learned_written as f64 / s.committed.max(1) as f64,
+        s.learned_skipped,
         s.commit_secs,
         s.commit_secs / s.wall * 100.0
     );
