@@ -41,9 +41,9 @@ pub const BOOTSTRAP_MIN_ANSWERED: u64 = 10;
 pub const PRUNE_AGE: i64 = 30 * 86_400;
 /// Earliest plausible gossip timestamp (2009-01-03, the genesis block).
 const GENESIS_TIME: i64 = 1_231_006_505;
-/// Gossiped addresses the writer remembers per generation (two generations are kept: at
-/// most about 2 x 65,536 x 56 bytes = 7 MiB).
-pub const KNOWN_GOSSIP_GENERATION: usize = 65_536;
+/// Gossiped addresses the writer remembers per generation: 7/8 of 65,536 hash buckets, so a
+/// generation's map never grows past them (65,536 x 49 bytes = 3.2 MB; two are kept).
+pub const KNOWN_GOSSIP_GENERATION: usize = 57_344;
 
 /// How to crawl.
 #[derive(Debug, Clone)]
@@ -855,8 +855,10 @@ mod tests {
             })
             .collect();
         known.remember(&many);
-        assert!(known.current.len() <= KNOWN_GOSSIP_GENERATION);
-        assert!(known.previous.len() <= KNOWN_GOSSIP_GENERATION);
+        // Neither map grew past 65,536 buckets (what the memory bound assumes).
+        assert!(known.current.capacity() <= KNOWN_GOSSIP_GENERATION);
+        assert!(known.previous.capacity() <= KNOWN_GOSSIP_GENERATION);
+        assert!(known.previous.len() == KNOWN_GOSSIP_GENERATION);
         // The newest are remembered, the oldest forgotten.
         let mut last = vec![many[many.len() - 1].clone()];
         assert_eq!(known.filter(&mut last), 1);
