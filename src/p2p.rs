@@ -155,13 +155,38 @@ pub trait Conn: Read + Write {
     /// # Errors
     /// As the socket's `set_read_timeout`.
     fn set_timeout(&mut self, timeout: Duration) -> io::Result<()>;
+
+    /// Bounds the next reads (writes may keep an older bound). Defaults to
+    /// [`Conn::set_timeout`]; a socket overrides it to save a system call.
+    ///
+    /// # Errors
+    /// As the socket's `set_read_timeout`.
+    fn set_read_timeout_only(&mut self, timeout: Duration) -> io::Result<()> {
+        self.set_timeout(timeout)
+    }
+
+    /// Bounds the next writes (reads may keep an older bound). Defaults to
+    /// [`Conn::set_timeout`].
+    ///
+    /// # Errors
+    /// As the socket's `set_write_timeout`.
+    fn set_write_timeout_only(&mut self, timeout: Duration) -> io::Result<()> {
+        self.set_timeout(timeout)
+    }
 }
 
 impl Conn for TcpStream {
     fn set_timeout(&mut self, timeout: Duration) -> io::Result<()> {
-        let timeout = timeout.max(Duration::from_millis(1));
-        self.set_read_timeout(Some(timeout))?;
-        self.set_write_timeout(Some(timeout))
+        self.set_read_timeout_only(timeout)?;
+        self.set_write_timeout_only(timeout)
+    }
+
+    fn set_read_timeout_only(&mut self, timeout: Duration) -> io::Result<()> {
+        self.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+    }
+
+    fn set_write_timeout_only(&mut self, timeout: Duration) -> io::Result<()> {
+        self.set_write_timeout(Some(timeout.max(Duration::from_millis(1))))
     }
 }
 
@@ -205,13 +230,12 @@ pub fn converse<C: Conn>(
     opts: &ProbeOptions,
     deadline: Instant,
 ) -> Result<PeerInfo, ProbeError> {
-    let mut io = Framed {
-        conn,
-        magic: opts.magic,
-        deadline,
-    };
-    io.send(NetworkMessage::Version(our_version(peer, opts)))?;
-    io.send(NetworkMessage::SendAddrV2)?;
+    let mut io = Framed::new(conn, opts.magic, deadline);
+    // One write for both: one segment for the peer to read, one system call here.
+    io.send_all([
+        NetworkMessage::Version(our_version(peer, opts)),
+        NetworkMessage::SendAddrV2,
+    ])?;
     let (mut version, mut verack) = (None, false);
     while version.is_none() || !verack {
         match io.receive()? {
@@ -307,14 +331,40 @@ fn sanitize_agent(agent: &str) -> String {
         .collect()
 }
 
+/// Bytes read from the socket at most per system call (more only for a large payload, which
+/// is read straight into its own buffer).
+const READ_BUFFER: usize = 8192;
+
 /// Message framing over a stream, bounded by a deadline.
+///
+/// Reads go through a buffer: a peer sends its `version`, `wtxidrelay`, `sendaddrv2` and
+/// `verack` (or the five messages after the handshake) back to back, and one `recv` takes
+/// them all, where reading each header and payload on its own cost two system calls per
+/// message plus two `setsockopt`s each. Each system call is still bounded by the time left
+/// until the deadline: the read timeout is set before every `recv`, the write timeout before
+/// every write.
 struct Framed<'a, C> {
     conn: &'a mut C,
     magic: Magic,
     deadline: Instant,
+    buf: Vec<u8>,
+    /// Unconsumed bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
 }
 
-impl<C: Conn> Framed<'_, C> {
+impl<'a, C: Conn> Framed<'a, C> {
+    fn new(conn: &'a mut C, magic: Magic, deadline: Instant) -> Framed<'a, C> {
+        Framed {
+            conn,
+            magic,
+            deadline,
+            buf: vec![0; READ_BUFFER],
+            start: 0,
+            end: 0,
+        }
+    }
+
     fn remaining(&self) -> Result<Duration, ProbeError> {
         let left = self.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -325,25 +375,57 @@ impl<C: Conn> Framed<'_, C> {
     }
 
     fn send(&mut self, msg: NetworkMessage) -> Result<(), ProbeError> {
-        let bytes = encode::serialize(&RawNetworkMessage::new(self.magic, msg));
+        self.send_all([msg])
+    }
+
+    /// Sends the messages in one write.
+    fn send_all<const N: usize>(&mut self, msgs: [NetworkMessage; N]) -> Result<(), ProbeError> {
+        let mut bytes = Vec::new();
+        for msg in msgs {
+            bytes.extend(encode::serialize(&RawNetworkMessage::new(self.magic, msg)));
+        }
         self.conn
-            .set_timeout(self.remaining()?)
+            .set_write_timeout_only(self.remaining()?)
             .map_err(ProbeError::Io)?;
         self.conn.write_all(&bytes).map_err(ProbeError::from_io)
     }
 
-    fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), ProbeError> {
-        let mut filled = 0;
-        while filled < buf.len() {
+    /// One `recv` of at most `into.len()` bytes, bounded by the deadline.
+    fn recv(&mut self, mut into: ReadInto<'_>) -> Result<usize, ProbeError> {
+        loop {
             self.conn
-                .set_timeout(self.remaining()?)
+                .set_read_timeout_only(self.remaining()?)
                 .map_err(ProbeError::Io)?;
-            match self.conn.read(&mut buf[filled..]) {
+            let read = match into {
+                ReadInto::Buffer => self.conn.read(&mut self.buf),
+                ReadInto::Slice(ref mut out) => self.conn.read(out),
+            };
+            match read {
                 Ok(0) => return Err(ProbeError::Closed),
-                Ok(n) => filled += n,
+                Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(ProbeError::from_io(e)),
             }
+        }
+    }
+
+    fn read_exact(&mut self, out: &mut [u8]) -> Result<(), ProbeError> {
+        let mut filled = 0;
+        while filled < out.len() {
+            if self.start == self.end {
+                let wanted = out.len() - filled;
+                if wanted >= self.buf.len() {
+                    // A large payload: no point copying it through the buffer.
+                    filled += self.recv(ReadInto::Slice(&mut out[filled..]))?;
+                    continue;
+                }
+                self.end = self.recv(ReadInto::Buffer)?;
+                self.start = 0;
+            }
+            let n = (out.len() - filled).min(self.end - self.start);
+            out[filled..filled + n].copy_from_slice(&self.buf[self.start..self.start + n]);
+            self.start += n;
+            filled += n;
         }
         Ok(())
     }
@@ -377,6 +459,14 @@ impl<C: Conn> Framed<'_, C> {
         self.read_exact(&mut payload)?;
         decode_payload(&header, &payload)
     }
+}
+
+/// Where [`Framed::recv`] puts what it reads.
+enum ReadInto<'b> {
+    /// The read buffer (which must be empty).
+    Buffer,
+    /// Straight into the caller's slice.
+    Slice(&'b mut [u8]),
 }
 
 /// A checked message header.

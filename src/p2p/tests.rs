@@ -262,3 +262,131 @@ fn forbidden_addresses_are_never_dialed() {
         assert_eq!(err.reason(), "forbidden", "{a}");
     }
 }
+
+/// A [`ScriptedPeer`] that counts the reads and timeout changes the probe makes.
+struct CountingPeer<'a> {
+    inner: ScriptedPeer<'a>,
+    reads: usize,
+    timeouts: usize,
+}
+
+impl Read for CountingPeer<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reads += 1;
+        self.inner.read(buf)
+    }
+}
+
+impl Write for CountingPeer<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Conn for CountingPeer<'_> {
+    fn set_timeout(&mut self, _: Duration) -> io::Result<()> {
+        self.timeouts += 2;
+        Ok(())
+    }
+
+    fn set_read_timeout_only(&mut self, _: Duration) -> io::Result<()> {
+        self.timeouts += 1;
+        Ok(())
+    }
+
+    fn set_write_timeout_only(&mut self, _: Duration) -> io::Result<()> {
+        self.timeouts += 1;
+        Ok(())
+    }
+}
+
+/// Talks to `script` delivered at most `chunk` bytes per read; returns the result, what
+/// was sent, and the number of reads and timeout changes.
+fn talk_in_chunks(
+    script: &[u8],
+    chunk: usize,
+) -> (Result<PeerInfo, ProbeError>, Vec<u8>, usize, usize) {
+    let mut conn = CountingPeer {
+        inner: ScriptedPeer {
+            chunk,
+            ..ScriptedPeer::new(script)
+        },
+        reads: 0,
+        timeouts: 0,
+    };
+    let peer = "127.0.0.1:18444".parse().unwrap();
+    let opts = ProbeOptions::new(magic());
+    let result = converse(
+        &mut conn,
+        peer,
+        &opts,
+        Instant::now() + Duration::from_secs(5),
+    );
+    (result, conn.inner.output, conn.reads, conn.timeouts)
+}
+
+#[test]
+fn framing_does_not_depend_on_how_the_bytes_arrive() {
+    // Small messages, a payload larger than the read buffer that is decoded (1000 addr
+    // entries, 30 kB) and one that is skipped (an unknown 20 kB message).
+    let mut script = handshake();
+    script.extend(frame(NetworkMessage::SendHeaders));
+    script.extend(frame(NetworkMessage::Ping(5)));
+    script.extend(raw_frame("inv", &vec![7u8; 20_000]));
+    script.extend(frame(NetworkMessage::Addr(addr_entries(1))));
+    script.extend(frame(NetworkMessage::Addr(addr_entries(1000))));
+    script.extend(frame(NetworkMessage::Addr(addr_entries(3))));
+    let (whole, sent, _, _) = talk_in_chunks(&script, usize::MAX);
+    let whole = whole.unwrap();
+    assert_eq!(whole.addrs.len(), 1004);
+    for chunk in [
+        1,
+        3,
+        23,
+        24,
+        25,
+        1000,
+        READ_BUFFER - 1,
+        READ_BUFFER,
+        READ_BUFFER + 1,
+    ] {
+        let (result, sent_here, _, _) = talk_in_chunks(&script, chunk);
+        assert_eq!(result.unwrap(), whole, "chunks of {chunk} bytes");
+        assert_eq!(
+            commands(&sent_here),
+            commands(&sent),
+            "chunks of {chunk} bytes"
+        );
+    }
+    // Cut anywhere, the conversation ends as closed or with what arrived, never a panic.
+    for cut in (0..script.len()).step_by(997) {
+        let (result, _, _, _) = talk_in_chunks(&script[..cut], 700);
+        if let Err(e) = result {
+            assert_eq!(e.reason(), "closed", "cut at {cut}");
+        }
+    }
+}
+
+#[test]
+fn messages_that_arrive_together_are_read_in_one_call() {
+    // A peer's handshake and the five messages after it, all available at once: before the
+    // read buffer, each header and each payload was a read of its own (and each read set
+    // both timeouts), 2 reads per message.
+    let mut script = handshake();
+    script.extend(frame(NetworkMessage::SendHeaders));
+    script.extend(frame(NetworkMessage::Ping(5)));
+    script.extend(frame(NetworkMessage::FeeFilter(1000)));
+    script.extend(frame(NetworkMessage::WtxidRelay));
+    script.extend(frame(NetworkMessage::Addr(addr_entries(2))));
+    let (result, sent, reads, timeouts) = talk_in_chunks(&script, usize::MAX);
+    assert_eq!(result.unwrap().addrs.len(), 2);
+    let writes = commands(&sent).len();
+    // One read takes everything, one more finds the peer closed.
+    assert_eq!(reads, 2);
+    // One timeout per read and one per write (`version` and `sendaddrv2` go in one write).
+    assert_eq!(timeouts, reads + writes - 1);
+}
