@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use dnsseeder::addr::{Family, PeerAddr};
 use dnsseeder::dns::PeerSource;
 use dnsseeder::seeder::StoreSource;
-use dnsseeder::store::Store;
+use dnsseeder::store::{DUE_SQL, GOOD_SQL, Store};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 
@@ -48,27 +48,6 @@ const ZONE: &str = "seed.example.com";
 const RSS_LIMIT_MB: f64 = 100.0;
 const START_LIMIT: Duration = Duration::from_secs(1);
 const QUERY_LIMIT: Duration = Duration::from_millis(20);
-/// The DNS answer-set query, as in `Store::good_ips`.
-const GOOD_SQL: &str =
-    "SELECT address FROM peers WHERE good = 1 AND family = ?1 AND services & ?2 = ?2";
-/// The scheduler's queries, as in `Store::due`, with the index each must use.
-const DUE_SQL: [(&str, &str); 3] = [
-    (
-        "SELECT address, last_getaddr FROM peers WHERE last_success IS NOT NULL \
-         AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
-        "peers_due_answered",
-    ),
-    (
-        "SELECT address, last_getaddr FROM peers WHERE last_success IS NULL AND tries = 0 \
-         AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
-        "peers_due_new",
-    ),
-    (
-        "SELECT address, last_getaddr FROM peers WHERE last_success IS NULL AND tries > 0 \
-         AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
-        "peers_due_failing",
-    ),
-];
 
 /// The bench's knobs.
 #[derive(Debug, Clone)]

@@ -30,33 +30,10 @@ use criterion::{
     BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
 };
 use dnsseeder::addr::{Family, Host, PeerAddr};
-use dnsseeder::store::{NewPeer, Policy, Source, Store};
+use dnsseeder::store::{DUE_SQL, GOOD_SQL, NewPeer, Policy, Source, Store};
 use rusqlite::params;
 use tempfile::TempDir;
 use workload::{POLICY, Workload};
-
-/// The store's DNS query, as in `Store::good_ips`.
-const GOOD_SQL: &str =
-    "SELECT address FROM peers WHERE good = 1 AND family = ?1 AND services & ?2 = ?2";
-
-/// The scheduler's queries, as in `Store::due`, with the index each must use.
-const DUE_SQL: [(&str, &str); 3] = [
-    (
-        "SELECT address, last_getaddr FROM peers WHERE last_success IS NOT NULL \
-         AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
-        "peers_due_answered",
-    ),
-    (
-        "SELECT address, last_getaddr FROM peers WHERE last_success IS NULL AND tries = 0 \
-         AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
-        "peers_due_new",
-    ),
-    (
-        "SELECT address, last_getaddr FROM peers WHERE last_success IS NULL AND tries > 0 \
-         AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
-        "peers_due_failing",
-    ),
-];
 
 /// `cargo bench` passes `--bench`; test runs get small databases.
 fn full_run() -> bool {

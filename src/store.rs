@@ -15,6 +15,32 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, param
 use crate::addr::{Family, PeerAddr};
 use crate::reliability::{self, Requirements, Standing, Stats, Window};
 
+/// The scheduler's queries ([`Store::due`]), one per class in the order they are asked:
+/// peers that answered before, never-tried ones, failing ones; each with the partial
+/// index it uses (the benches check the query plans name them).
+pub const DUE_SQL: [(&str, &str); 3] = [
+    (
+        "SELECT address, last_getaddr FROM peers WHERE last_success IS NOT NULL \
+         AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
+        "peers_due_answered",
+    ),
+    (
+        "SELECT address, last_getaddr FROM peers WHERE last_success IS NULL AND tries = 0 \
+         AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
+        "peers_due_new",
+    ),
+    (
+        "SELECT address, last_getaddr FROM peers WHERE last_success IS NULL AND tries > 0 \
+         AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
+        "peers_due_failing",
+    ),
+];
+
+/// The DNS answer-set query ([`Store::good_ips`]): good peers of family `?1` whose
+/// services include mask `?2`, read from the covering index `peers_good`.
+pub const GOOD_SQL: &str =
+    "SELECT address FROM peers WHERE good = 1 AND family = ?1 AND services & ?2 = ?2";
+
 /// Schema migrations, applied in order; `PRAGMA user_version` counts the applied ones.
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
 
@@ -499,21 +525,12 @@ impl Store {
     /// # Errors
     /// On SQLite errors.
     pub fn due(&self, now: i64, limit: usize) -> rusqlite::Result<Vec<DuePeer>> {
-        const CLASSES: [&str; 3] = [
-            "last_success IS NOT NULL",
-            "last_success IS NULL AND tries = 0",
-            "last_success IS NULL AND tries > 0",
-        ];
         let mut due = Vec::with_capacity(limit);
-        for class in CLASSES {
+        for (sql, _index) in DUE_SQL {
             if due.len() >= limit {
                 break;
             }
-            let sql = format!(
-                "SELECT address, last_getaddr FROM peers \
-                 WHERE {class} AND next_try <= ?1 ORDER BY next_try LIMIT ?2"
-            );
-            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let mut stmt = self.conn.prepare_cached(sql)?;
             let rows = stmt.query_map(params![now, (limit - due.len()) as i64], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
             })?;
@@ -533,9 +550,7 @@ impl Store {
     /// # Errors
     /// On SQLite errors.
     pub fn good_ips(&self, family: Family, mask: u64) -> rusqlite::Result<Vec<IpAddr>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT address FROM peers WHERE good = 1 AND family = ?1 AND services & ?2 = ?2",
-        )?;
+        let mut stmt = self.conn.prepare_cached(GOOD_SQL)?;
         let rows = stmt.query_map(params![family as i64, mask as i64], |r| {
             r.get::<_, String>(0)
         })?;
