@@ -17,7 +17,8 @@ pub(crate) const DATAGRAM: usize = 4096;
 /// Buffers for up to [`BATCH`] requests and their responses.
 pub(crate) struct Batch {
     requests: Box<[[u8; DATAGRAM]; BATCH]>,
-    received: Vec<(usize, SocketAddr)>,
+    /// Per received request: its buffer's index, its length and its source.
+    received: Vec<(usize, usize, SocketAddr)>,
     responses: Vec<Vec<u8>>,
     #[cfg(any(target_os = "linux", target_os = "android"))]
     mmsg: mmsg::Headers,
@@ -51,7 +52,7 @@ impl Batch {
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         {
             let (len, peer) = socket.recv_from(&mut self.requests[0])?;
-            self.received.push((len, peer));
+            self.received.push((0, len, peer));
         }
         Ok(self.received.len())
     }
@@ -59,10 +60,10 @@ impl Batch {
     /// Returns the `i`th received request and its source, with the buffer for its
     /// response (cleared: leave it empty to send nothing).
     pub(crate) fn request(&mut self, i: usize) -> (&[u8], SocketAddr, &mut Vec<u8>) {
-        let (len, peer) = self.received[i];
+        let (slot, len, peer) = self.received[i];
         let response = &mut self.responses[i];
         response.clear();
-        (&self.requests[i][..len], peer, response)
+        (&self.requests[slot][..len], peer, response)
     }
 
     /// Sends every non-empty response of the received requests to its source. A response
@@ -71,7 +72,7 @@ impl Batch {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         self.mmsg.send(socket, &self.responses, &self.received);
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        for (response, &(_, peer)) in self.responses.iter().zip(&self.received) {
+        for (response, &(_, _, peer)) in self.responses.iter().zip(&self.received) {
             if !response.is_empty() {
                 if let Err(e) = socket.send_to(response, peer) {
                     log::debug!("DNS UDP send to {peer}: {e}");
@@ -113,7 +114,7 @@ mod mmsg {
             &mut self,
             socket: &UdpSocket,
             requests: &mut [[u8; DATAGRAM]; BATCH],
-            received: &mut Vec<(usize, SocketAddr)>,
+            received: &mut Vec<(usize, usize, SocketAddr)>,
         ) -> io::Result<()> {
             let mut slices = requests.each_mut().map(|b| [IoSliceMut::new(b)]);
             let messages = recvmmsg(
@@ -124,11 +125,11 @@ mod mmsg {
                 None,
             )
             .map_err(io::Error::from)?;
-            for message in messages {
+            for (slot, message) in messages.enumerate() {
                 // A datagram without a usable source address cannot be answered.
                 let peer = message.address.as_ref().and_then(std_addr);
                 if let Some(peer) = peer {
-                    received.push((message.bytes.min(DATAGRAM), peer));
+                    received.push((slot, message.bytes.min(DATAGRAM), peer));
                 }
             }
             Ok(())
@@ -138,11 +139,11 @@ mod mmsg {
             &mut self,
             socket: &UdpSocket,
             responses: &[Vec<u8>],
-            received: &[(usize, SocketAddr)],
+            received: &[(usize, usize, SocketAddr)],
         ) {
             self.outgoing.clear();
             self.destinations.clear();
-            for (i, &(_, peer)) in received.iter().enumerate() {
+            for (i, &(_, _, peer)) in received.iter().enumerate() {
                 if !responses[i].is_empty() {
                     self.outgoing.push(i);
                     self.destinations.push(Some(SockaddrStorage::from(peer)));
@@ -168,7 +169,7 @@ mod mmsg {
                     Ok(n) => start += n,
                     Err(e) => {
                         // The first message of the rest failed: skip it, send the others.
-                        let peer = received[self.outgoing[start]].1;
+                        let peer = received[self.outgoing[start]].2;
                         log::debug!("DNS UDP send to {peer}: {}", io::Error::from(e));
                         start += 1;
                     }
@@ -263,6 +264,37 @@ mod tests {
             client.set_nonblocking(true).unwrap();
             assert!(client.recv_from(&mut buf).is_err(), "an extra datagram");
         }
+    }
+
+    #[test]
+    fn ipv6_sources_are_answered() {
+        let server = bound("[::1]:0");
+        let client = bound("[::1]:0");
+        let target = server.local_addr().unwrap();
+        for n in 0..3u8 {
+            client.send_to(&[n], target).unwrap();
+        }
+        let mut batch = Batch::new(16);
+        let mut seen = 0;
+        while seen < 3 {
+            let received = batch.receive(&server).unwrap();
+            for i in 0..received {
+                let (request, peer, out) = batch.request(i);
+                assert_eq!(peer, client.local_addr().unwrap());
+                out.extend_from_slice(&[request[0], 0xff]);
+            }
+            seen += received;
+            batch.send(&server);
+        }
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8];
+        for _ in 0..3 {
+            let (len, from) = client.recv_from(&mut buf).unwrap();
+            assert_eq!((len, from), (2, target));
+            got.push(buf[0]);
+        }
+        got.sort_unstable();
+        assert_eq!(got, [0, 1, 2]);
     }
 
     #[test]
