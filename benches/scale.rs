@@ -306,9 +306,10 @@ fn good_network_peers(db: &Path, rows: usize) -> anyhow::Result<HashSet<IpAddr>>
 ///
 /// Addresses: the nodes sit in the first /16 the library hands out (127.1.0.0/16), the
 /// flood addresses in 127.200.0.0-127.254.255.255, where nothing listens; the generated
-/// rows are spread over all of 127.0.0.0/8, so some coincide with either. That is harmless:
-/// a generated row on a node's address keeps its history and is made due (unless banned),
-/// and gossip about a generated row only refreshes its `last_seen`. Both counts are printed.
+/// rows are spread over all of 127.0.0.0/8, so some coincide with either. A generated row on
+/// a node's address is deleted first (left, it would keep its class in the scheduler's
+/// order, possibly a ban, and the node might not be probed early); gossip about a generated
+/// row only refreshes its `last_seen`, which is harmless. Both counts are printed.
 fn start_sim(
     db: &Path,
     p: &Params,
@@ -378,6 +379,15 @@ fn start_sim(
             source: Source::Seed,
         })
         .collect();
+    let mut replaced = 0;
+    for node in sim.nodes() {
+        replaced += store.connection().execute(
+            "DELETE FROM peers WHERE address = ?1",
+            [PeerAddr::from_socket(node.addr).to_string()],
+        )?;
+        // No longer a generated good peer: the node's own answers decide (below).
+        good.remove(&node.addr.ip());
+    }
     let inserted = store.add_peers(&new_peers, now)?;
     // Due at second 1: ahead of every never-tried generated row (only peers that answered
     // before come first in the scheduler's order).
@@ -388,8 +398,8 @@ fn start_sim(
     )?;
     println!(
         "\nsim: {n} nodes ({floods} AddrFlood x {} messages of 1000 addresses, the rest Good), \
-         mainnet magic, port {MAINNET_PORT}, in {}; {} already rows of the generated \
-         database, {inserted} inserted; all made due at t=1 (after {answered_due} due peers \
+         mainnet magic, port {MAINNET_PORT}, in {}; {replaced} generated rows on their \
+         addresses deleted, {inserted} inserted; all made due at t=1 (after {answered_due} due peers \
          that answered before); {flood_range_rows} generated rows lie in the flood range \
          127.200-254.x.x",
         p.flood_messages,
@@ -398,7 +408,6 @@ fn start_sim(
             .map(|b| b + ".0.0/16")
             .collect::<Vec<_>>()
             .join(", "),
-        n - inserted
     );
     good.extend(
         sim.nodes()
