@@ -697,9 +697,8 @@ impl LearnedBudget {
 /// dropped when the newer fills.
 ///
 /// Its tables and the filter's scratch space are cleared, never freed, and the writer reuses
-/// its batch: freeing buffers of a few MB per batch let glibc raise its mmap threshold, after
-/// which every transient buffer of the crawl stayed resident in the allocator's arenas (the
-/// scale bench's peak RSS under gossip, docs/PERFORMANCE.md).
+/// its batch: each large block freed raises glibc's mmap threshold, after which blocks of that
+/// size stay resident in its arenas (peak RSS under gossip: docs/PERFORMANCE.md, Scale).
 #[derive(Debug, Default)]
 struct KnownGossip {
     current: HashMap<PeerAddr, i64>,
