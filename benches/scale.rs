@@ -8,23 +8,34 @@
 //!    families, as the cache refresher calls it), each the median of `--reps` calls after
 //!    one cold call, with `EXPLAIN QUERY PLAN` of their queries (checked to use the
 //!    partial indexes).
-//! 2. The real binary, `dnsseeder run --allow-private --no-dns-seed --dns-listen
+//! 2. A simulated network in this process (`dnsseeder::sim`, mainnet magic, port 8333 on
+//!    127.1.0.0/16): `--sim-nodes` nodes, `--flood-percent` of them `AddrFlood` (each
+//!    answer to `getaddr` followed by `--flood-messages` messages of 1000 new addresses in
+//!    127.200-254.x.x, where nothing listens), the rest `Good`. They are written into the
+//!    database as never-tried peers due before every other never-tried row, so the seeder
+//!    probes them in its first seconds and gossip flows into the writer (its gossip filter,
+//!    full learned-address batches, the result queue, and eviction at `--max-addresses`
+//!    1,000,000 on every batch that inserts rows).
+//! 3. The real binary, `dnsseeder run --allow-private --no-dns-seed --dns-listen
 //!    127.0.0.1:0 --threads 96 --dns-rate-limit 0` (zone `seed.example.com`), spawned with
 //!    a stopwatch: the time until it logs `DNS listening on udp+tcp ADDR`, then a UDP `A`
 //!    query for the bare zone every ~1 ms until the first correct answer: NOERROR, at
 //!    least one A record, every address a good peer with the NETWORK bit (the default
-//!    filter) in the database as generated.
-//! 3. While it crawls for `--secs` seconds (the loopback addresses refuse at once, so the
-//!    96 workers and the writer run flat out), `VmRSS` of the process every 100 ms, then
-//!    its `VmHWM`, against the 100 MB limit; then SIGTERM, and the row count after exit.
+//!    filter) in the database as generated, or a simulated node with that bit.
+//! 4. While it crawls for `--secs` seconds (the generated loopback addresses refuse at
+//!    once, so the 96 workers and the writer run flat out, and the simulated nodes answer
+//!    and gossip), `VmRSS` of the process every 100 ms, then its `VmHWM`, against the
+//!    100 MB limit; then SIGTERM, the crawler's totals from its log (learned addresses
+//!    received, written, skipped as known; rows evicted) and the row count after exit.
 //!
 //! Targets: start → first correct answer ≤ 1 s, peak RSS ≤ 100 MB, each query ≤ 20 ms.
 //!
 //! ```text
-//! cargo bench --bench scale                       # 1M rows, 50k good, 60 s of crawling
+//! cargo bench --bench scale                       # 1M rows, 50k good, 400 sim nodes, 60 s
 //! cargo bench --bench scale -- --rows 200000 --good 10000 --secs 20
 //! ```
-//! Flags: `--rows`, `--good`, `--secs`, `--threads`, `--reps`. Without `--bench` (as
+//! Flags: `--rows`, `--good`, `--secs`, `--threads`, `--reps`, `--sim-nodes` (400; 0 for
+//! no gossip), `--flood-percent` (50), `--flood-messages` (5). Without `--bench` (as
 //! `cargo test --benches` runs it) everything is small and short: a smoke test. Only
 //! loopback addresses are ever dialed.
 
@@ -37,14 +48,20 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use bitcoin::p2p::{Magic, ServiceFlags};
 use dnsseeder::addr::{Family, PeerAddr};
 use dnsseeder::dns::PeerSource;
 use dnsseeder::seeder::StoreSource;
-use dnsseeder::store::{DUE_SQL, GOOD_SQL, Store};
+use dnsseeder::sim::{Behaviour, SimConfig, SimNetwork};
+use dnsseeder::store::{DUE_SQL, GOOD_SQL, NewPeer, Source, Store};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 
 const ZONE: &str = "seed.example.com";
+/// `run`'s P2P port on mainnet, the network this bench runs.
+const MAINNET_PORT: u16 = 8333;
+/// `run`'s default `--max-addresses`.
+const MAX_ADDRESSES: u64 = 1_000_000;
 const RSS_LIMIT_MB: f64 = 100.0;
 const START_LIMIT: Duration = Duration::from_secs(1);
 const QUERY_LIMIT: Duration = Duration::from_millis(20);
@@ -57,6 +74,12 @@ struct Params {
     secs: u64,
     threads: usize,
     reps: usize,
+    /// Simulated nodes answering the seeder during the RSS sampling (0: none).
+    sim_nodes: usize,
+    /// Share of them that are `AddrFlood`.
+    flood_share: f64,
+    /// 1000-address messages each `AddrFlood` node sends after its answer.
+    flood_messages: usize,
 }
 
 impl Params {
@@ -70,6 +93,9 @@ impl Params {
                 secs: 60,
                 threads: 96,
                 reps: 21,
+                sim_nodes: 400,
+                flood_share: 0.5,
+                flood_messages: 5,
             }
         } else {
             Params {
@@ -78,6 +104,9 @@ impl Params {
                 secs: 1,
                 threads: 8,
                 reps: 3,
+                sim_nodes: 20,
+                flood_share: 0.5,
+                flood_messages: 5,
             }
         };
         let mut args = std::env::args().skip(1);
@@ -93,6 +122,11 @@ impl Params {
                 "--secs" => p.secs = value("--secs")?,
                 "--threads" => p.threads = value("--threads")? as usize,
                 "--reps" => p.reps = value("--reps")?.max(1) as usize,
+                "--sim-nodes" => p.sim_nodes = value("--sim-nodes")? as usize,
+                "--flood-messages" => p.flood_messages = value("--flood-messages")? as usize,
+                "--flood-percent" => {
+                    p.flood_share = value("--flood-percent")?.min(100) as f64 / 100.0;
+                }
                 // `--bench` and whatever else the harness passes (filters).
                 _ => {}
             }
@@ -169,9 +203,23 @@ fn bench(p: &Params) -> anyhow::Result<()> {
         start.elapsed().as_secs_f64(),
         std::fs::metadata(&db)?.len() as f64 / 1e6
     );
-    let good = good_network_peers(&db, p.rows)?;
+    let mut good = good_network_peers(&db, p.rows)?;
     let mut figures = queries(&db, p.reps)?;
-    figures.extend(run_seeder(bin, &db, p, &good)?);
+    let started_at = dnsseeder::unix_now();
+    let sim = start_sim(&db, p, &mut good)?;
+    figures.extend(run_seeder(bin, &db, p, &good, started_at)?);
+    if let Some(sim) = sim {
+        let answered = sim
+            .nodes()
+            .iter()
+            .filter(|n| sim.connections(n.addr) > 0)
+            .count();
+        println!(
+            "sim: {answered} of {} nodes were connected to",
+            sim.nodes().len()
+        );
+        sim.shutdown();
+    }
     println!("\nload average at the end: {}", load_average());
     println!("\n{:<44} {:>14} {:>10}  met", "figure", "value", "limit");
     for f in &figures {
@@ -227,6 +275,126 @@ fn good_network_peers(db: &Path, rows: usize) -> anyhow::Result<HashSet<IpAddr>>
         good.len()
     );
     Ok(good)
+}
+
+/// Starts `--sim-nodes` simulated nodes (mainnet magic, port 8333, as `run` uses), a
+/// `--flood-percent` share of them `AddrFlood`, the rest `Good`, and writes them into the
+/// database as never-tried peers due before every other never-tried row, so the seeder
+/// probes them in its first seconds. The nodes answering with the NETWORK bit are added to
+/// `good` (once probed they are good peers a correct answer may hold).
+///
+/// Addresses: the nodes sit in the first /16 the library hands out (127.1.0.0/16), the
+/// flood addresses in 127.200.0.0-127.254.255.255, where nothing listens; the generated
+/// rows are spread over all of 127.0.0.0/8, so some coincide with either. A generated row on
+/// a node's address is deleted first (left, it would keep its class in the scheduler's
+/// order, possibly a ban, and the node might not be probed early); gossip about a generated
+/// row only refreshes its `last_seen`, which is harmless. Both counts are printed.
+fn start_sim(
+    db: &Path,
+    p: &Params,
+    good: &mut HashSet<IpAddr>,
+) -> anyhow::Result<Option<SimNetwork>> {
+    if p.sim_nodes == 0 {
+        println!("no simulated nodes (--sim-nodes 0): no gossip");
+        return Ok(None);
+    }
+    let n = p.sim_nodes;
+    let floods = ((n as f64 * p.flood_share).round() as usize).min(n - 1);
+    // Spread evenly; node 0 is always `Good` (the library seeds from a good node).
+    let behaviours: Vec<Behaviour> = (0..n)
+        .map(|i| {
+            if (i + 1) * floods / n > i * floods / n && i > 0 {
+                Behaviour::AddrFlood
+            } else {
+                Behaviour::Good
+            }
+        })
+        .collect();
+    let mut config = SimConfig::new(Magic::BITCOIN, MAINNET_PORT, &behaviours);
+    config.flood_messages = p.flood_messages;
+    // The default poison list holds non-loopback addresses the seeder must never dial; it
+    // never does (the crawl test proves it), but this bench offers it none at all.
+    config.poison.clear();
+    for node in &config.nodes {
+        anyhow::ensure!(
+            node.addr.ip().is_loopback() && node.addr.port() == MAINNET_PORT,
+            "simulated node {} is not on a loopback address with port {MAINNET_PORT}",
+            node.addr
+        );
+    }
+    let floods = behaviours
+        .iter()
+        .filter(|b| **b == Behaviour::AddrFlood)
+        .count();
+    let sim = SimNetwork::start(config)?;
+    let addrs: Vec<PeerAddr> = sim
+        .nodes()
+        .iter()
+        .map(|node| PeerAddr::from_socket(node.addr))
+        .collect();
+    let mut store = Store::open_existing(db)?;
+    let collide = |store: &Store, sql: &str| -> anyhow::Result<u64> {
+        Ok(store.connection().query_row(sql, [], |r| r.get(0))?)
+    };
+    let blocks: HashSet<String> = addrs
+        .iter()
+        .map(|a| {
+            let text = a.to_string();
+            text.split('.').take(2).collect::<Vec<_>>().join(".")
+        })
+        .collect();
+    let flood_range_rows = collide(
+        &store,
+        "SELECT count(*) FROM peers WHERE address LIKE '127.%' AND CAST(substr(address, 5, \
+         instr(substr(address, 5), '.') - 1) AS INTEGER) BETWEEN 200 AND 254",
+    )?;
+    let now = dnsseeder::unix_now();
+    let new_peers: Vec<NewPeer> = addrs
+        .iter()
+        .map(|&addr| NewPeer {
+            addr,
+            services: 0,
+            seen: now,
+            source: Source::Seed,
+        })
+        .collect();
+    let mut replaced = 0;
+    for node in sim.nodes() {
+        replaced += store.connection().execute(
+            "DELETE FROM peers WHERE address = ?1",
+            [PeerAddr::from_socket(node.addr).to_string()],
+        )?;
+        // No longer a generated good peer: the node's own answers decide (below).
+        good.remove(&node.addr.ip());
+    }
+    let inserted = store.add_peers(&new_peers, now)?;
+    // Due at second 1: ahead of every never-tried generated row (only peers that answered
+    // before come first in the scheduler's order).
+    store.make_due(&addrs, 1)?;
+    let answered_due = collide(
+        &store,
+        &format!("SELECT count(*) FROM peers WHERE last_success IS NOT NULL AND next_try <= {now}"),
+    )?;
+    println!(
+        "\nsim: {n} nodes ({floods} AddrFlood x {} messages of 1000 addresses, the rest Good), \
+         mainnet magic, port {MAINNET_PORT}, in {}; {replaced} generated rows on their \
+         addresses deleted, {inserted} inserted; all made due at t=1 (after {answered_due} due peers \
+         that answered before); {flood_range_rows} generated rows lie in the flood range \
+         127.200-254.x.x",
+        p.flood_messages,
+        blocks
+            .into_iter()
+            .map(|b| b + ".0.0/16")
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    good.extend(
+        sim.nodes()
+            .iter()
+            .filter(|node| node.services.has(ServiceFlags::NETWORK))
+            .map(|node| node.addr.ip()),
+    );
+    Ok(Some(sim))
 }
 
 /// The scheduler's and the DNS cache's queries on the database as generated, with their
@@ -338,6 +506,7 @@ fn run_seeder(
     db: &Path,
     p: &Params,
     good: &HashSet<IpAddr>,
+    started_at: i64,
 ) -> anyhow::Result<Vec<Figure>> {
     let args = [
         "run",
@@ -421,16 +590,34 @@ fn run_seeder(
         Seen::Line(l) => Some(l),
         Seen::Listening(..) => None,
     }));
-    for line in log
-        .iter()
-        .filter(|l| (l.contains("good ") && l.contains("known")) || l.contains("pruned"))
-    {
+    for line in log.iter().filter(|l| {
+        (l.contains("good ") && l.contains("known"))
+            || l.contains("pruned")
+            || l.contains("crawler stopped")
+    }) {
         println!("  log: {line}");
     }
-    let after = Store::open_existing(db)?.count()?;
+    let gossip = gossip_totals(&log)?;
+    let store = Store::open_existing(db)?;
+    let after = store.count()?;
+    let learned_rows: u64 = store.connection().query_row(
+        "SELECT count(*) FROM peers WHERE source = 'gossip' AND first_seen >= ?1",
+        [started_at],
+        |r| r.get(0),
+    )?;
+    drop(store);
     println!(
-        "rows: {during} after {} s of crawling, {after} after exit ({exited})",
+        "rows: {during} after {} s of crawling, {after} after exit ({exited}); {learned_rows} \
+         rows first heard of from gossip during the run are still in the table",
         p.secs
+    );
+    println!(
+        "gossip: the writer received {} learned addresses, wrote {} ({} skipped as known); \
+         {} rows evicted over --max-addresses {MAX_ADDRESSES}",
+        gossip.written + gossip.skipped,
+        gossip.written,
+        gossip.skipped,
+        gossip.evicted
     );
     let mb = |kb: u64| kb as f64 / 1024.0;
     Ok(vec![
@@ -459,12 +646,62 @@ fn run_seeder(
             met: mb(hwm) * 1.048_576 <= RSS_LIMIT_MB,
         },
         Figure {
+            what: "learned addresses received by the writer".to_owned(),
+            value: (gossip.written + gossip.skipped).to_string(),
+            limit: "-".to_owned(),
+            met: true,
+        },
+        Figure {
+            what: "learned addresses written (after the filter)".to_owned(),
+            value: gossip.written.to_string(),
+            limit: "-".to_owned(),
+            met: true,
+        },
+        Figure {
+            what: "rows evicted over --max-addresses".to_owned(),
+            value: gossip.evicted.to_string(),
+            limit: "-".to_owned(),
+            met: true,
+        },
+        Figure {
             what: "rows after the run".to_owned(),
             value: after.to_string(),
-            limit: format!("{}", p.rows),
-            met: after as usize == p.rows,
+            limit: format!("<= {MAX_ADDRESSES}"),
+            met: after <= MAX_ADDRESSES,
         },
     ])
+}
+
+/// The crawler's totals, from the line `run` logs when the crawler has stopped.
+#[derive(Debug, Default)]
+struct GossipTotals {
+    written: u64,
+    skipped: u64,
+    evicted: u64,
+}
+
+fn gossip_totals(log: &[String]) -> anyhow::Result<GossipTotals> {
+    let line = log
+        .iter()
+        .find(|l| l.contains("crawler stopped"))
+        .ok_or_else(|| anyhow::anyhow!("no `crawler stopped` line in the seeder's log"))?;
+    // "... learned addresses: W written, S skipped as known; E evicted over ..."
+    let number_before = |word: &str| -> anyhow::Result<u64> {
+        let head = line
+            .split(word)
+            .next()
+            .filter(|h| h.len() < line.len())
+            .ok_or_else(|| anyhow::anyhow!("no '{word}' in: {line}"))?;
+        head.split_whitespace()
+            .last()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no number before '{word}' in: {line}"))
+    };
+    Ok(GossipTotals {
+        written: number_before(" written")?,
+        skipped: number_before(" skipped as known")?,
+        evicted: number_before(" evicted over")?,
+    })
 }
 
 /// Queries `A seed.example.com` about every millisecond until an answer is correct;
@@ -529,7 +766,7 @@ fn is_correct(m: &Message, good: &HashSet<IpAddr>) -> bool {
         && ips.iter().all(|ip| good.contains(ip))
 }
 
-/// Samples `VmRSS` of `pid` every 100 ms for `span` (printing it every 10 s), passing
+/// Samples `VmRSS` of `pid` every 100 ms for `span` (printing it every 5 s), passing
 /// log lines on; returns the largest sample and the final `VmHWM`, in KiB.
 fn sample_rss(
     pid: u32,
@@ -539,12 +776,16 @@ fn sample_rss(
 ) -> anyhow::Result<(u64, u64)> {
     let start = Instant::now();
     let mut peak = 0;
+    let mut peak_at = (Duration::ZERO, 0);
     let mut next_print = start;
     while start.elapsed() < span {
         let rss = proc_status(pid, "VmRSS")?;
-        peak = peak.max(rss);
+        if rss > peak {
+            peak = rss;
+            peak_at = (start.elapsed(), proc_status(pid, "RssAnon")?);
+        }
         if Instant::now() >= next_print {
-            next_print += Duration::from_secs(10);
+            next_print += Duration::from_secs(5);
             println!(
                 "  t+{:>4.1} s: VmRSS {:.1} MiB",
                 start.elapsed().as_secs_f64(),
@@ -559,6 +800,12 @@ fn sample_rss(
     }
     let hwm = proc_status(pid, "VmHWM")?;
     let mib = |kb: u64| kb as f64 / 1024.0;
+    println!(
+        "  peak: VmRSS {:.1} MiB at t+{:.1} s (anonymous {:.1})",
+        mib(peak),
+        peak_at.0.as_secs_f64(),
+        mib(peak_at.1)
+    );
     println!(
         "  end: VmRSS {:.1} MiB (anonymous {:.1}, files {:.1}), VmHWM {:.1} MiB, {} threads",
         mib(proc_status(pid, "VmRSS")?),

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,12 @@ pub const BATCH_MAX: usize = 1000;
 /// Results waiting for the writer at most (each may carry up to 2500 addresses).
 pub const RESULT_QUEUE: usize = 256;
 /// Learned addresses that make a batch commit at once.
-pub const BATCH_MAX_LEARNED: usize = 50_000;
+pub const BATCH_MAX_LEARNED: usize = 10_000;
+/// Learned addresses waiting in the result queue at most (a result that would go past it
+/// waits in its worker until the writer has taken enough off the queue; a result is never
+/// split). Without it the queue held up to 256 x 2500 addresses (36 MB) while the writer
+/// committed a burst of gossip at the address cap.
+pub const QUEUED_LEARNED_MAX: usize = 10_000;
 /// Longest a result waits before its batch is committed.
 pub const BATCH_DELAY: Duration = Duration::from_millis(250);
 /// Bootstrap sources are used while fewer peers than this answered in the last hour.
@@ -80,6 +85,8 @@ pub struct CrawlCounters {
     /// Gossiped addresses not handed to the store because they would change nothing: the
     /// address is in the table with a timestamp at least as new, or repeats in the batch.
     pub learned_skipped: AtomicU64,
+    /// Never-reached addresses deleted to stay under `--max-addresses`.
+    pub evicted: AtomicU64,
     /// Time spent committing transactions, microseconds.
     pub commit_micros: AtomicU64,
     /// Commit failures (e.g. disk full).
@@ -147,7 +154,10 @@ impl Crawler {
         let config = Arc::new(config);
         let mut threads = Vec::with_capacity(config.threads + 2);
 
+        let budget = Arc::new(LearnedBudget::new(QUEUED_LEARNED_MAX));
         let writer = Writer {
+            budget: budget.clone(),
+            evicted: Vec::new(),
             store: writer_store,
             policy: config.policy,
             in_flight: in_flight.clone(),
@@ -159,6 +169,7 @@ impl Crawler {
             let worker = Worker {
                 jobs: job_rx.clone(),
                 results: result_tx.clone(),
+                budget: budget.clone(),
                 config: config.clone(),
                 stop: stop.clone(),
                 counters: counters.clone(),
@@ -351,6 +362,7 @@ fn new_peer(addr: PeerAddr, now: i64, source: Source) -> NewPeer {
 struct Worker {
     jobs: Receiver<DuePeer>,
     results: Sender<ToWriter>,
+    budget: Arc<LearnedBudget>,
     config: Arc<CrawlConfig>,
     stop: Arc<AtomicBool>,
     counters: Arc<CrawlCounters>,
@@ -368,6 +380,9 @@ impl Worker {
                 return;
             }
             let message = self.probe(&job);
+            if let ToWriter::Result(_, learned) = &message {
+                self.budget.acquire(learned.len(), &self.stop);
+            }
             if self.results.send(message).is_err() {
                 return;
             }
@@ -433,15 +448,19 @@ impl Worker {
 
 /// Admission of gossiped addresses: never a forbidden address; routable unless
 /// `allow_private`; timestamps clamped to [genesis, now]; no duplicates.
+///
+/// Sized for what it holds (a set of references, an output of exactly `addrs.len()` at
+/// most): it runs on every worker at once under a flood of gossip.
 pub fn admit(addrs: &[Learned], allow_private: bool, now: i64) -> Vec<NewPeer> {
-    let mut seen = HashSet::with_capacity(addrs.len());
-    addrs
+    let mut seen: HashSet<&PeerAddr> = HashSet::with_capacity(addrs.len());
+    let mut out = Vec::with_capacity(addrs.len());
+    let admitted = addrs
         .iter()
         .filter(|l| match l.addr.socket_addr() {
             Some(_) => l.addr.is_dialable() && (allow_private || l.addr.is_routable()),
             None => l.addr.is_routable(),
         })
-        .filter(|l| seen.insert(l.addr))
+        .filter(|l| seen.insert(&l.addr))
         .map(|l| {
             let time = i64::from(l.time);
             let seen = if time > now + 600 {
@@ -457,11 +476,15 @@ pub fn admit(addrs: &[Learned], allow_private: bool, now: i64) -> Vec<NewPeer> {
                 seen,
                 source: Source::Gossip,
             }
-        })
-        .collect()
+        });
+    out.extend(admitted);
+    out
 }
 
 struct Writer {
+    budget: Arc<LearnedBudget>,
+    /// Addresses the last commit evicted (kept to reuse its buffer).
+    evicted: Vec<PeerAddr>,
     store: Store,
     policy: Policy,
     in_flight: InFlight,
@@ -481,6 +504,7 @@ impl Writer {
                 first_pending.map_or(BATCH_DELAY, |t| BATCH_DELAY.saturating_sub(t.elapsed()));
             let disconnected = match results.recv_timeout(timeout) {
                 Ok(ToWriter::Result(result, learned)) => {
+                    self.budget.release(learned.len());
                     batch.results.push(result);
                     batch.learned.extend(learned);
                     false
@@ -512,7 +536,8 @@ impl Writer {
                             );
                             failed_commits = 0;
                         }
-                        batch = Batch::default();
+                        batch.results.clear();
+                        batch.learned.clear();
                         first_pending = None;
                     }
                     Err(e) => {
@@ -555,7 +580,13 @@ impl Writer {
     fn commit(&mut self, batch: &Batch) -> anyhow::Result<()> {
         let seeds = batch.results.is_empty();
         let started = Instant::now();
-        let summary = self.store.commit_batch(batch, &self.policy, unix_now())?;
+        let mut evicted = std::mem::take(&mut self.evicted);
+        evicted.clear();
+        let committed =
+            self.store
+                .commit_batch_reporting(batch, &self.policy, unix_now(), &mut evicted);
+        self.evicted = evicted;
+        let summary = committed?;
         let micros = started.elapsed().as_micros() as u64;
         // Only now may the scheduler hand these addresses out again.
         let mut in_flight = lock(&self.in_flight);
@@ -586,12 +617,12 @@ impl Writer {
         self.counters
             .commit_micros
             .fetch_add(micros, Ordering::Relaxed);
-        if summary.evicted > 0 {
-            // Some remembered (or just written) addresses may be gone from the table.
-            self.known.forget();
-        } else {
-            self.known.remember(&batch.learned);
-        }
+        self.counters
+            .evicted
+            .fetch_add(summary.evicted as u64, Ordering::Relaxed);
+        // Then forget what eviction deleted, this batch's own addresses included.
+        self.known.remember(&batch.learned);
+        self.known.forget_these(&self.evicted);
         if summary.evicted > 0 {
             log::debug!(
                 "evicted {} never-reached addresses over --max-addresses",
@@ -599,6 +630,53 @@ impl Writer {
             );
         }
         Ok(())
+    }
+}
+
+/// A counting bound on the learned addresses in the result queue: workers acquire before
+/// sending a result, the writer releases as it takes one off the queue.
+#[derive(Debug)]
+struct LearnedBudget {
+    queued: Mutex<usize>,
+    freed: Condvar,
+    limit: usize,
+}
+
+impl LearnedBudget {
+    fn new(limit: usize) -> LearnedBudget {
+        LearnedBudget {
+            queued: Mutex::new(0),
+            freed: Condvar::new(),
+            limit,
+        }
+    }
+
+    /// Waits until `n` more addresses fit (any number fits an empty queue), then counts
+    /// them. Stops waiting once `stop` is set: the writer drains the queue at shutdown.
+    fn acquire(&self, n: usize, stop: &AtomicBool) {
+        if n == 0 {
+            return;
+        }
+        let mut queued = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
+        while *queued > 0 && *queued + n > self.limit && !stop.load(Ordering::SeqCst) {
+            queued = self
+                .freed
+                .wait_timeout(queued, Duration::from_millis(200))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        *queued += n;
+    }
+
+    /// Uncounts `n` addresses the writer took off the queue.
+    fn release(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let mut queued = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
+        *queued = queued.saturating_sub(n);
+        drop(queued);
+        self.freed.notify_all();
     }
 }
 
@@ -612,12 +690,23 @@ impl Writer {
 /// when the remembered timestamp is at least as new (the upsert would have been a no-op), and
 /// repeated mentions within a batch are merged (first mention's services, newest timestamp),
 /// which is what the upserts in a row would have written. Rows leave the table only by
-/// eviction and pruning, both in the writer, which then forgets everything. Bounded: two
-/// generations of [`KNOWN_GOSSIP_GENERATION`] addresses, the older dropped when the newer fills.
+/// eviction and pruning, both in the writer: eviction reports the addresses it deleted and
+/// exactly those are forgotten (at `--max-addresses` every batch that inserts rows evicts,
+/// so forgetting everything left the filter nearly empty there); pruning, hourly, forgets
+/// everything. Bounded: two generations of [`KNOWN_GOSSIP_GENERATION`] addresses, the older
+/// dropped when the newer fills.
+///
+/// Its tables and the filter's scratch space are cleared, never freed, and the writer reuses
+/// its batch: each large block freed raises glibc's mmap threshold, after which blocks of that
+/// size stay resident in its arenas (peak RSS under gossip: docs/PERFORMANCE.md, Scale).
 #[derive(Debug, Default)]
 struct KnownGossip {
     current: HashMap<PeerAddr, i64>,
     previous: HashMap<PeerAddr, i64>,
+    /// Scratch for [`KnownGossip::filter`]: the first mention of each address in a batch.
+    first: HashMap<PeerAddr, usize>,
+    /// Scratch for [`KnownGossip::filter`]: the mentions kept.
+    kept: Vec<NewPeer>,
 }
 
 impl KnownGossip {
@@ -630,16 +719,23 @@ impl KnownGossip {
 
     /// Drops the gossiped addresses that would change nothing and merges repeats; other
     /// sources (seeds) pass untouched. Returns how many were dropped.
-    fn filter(&self, learned: &mut Vec<NewPeer>) -> usize {
+    fn filter(&mut self, learned: &mut Vec<NewPeer>) -> usize {
         let before = learned.len();
-        let mut first: HashMap<PeerAddr, usize> = HashMap::new();
-        let mut kept: Vec<NewPeer> = Vec::with_capacity(learned.len());
+        let KnownGossip {
+            current,
+            previous,
+            first,
+            kept,
+        } = self;
+        first.clear();
+        kept.clear();
         for peer in learned.drain(..) {
             if peer.source != Source::Gossip {
                 kept.push(peer);
                 continue;
             }
-            if self.seen(&peer.addr).is_some_and(|t| peer.seen <= t) {
+            let seen = current.get(&peer.addr).or_else(|| previous.get(&peer.addr));
+            if seen.is_some_and(|&t| peer.seen <= t) {
                 continue;
             }
             match first.entry(peer.addr) {
@@ -653,7 +749,8 @@ impl KnownGossip {
                 }
             }
         }
-        *learned = kept;
+        // `learned` takes the kept mentions; the scratch keeps the other buffer.
+        std::mem::swap(learned, kept);
         before - learned.len()
     }
 
@@ -664,16 +761,25 @@ impl KnownGossip {
                 .seen(&peer.addr)
                 .map_or(peer.seen, |t| t.max(peer.seen));
             if self.current.len() >= KNOWN_GOSSIP_GENERATION {
-                self.previous = std::mem::take(&mut self.current);
+                std::mem::swap(&mut self.previous, &mut self.current);
+                self.current.clear();
             }
             self.current.insert(peer.addr, seen);
         }
     }
 
+    /// Forgets the given addresses (their rows were deleted).
+    fn forget_these(&mut self, addrs: &[PeerAddr]) {
+        for addr in addrs {
+            self.current.remove(addr);
+            self.previous.remove(addr);
+        }
+    }
+
     /// Forgets everything (rows were deleted).
     fn forget(&mut self) {
-        self.current = HashMap::new();
-        self.previous = HashMap::new();
+        self.current.clear();
+        self.previous.clear();
     }
 }
 
@@ -880,20 +986,33 @@ mod tests {
 
     #[test]
     fn filtered_gossip_writes_the_same_rows_as_every_mention() {
+        gossip_equivalence(1_000_000, 11);
+    }
+
+    /// At the address cap every batch that inserts rows evicts; the filter forgets exactly
+    /// the evicted addresses, so an address evicted and gossiped again is written again.
+    #[test]
+    fn filtered_gossip_writes_the_same_rows_at_the_address_cap() {
+        gossip_equivalence(150, 12);
+    }
+
+    /// Commits the same random gossip with and without [`KnownGossip`] (as the writer uses
+    /// it) into two stores capped at `max_addresses`; the rows must be identical.
+    fn gossip_equivalence(max_addresses: u64, seed: u64) {
         use rand::{RngExt, SeedableRng};
         let policy = Policy {
             scale: 1.0,
             default_port: 8333,
             min_height: 0,
             allow_private: false,
-            max_addresses: 1_000_000,
+            max_addresses,
         };
         let dir = tempfile::tempdir().unwrap();
         let mut plain = Store::open(&dir.path().join("plain.db")).unwrap();
         let mut filtered = Store::open(&dir.path().join("filtered.db")).unwrap();
         let mut known = KnownGossip::default();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(6);
-        let mut skipped = 0;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let (mut skipped, mut evicted_total) = (0, 0);
         for round in 0..40 {
             // 300 mentions of 200 addresses per batch: repeats within and across batches,
             // timestamps older and newer than what was written.
@@ -912,16 +1031,27 @@ mod tests {
                 results: Vec::new(),
                 learned: learned.clone(),
             };
-            plain.commit_batch(&batch, &policy, now).unwrap();
+            let expected = plain.commit_batch(&batch, &policy, now).unwrap();
             let mut batch = batch;
             skipped += known.filter(&mut batch.learned);
-            filtered.commit_batch(&batch, &policy, now).unwrap();
+            let mut evicted = Vec::new();
+            let summary = filtered
+                .commit_batch_reporting(&batch, &policy, now, &mut evicted)
+                .unwrap();
+            assert_eq!(summary, expected, "round {round}");
+            assert_eq!(evicted.len(), summary.evicted);
+            evicted_total += summary.evicted;
             known.remember(&batch.learned);
+            known.forget_these(&evicted);
+            assert_eq!(gossip_rows(&plain), gossip_rows(&filtered), "round {round}");
         }
         assert!(
             skipped > 40 * 300 / 2,
             "most mentions are skipped ({skipped})"
         );
-        assert_eq!(gossip_rows(&plain), gossip_rows(&filtered));
+        if max_addresses < 200 {
+            assert!(evicted_total > 40, "the cap evicted ({evicted_total})");
+            assert_eq!(plain.count().unwrap(), max_addresses);
+        }
     }
 }

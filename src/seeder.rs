@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use crossbeam_channel::{Receiver, select, tick};
 
 use crate::addr::Family;
 use crate::config::{DemoArgs, NetworkArg, RunArgs, UsageError};
-use crate::crawler::{CrawlConfig, Crawler};
+use crate::crawler::{CrawlConfig, CrawlCounters, Crawler};
 use crate::dns::{DnsConfig, DnsServer, PeerSource};
 use crate::p2p::ProbeOptions;
 use crate::sim::{SimConfig, SimNetwork};
@@ -229,10 +230,12 @@ pub fn serve(config: &SeederConfig, stop: &Receiver<&'static str>) -> anyhow::Re
         config.crawl.probe.deadline
     );
     let started = Instant::now();
+    let counters = Arc::clone(&crawler.counters);
     crawler.stop();
     log::info!(
-        "crawler stopped in {:.1} s",
-        started.elapsed().as_secs_f64()
+        "crawler stopped in {:.1} s; {}",
+        started.elapsed().as_secs_f64(),
+        crawl_totals(&counters)
     );
     write_dump(&status_store, config.dump.as_deref());
     log_status(&status_store, 0, dns_queries());
@@ -260,6 +263,23 @@ fn write_dump(store: &Store, path: Option<&Path>) {
         Ok(lines) => log::info!("dump: {lines} peers written to {}", path.display()),
         Err(e) => log::error!("dump to {} failed: {e:#}", path.display()),
     }
+}
+
+/// What the crawler did over the whole run, for the line logged when it stops (the scale
+/// bench reads the gossip figures from it).
+fn crawl_totals(c: &CrawlCounters) -> String {
+    let n = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+    format!(
+        "{} probes ({} answered), {} results committed in {} batches; learned addresses: \
+         {} written, {} skipped as known; {} evicted over --max-addresses",
+        n(&c.probes),
+        n(&c.successes),
+        n(&c.committed),
+        n(&c.batches),
+        n(&c.learned_written),
+        n(&c.learned_skipped),
+        n(&c.evicted)
+    )
 }
 
 fn log_status(store: &Store, in_flight: usize, dns_queries: u64) {
