@@ -51,16 +51,8 @@ fn addr_entries(n: usize) -> Vec<(u32, Address)> {
 }
 
 fn talk(script: Vec<u8>) -> (Result<PeerInfo, ProbeError>, Vec<u8>) {
-    let mut conn = ScriptedPeer::new(&script);
-    let peer = "127.0.0.1:18444".parse().unwrap();
-    let opts = ProbeOptions::new(magic());
-    let result = converse(
-        &mut conn,
-        peer,
-        &opts,
-        Instant::now() + Duration::from_secs(5),
-    );
-    (result, conn.output)
+    let (result, sent, _, _) = talk_in_chunks(&script, usize::MAX);
+    (result, sent)
 }
 
 fn handshake() -> Vec<u8> {
