@@ -13,8 +13,6 @@ use bitcoin::Network;
 use bitcoin::consensus::encode;
 use bitcoin::hashes::{Hash, sha256d};
 use bitcoin::p2p::address::Address;
-use bitcoin::p2p::message::{NetworkMessage, RawNetworkMessage};
-use bitcoin::p2p::message_network::VersionMessage;
 use bitcoin::p2p::{Magic, ServiceFlags};
 use hickory_proto::op::{Edns, Message as DnsMessage, Query};
 use hickory_proto::rr::{Name, RecordType};
@@ -33,7 +31,9 @@ use crate::p2p::{
 };
 use crate::services;
 use crate::store::DumpFigures;
-use crate::testkit::{ScriptedPeer, check_dns_response, check_dump_line};
+use crate::testkit::{
+    ScriptedPeer, check_dns_response, check_dump_line, peer_handshake, raw_frame,
+};
 
 // ---------------------------------------------------------------------------------------
 // P2P: the fuzz target `p2p_conversation`.
@@ -56,31 +56,11 @@ const COMMANDS: [&str; 10] = [
 ];
 
 fn frame(command: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = magic().to_bytes().to_vec();
-    let mut name = [0u8; 12];
-    name[..command.len()].copy_from_slice(command.as_bytes());
-    out.extend_from_slice(&name);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&sha256d::Hash::hash(payload).as_byte_array()[..4]);
-    out.extend_from_slice(payload);
-    out
+    raw_frame(magic(), command, payload)
 }
 
 fn handshake() -> Vec<u8> {
-    let peer: SocketAddr = "127.0.0.1:18444".parse().unwrap();
-    let mut v = VersionMessage::new(
-        ServiceFlags::NETWORK,
-        0,
-        Address::new(&peer, ServiceFlags::NONE),
-        Address::new(&peer, ServiceFlags::NONE),
-        7,
-        "/Satoshi:27.0.0/".into(),
-        850_000,
-    );
-    v.version = 70016;
-    let mut out = encode::serialize(&RawNetworkMessage::new(magic(), NetworkMessage::Version(v)));
-    out.extend(frame("verack", &[]));
-    out
+    peer_handshake(magic())
 }
 
 /// Runs a conversation with `script` and checks what the fuzz target checks.

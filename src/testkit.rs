@@ -1,13 +1,21 @@
 //! What the unit tests, the property tests (`src/proptests.rs`) and the cargo-fuzz targets
-//! (`fuzz/`) share: an in-memory peer for the probe's conversation, and the invariants
+//! (`fuzz/`) share: an in-memory peer for the probe's conversation and the messages it
+//! says, and the invariants
 //! they check of a DNS response and of a dump line. One copy, so the fuzzers and the
 //! stable-Rust property tests that mirror them cannot drift apart.
 //!
 //! Not part of the seeder's behaviour; the checks panic on a violation, as a test should.
 
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use bitcoin::consensus::encode;
+use bitcoin::hashes::{Hash, sha256d};
+use bitcoin::p2p::address::Address;
+use bitcoin::p2p::message::{NetworkMessage, RawNetworkMessage};
+use bitcoin::p2p::message_network::VersionMessage;
+use bitcoin::p2p::{Magic, ServiceFlags};
 use hickory_proto::op::Message;
 
 use crate::addr::PeerAddr;
@@ -15,6 +23,50 @@ use crate::dns::{MAX_ANSWERS, MAX_UDP_EDNS, MAX_UDP_PLAIN, Transport};
 use crate::dump::{format_line, parse_line};
 use crate::p2p::Conn;
 use crate::store::DumpFigures;
+
+/// A P2P message as it travels: `magic`, `command`, then `payload` with its true length
+/// and checksum (for commands the `bitcoin` crate would not encode, or payloads it would
+/// refuse).
+pub fn raw_frame(magic: Magic, command: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = magic.to_bytes().to_vec();
+    let mut name = [0u8; 12];
+    name[..command.len()].copy_from_slice(command.as_bytes());
+    out.extend_from_slice(&name);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&sha256d::Hash::hash(payload).as_byte_array()[..4]);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The `version` of a typical peer: protocol `version`, NETWORK | WITNESS, height
+/// 850,000, `/Satoshi:27.0.0/`.
+pub fn peer_version(version: u32) -> VersionMessage {
+    let peer = SocketAddr::from(([127, 0, 0, 1], 18444));
+    let mut v = VersionMessage::new(
+        ServiceFlags::NETWORK | ServiceFlags::WITNESS,
+        0,
+        Address::new(&peer, ServiceFlags::NONE),
+        Address::new(&peer, ServiceFlags::NONE),
+        7,
+        "/Satoshi:27.0.0/".into(),
+        850_000,
+    );
+    v.version = version;
+    v
+}
+
+/// What such a peer sends to complete a handshake: its `version` (protocol 70016), then
+/// `verack`.
+pub fn peer_handshake(magic: Magic) -> Vec<u8> {
+    let mut out = Vec::new();
+    for msg in [
+        NetworkMessage::Version(peer_version(70016)),
+        NetworkMessage::Verack,
+    ] {
+        out.extend(encode::serialize(&RawNetworkMessage::new(magic, msg)));
+    }
+    out
+}
 
 /// A peer that says a fixed script, at most `chunk` bytes per read, and keeps what it is
 /// sent. Reads past the script return 0 (the peer closed).

@@ -16,17 +16,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bitcoin::Network;
-use bitcoin::consensus::encode;
 use bitcoin::hashes::{Hash, sha256d};
-use bitcoin::p2p::address::Address;
-use bitcoin::p2p::message::{NetworkMessage, RawNetworkMessage};
-use bitcoin::p2p::message_network::VersionMessage;
-use bitcoin::p2p::{Magic, ServiceFlags};
+use bitcoin::p2p::Magic;
 use dnsseeder::p2p::{
     Header, MAX_ADDR_PER_MESSAGE, MAX_PAYLOAD, Message, ProbeOptions, converse, decode_payload,
     parse_header,
 };
-use dnsseeder::testkit::ScriptedPeer;
+use dnsseeder::testkit::{ScriptedPeer, peer_handshake, raw_frame};
 use libfuzzer_sys::fuzz_target;
 
 const HEADER_LEN: usize = 24;
@@ -57,24 +53,19 @@ fn magic() -> Magic {
     Magic::from(Network::Regtest)
 }
 
+/// A frame of `command` and `payload`, spoiled as `flags` says: bit 0 flips a checksum
+/// bit, bit 1 the magic, the bits above add to the announced length.
 fn frame(command: &str, payload: &[u8], flags: u8) -> Vec<u8> {
-    let mut out = magic().to_bytes().to_vec();
+    let mut out = raw_frame(magic(), command, payload);
     if flags & 2 != 0 {
         out[0] ^= 0x55;
     }
-    let mut name = [0u8; 12];
-    name[..command.len()].copy_from_slice(command.as_bytes());
-    out.extend_from_slice(&name);
     let lie = u32::from(flags >> 2);
-    out.extend_from_slice(&(payload.len() as u32 + lie).to_le_bytes());
-    let mut sum: [u8; 4] = sha256d::Hash::hash(payload).as_byte_array()[..4]
-        .try_into()
-        .expect("4 bytes");
+    let length = payload.len() as u32 + lie;
+    out[16..20].copy_from_slice(&length.to_le_bytes());
     if flags & 1 != 0 {
-        sum[3] ^= 1;
+        out[23] ^= 1;
     }
-    out.extend_from_slice(&sum);
-    out.extend_from_slice(payload);
     out
 }
 
@@ -92,23 +83,7 @@ fn records(mut data: &[u8]) -> Vec<u8> {
 }
 
 fn handshake() -> Vec<u8> {
-    let peer: SocketAddr = "127.0.0.1:18444".parse().expect("an address");
-    let mut v = VersionMessage::new(
-        ServiceFlags::NETWORK | ServiceFlags::WITNESS,
-        0,
-        Address::new(&peer, ServiceFlags::NONE),
-        Address::new(&peer, ServiceFlags::NONE),
-        7,
-        "/Satoshi:27.0.0/".into(),
-        850_000,
-    );
-    v.version = 70016;
-    let mut out = encode::serialize(&RawNetworkMessage::new(magic(), NetworkMessage::Version(v)));
-    out.extend(encode::serialize(&RawNetworkMessage::new(
-        magic(),
-        NetworkMessage::Verack,
-    )));
-    out
+    peer_handshake(magic())
 }
 
 /// Checks the invariants of one decoded message.

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hickory_proto::op::{Header, MessageType, OpCode};
+use hickory_proto::op::{Header, HeaderCounts, MessageType, OpCode};
 use hickory_proto::rr::rdata::{NS, SOA};
 use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
 use hickory_proto::serialize::binary::{
@@ -317,7 +317,11 @@ enum Reject {
     Error { id: u16, flags: [u8; 2], rcode: u8 },
 }
 
-fn parse(msg: &[u8]) -> Result<Request<'_>, Reject> {
+/// The checks every request starts with: silence for an unreadable header or a response,
+/// NOTIMP for an opcode other than QUERY, FORMERR unless there is exactly one question.
+/// Returns the decoder past the header, the header's counts, and the ID and flags a
+/// response echoes.
+fn read_header(msg: &[u8]) -> Result<(BinDecoder<'_>, HeaderCounts, u16, [u8; 2]), Reject> {
     let mut decoder = BinDecoder::new(msg);
     let header = Header::read(&mut decoder).map_err(|_| Reject::Silent)?;
     if header.metadata.message_type == MessageType::Response {
@@ -325,13 +329,29 @@ fn parse(msg: &[u8]) -> Result<Request<'_>, Reject> {
     }
     let id = header.metadata.id;
     let flags = [msg[2] & 0x79, msg[3] & 0x10];
+    let rcode = if header.metadata.op_code != OpCode::Query {
+        RCODE_NOTIMP
+    } else if header.counts.queries != 1 {
+        RCODE_FORMERR
+    } else {
+        return Ok((decoder, header.counts, id, flags));
+    };
+    Err(Reject::Error { id, flags, rcode })
+}
+
+/// The sections after the question, with their record counts and whether an OPT record
+/// may stand there (only in the additional section).
+fn sections(counts: &HeaderCounts) -> [(u16, bool); 3] {
+    [
+        (counts.answers, false),
+        (counts.authorities, false),
+        (counts.additionals, true),
+    ]
+}
+
+fn parse(msg: &[u8]) -> Result<Request<'_>, Reject> {
+    let (mut decoder, counts, id, flags) = read_header(msg)?;
     let error = |rcode| Reject::Error { id, flags, rcode };
-    if header.metadata.op_code != OpCode::Query {
-        return Err(error(RCODE_NOTIMP));
-    }
-    if header.counts.queries != 1 {
-        return Err(error(RCODE_FORMERR));
-    }
     let (question, labels, label_count) =
         read_question(&msg[HEADER_LEN..]).ok_or(error(RCODE_FORMERR))?;
     decoder
@@ -340,12 +360,6 @@ fn parse(msg: &[u8]) -> Result<Request<'_>, Reject> {
     let [.., t0, t1, c0, c1] = *question else {
         return Err(error(RCODE_FORMERR));
     };
-    let counts = &header.counts;
-    let sections = [
-        (counts.answers, false),
-        (counts.authorities, false),
-        (counts.additionals, true),
-    ];
     let mut edns = None;
     let rest = &msg[decoder.index()..];
     if let ([0, 0, 1], [0, 0, 41, p0, p1, _, version, _, _, 0, 0, ..]) = (
@@ -359,7 +373,8 @@ fn parse(msg: &[u8]) -> Result<Request<'_>, Reject> {
             version: *version,
         });
     } else {
-        read_records(&mut decoder, sections, &mut edns).map_err(|()| error(RCODE_FORMERR))?;
+        read_records(&mut decoder, sections(&counts), &mut edns)
+            .map_err(|()| error(RCODE_FORMERR))?;
     }
     Ok(Request {
         id,
@@ -621,33 +636,16 @@ mod tests {
     /// The parser as it was before the question and the OPT record were read by hand:
     /// hickory-proto decodes the question and every record.
     fn reference(msg: &[u8]) -> Result<Request<'_>, Reject> {
-        let mut decoder = BinDecoder::new(msg);
-        let header = Header::read(&mut decoder).map_err(|_| Reject::Silent)?;
-        if header.metadata.message_type == MessageType::Response {
-            return Err(Reject::Silent);
-        }
-        let id = header.metadata.id;
-        let flags = [msg[2] & 0x79, msg[3] & 0x10];
+        let (mut decoder, counts, id, flags) = read_header(msg)?;
         let error = |rcode| Reject::Error { id, flags, rcode };
-        if header.metadata.op_code != OpCode::Query {
-            return Err(error(RCODE_NOTIMP));
-        }
-        if header.counts.queries != 1 {
-            return Err(error(RCODE_FORMERR));
-        }
         let query = Query::read(&mut decoder).map_err(|_| error(RCODE_FORMERR))?;
         let question = &msg[HEADER_LEN..decoder.index()];
         let (_, labels, label_count) = read_question(question)
             .filter(|(q, _, _)| q.len() == question.len())
             .ok_or(error(RCODE_FORMERR))?;
-        let counts = &header.counts;
-        let sections = [
-            (counts.answers, false),
-            (counts.authorities, false),
-            (counts.additionals, true),
-        ];
         let mut edns = None;
-        read_records(&mut decoder, sections, &mut edns).map_err(|()| error(RCODE_FORMERR))?;
+        read_records(&mut decoder, sections(&counts), &mut edns)
+            .map_err(|()| error(RCODE_FORMERR))?;
         Ok(Request {
             id,
             flags,

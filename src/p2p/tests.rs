@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use bitcoin::Network;
 
 use super::*;
-use crate::testkit::ScriptedPeer;
+use crate::testkit::{self, ScriptedPeer, peer_handshake, peer_version};
 
 fn magic() -> Magic {
     Magic::from(Network::Regtest)
@@ -16,29 +16,7 @@ fn frame(msg: NetworkMessage) -> Vec<u8> {
 }
 
 fn raw_frame(command: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = magic().to_bytes().to_vec();
-    let mut name = [0u8; 12];
-    name[..command.len()].copy_from_slice(command.as_bytes());
-    out.extend_from_slice(&name);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&sha256d::Hash::hash(payload).as_byte_array()[..4]);
-    out.extend_from_slice(payload);
-    out
-}
-
-fn peer_version(version: u32) -> VersionMessage {
-    let peer: SocketAddr = "127.0.0.1:18444".parse().unwrap();
-    let mut v = VersionMessage::new(
-        ServiceFlags::NETWORK | ServiceFlags::WITNESS,
-        0,
-        Address::new(&peer, ServiceFlags::NONE),
-        Address::new(&peer, ServiceFlags::NONE),
-        7,
-        "/Satoshi:27.0.0/".into(),
-        850_000,
-    );
-    v.version = version;
-    v
+    testkit::raw_frame(magic(), command, payload)
 }
 
 fn addr_entries(n: usize) -> Vec<(u32, Address)> {
@@ -56,9 +34,7 @@ fn talk(script: Vec<u8>) -> (Result<PeerInfo, ProbeError>, Vec<u8>) {
 }
 
 fn handshake() -> Vec<u8> {
-    let mut s = frame(NetworkMessage::Version(peer_version(70016)));
-    s.extend(frame(NetworkMessage::Verack));
-    s
+    peer_handshake(magic())
 }
 
 /// Splits what we sent into command names.

@@ -10,6 +10,30 @@ fn temp_store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// Three peers learned at 0; at 5 the first refused and the second answered.
+fn three_peers_one_refused_one_answered() -> (tempfile::TempDir, Store) {
+    let (dir, mut store) = temp_store();
+    store
+        .add_peers(
+            &[
+                gossip("1.1.1.1:8333", 1),
+                gossip("2.2.2.2:8333", 1),
+                gossip("3.3.3.3:8333", 1),
+            ],
+            0,
+        )
+        .unwrap();
+    let batch = Batch {
+        results: vec![
+            failure("1.1.1.1:8333", 5, "refused", false),
+            success("2.2.2.2:8333", 5, 1),
+        ],
+        learned: vec![],
+    };
+    store.commit_batch(&batch, &POLICY, 5).unwrap();
+    (dir, store)
+}
+
 fn addr(s: &str) -> PeerAddr {
     s.parse().unwrap()
 }
@@ -417,25 +441,7 @@ fn cap_evicts_failing_then_newest_never_tried_and_never_reached_peers() {
 
 #[test]
 fn prune_removes_long_failing_never_reached_only() {
-    let (_dir, mut store) = temp_store();
-    store
-        .add_peers(
-            &[
-                gossip("1.1.1.1:8333", 1),
-                gossip("2.2.2.2:8333", 1),
-                gossip("3.3.3.3:8333", 1),
-            ],
-            0,
-        )
-        .unwrap();
-    let batch = Batch {
-        results: vec![
-            failure("1.1.1.1:8333", 5, "refused", false),
-            success("2.2.2.2:8333", 5, 1),
-        ],
-        learned: vec![],
-    };
-    store.commit_batch(&batch, &POLICY, 5).unwrap();
+    let (_dir, mut store) = three_peers_one_refused_one_answered();
     assert_eq!(store.prune(40 * 86_400, 30 * 86_400).unwrap(), 1);
     assert_eq!(
         store.count().unwrap(),
@@ -490,25 +496,7 @@ fn import_keeps_figures_and_plain_lines_are_new() {
 
 #[test]
 fn summary_counts_statuses_and_errors() {
-    let (_dir, mut store) = temp_store();
-    store
-        .add_peers(
-            &[
-                gossip("1.1.1.1:8333", 1),
-                gossip("2.2.2.2:8333", 1),
-                gossip("3.3.3.3:8333", 1),
-            ],
-            0,
-        )
-        .unwrap();
-    let batch = Batch {
-        results: vec![
-            failure("1.1.1.1:8333", 5, "refused", false),
-            success("2.2.2.2:8333", 5, 1),
-        ],
-        learned: vec![],
-    };
-    store.commit_batch(&batch, &POLICY, 5).unwrap();
+    let (_dir, store) = three_peers_one_refused_one_answered();
     let s = store.summary(10).unwrap();
     assert_eq!(
         (s.known, s.good, s.new, s.unreachable, s.banned),
