@@ -24,7 +24,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
 use crate::addr::PeerAddr;
 use crate::p2p::{self, Learned, ProbeOptions};
+use crate::ratelog::RateLimitedLog;
 use crate::store::{Batch, DuePeer, NewPeer, Outcome, Policy, ProbeResult, Source, Store};
+use crate::thread::spawn_with_stack;
 use crate::unix_now;
 
 /// Results committed per transaction at most.
@@ -46,6 +48,8 @@ pub const BOOTSTRAP_MIN_ANSWERED: u64 = 10;
 pub const PRUNE_AGE: i64 = 30 * 86_400;
 /// Earliest plausible gossip timestamp (2009-01-03, the genesis block).
 const GENESIS_TIME: i64 = 1_231_006_505;
+/// Stack of the crawler's threads: hundreds of workers, each needing little.
+const WORKER_STACK: usize = 512 * 1024;
 /// Gossiped addresses the writer remembers per generation: 7/8 of 65,536 hash buckets, so a
 /// generation's map never grows past them (65,536 x 49 bytes = 3.2 MB; two are kept).
 pub const KNOWN_GOSSIP_GENERATION: usize = 57_344;
@@ -113,25 +117,6 @@ fn lock(set: &InFlight) -> std::sync::MutexGuard<'_, HashSet<PeerAddr>> {
     set.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Spawns a named thread that logs how it ended.
-///
-/// # Errors
-/// When the OS refuses a thread.
-pub fn spawn(
-    name: &str,
-    f: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
-) -> anyhow::Result<JoinHandle<()>> {
-    let owned = name.to_owned();
-    std::thread::Builder::new()
-        .name(owned.clone())
-        .stack_size(512 * 1024)
-        .spawn(move || match f() {
-            Ok(()) => log::trace!("thread {owned} stopped"),
-            Err(e) => log::error!("thread {owned} failed: {e:#}"),
-        })
-        .with_context(|| format!("cannot start thread {name}"))
-}
-
 impl Crawler {
     /// Opens the database connections and starts the threads.
     ///
@@ -164,7 +149,9 @@ impl Crawler {
             counters: counters.clone(),
             known: KnownGossip::default(),
         };
-        threads.push(spawn("writer", move || writer.run(&result_rx))?);
+        threads.push(spawn_with_stack("writer", WORKER_STACK, move || {
+            writer.run(&result_rx)
+        })?);
         for i in 0..config.threads.max(1) {
             let worker = Worker {
                 jobs: job_rx.clone(),
@@ -174,10 +161,14 @@ impl Crawler {
                 stop: stop.clone(),
                 counters: counters.clone(),
             };
-            threads.push(spawn(&format!("crawl-{i}"), move || {
-                worker.run();
-                Ok(())
-            })?);
+            threads.push(spawn_with_stack(
+                &format!("crawl-{i}"),
+                WORKER_STACK,
+                move || {
+                    worker.run();
+                    Ok(())
+                },
+            )?);
         }
         let scheduler = Scheduler {
             store: reader_store,
@@ -188,7 +179,9 @@ impl Crawler {
             stop: stop.clone(),
             bootstraps: std::cell::Cell::new(0),
         };
-        threads.push(spawn("scheduler", move || scheduler.run())?);
+        threads.push(spawn_with_stack("scheduler", WORKER_STACK, move || {
+            scheduler.run()
+        })?);
         Ok(Crawler {
             stop,
             threads,
@@ -803,38 +796,6 @@ fn trim_pending(batch: &mut Batch, in_flight: &InFlight) {
         for r in dropped {
             set.remove(&r.addr);
         }
-    }
-}
-
-/// Logs a recurring error at most once per interval, with the number suppressed.
-#[derive(Debug)]
-pub struct RateLimitedLog {
-    every: Duration,
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl RateLimitedLog {
-    pub fn new(every: Duration) -> RateLimitedLog {
-        RateLimitedLog {
-            every,
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    pub fn log(&mut self, message: &str) {
-        if self.last.is_some_and(|t| t.elapsed() < self.every) {
-            self.suppressed += 1;
-            return;
-        }
-        if self.suppressed > 0 {
-            log::error!("{message} ({} more since the last report)", self.suppressed);
-        } else {
-            log::error!("{message}");
-        }
-        self.last = Some(Instant::now());
-        self.suppressed = 0;
     }
 }
 

@@ -20,6 +20,7 @@ pub mod generate;
 pub mod p2p;
 #[cfg(test)]
 mod proptests;
+pub mod ratelog;
 pub mod reliability;
 pub mod seeder;
 pub mod services;
@@ -27,6 +28,7 @@ pub mod sim;
 pub mod store;
 #[doc(hidden)]
 pub mod testkit;
+pub mod thread;
 
 use std::io::Write;
 

@@ -304,21 +304,19 @@ fn signal_channel() -> anyhow::Result<Receiver<&'static str>> {
     let (tx, rx) = crossbeam_channel::bounded(4);
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .context("cannot install signal handlers")?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                let name = if signal == SIGINT {
-                    "SIGINT"
-                } else {
-                    "SIGTERM"
-                };
-                if tx.send(name).is_err() {
-                    return;
-                }
+    crate::thread::spawn("signals", move || {
+        for signal in signals.forever() {
+            let name = if signal == SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
+            if tx.send(name).is_err() {
+                break;
             }
-        })
-        .context("cannot start the signal thread")?;
+        }
+        Ok(())
+    })?;
     Ok(rx)
 }
 
@@ -400,12 +398,13 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         Some(secs) => {
             let (tx, rx) = crossbeam_channel::bounded(1);
             let timer = crossbeam_channel::after(Duration::from_secs(secs));
-            std::thread::spawn(move || {
+            crate::thread::spawn("demo-timer", move || {
                 select! {
                     recv(signals) -> s => { let _ = tx.send(s.unwrap_or("signal")); }
                     recv(timer) -> _ => { let _ = tx.send("demo duration over"); }
                 }
-            });
+                Ok(())
+            })?;
             rx
         }
         None => signals,

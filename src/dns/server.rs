@@ -362,8 +362,13 @@ impl Shared {
     }
 }
 
-fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle<()>> {
-    thread::Builder::new().name(name.to_owned()).spawn(f)
+/// Starts a serving thread through [`crate::thread::spawn`]; the loops end only when the
+/// server stops and report their own errors.
+fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> anyhow::Result<JoinHandle<()>> {
+    crate::thread::spawn(name, move || {
+        f();
+        Ok(())
+    })
 }
 
 /// Binds UDP, then TCP on the port UDP got; with port 0, retries when TCP's is taken.
@@ -516,7 +521,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         };
         match spawn_named("dns-tcp-conn", serve) {
             Ok(thread) => connections.push(thread),
-            Err(e) => log::warn!("cannot start a DNS TCP connection thread: {e}"),
+            Err(e) => log::warn!("{e:#}"),
         }
     }
     for connection in connections {

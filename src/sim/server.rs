@@ -95,9 +95,11 @@ impl SimNetwork {
             .collect();
         let acceptor = {
             let shared = Arc::clone(&shared);
-            thread::Builder::new()
-                .name("sim-accept".to_owned())
-                .spawn(move || accept_loop(poll, &listeners, &shared))?
+            crate::thread::spawn("sim-accept", move || {
+                accept_loop(poll, &listeners, &shared);
+                Ok(())
+            })
+            .map_err(io::Error::other)?
         };
         log::debug!(
             "simulated network: {} nodes, {} listening",
@@ -281,16 +283,14 @@ fn spawn_connection(
 ) {
     shared.live.fetch_add(1, Ordering::AcqRel);
     let worker = Arc::clone(shared);
-    let spawned = thread::Builder::new()
-        .name("sim-conn".to_owned())
-        .stack_size(CONN_STACK)
-        .spawn(move || {
-            node::serve(stream, peer, node, nth, &worker);
-            worker.live.fetch_sub(1, Ordering::AcqRel);
-        });
+    let spawned = crate::thread::spawn_with_stack("sim-conn", CONN_STACK, move || {
+        node::serve(stream, peer, node, nth, &worker);
+        worker.live.fetch_sub(1, Ordering::AcqRel);
+        Ok(())
+    });
     if let Err(e) = spawned {
         // The stream was moved into the failed closure and is closed with it.
         shared.live.fetch_sub(1, Ordering::AcqRel);
-        log::warn!("simulated network: cannot start a connection thread: {e}");
+        log::warn!("simulated network: {e:#}");
     }
 }
