@@ -33,7 +33,7 @@ use bitcoin::p2p::Magic;
 use dnsseeder::crawler::{CrawlConfig, CrawlCounters, Crawler};
 use dnsseeder::p2p::ProbeOptions;
 use dnsseeder::sim::{SimConfig, SimNetwork};
-use dnsseeder::store::Policy;
+use dnsseeder::crawler::Policy;
 use rusqlite::{Connection, OpenFlags, params};
 
 /// Regtest's default P2P port.

@@ -53,7 +53,8 @@ use dnsseeder::addr::{Family, PeerAddr};
 use dnsseeder::dns::PeerSource;
 use dnsseeder::seeder::StoreSource;
 use dnsseeder::sim::{Behaviour, SimConfig, SimNetwork};
-use dnsseeder::store::{DUE_SQL, GOOD_SQL, NewPeer, Source, Store};
+use dnsseeder::crawler::{NewPeer, Source};
+use dnsseeder::store::{DUE_SQL, GOOD_SQL, Store};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 

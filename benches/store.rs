@@ -30,7 +30,8 @@ use criterion::{
     BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
 };
 use dnsseeder::addr::{Family, Host, PeerAddr};
-use dnsseeder::store::{DUE_SQL, GOOD_SQL, NewPeer, Policy, Source, Store};
+use dnsseeder::crawler::{NewPeer, Policy, Source};
+use dnsseeder::store::{DUE_SQL, GOOD_SQL, Store};
 use rusqlite::params;
 use tempfile::TempDir;
 use workload::{POLICY, Workload};

@@ -1,16 +1,12 @@
-//! The database subcommands: `peers`, `stats`, `dump`, `import` and the hidden
-//! `generate`. Each opens its own connection, so they are safe to run while
-//! `dnsseeder run` writes the same file (except `generate`, which only fills a new one).
+//! The database subcommands: `peers`, `stats`, `dump` and `import`. Each opens its own
+//! connection, so they are safe to run while `dnsseeder run` writes the same file.
 
 use std::io::Write;
 
 use anyhow::Context;
 use serde_json::json;
 
-use crate::config::{
-    DumpArgs, Format, GenerateArgs, ImportArgs, PeersArgs, StatsArgs, StatsFormat, UsageError,
-};
-use crate::generate::{self, LOOPBACK_MAX_ROWS};
+use crate::config::{DumpArgs, Format, ImportArgs, PeersArgs, StatsArgs, StatsFormat};
 use crate::reliability::WINDOW_NAMES;
 use crate::store::{PeerFilter, PeerRow, Status, Store};
 use crate::{dump, unix_now};
@@ -245,60 +241,5 @@ pub fn import(args: &ImportArgs, out: &mut impl Write) -> anyhow::Result<()> {
     for (reason, (n, first)) in &file.skipped {
         writeln!(out, "  {n} {} (first at line {first})", reason.describe())?;
     }
-    Ok(())
-}
-
-/// `dnsseeder generate` (hidden): fills a new database with `--rows` generated peers,
-/// `--good` of them good (see [`generate`]), timestamps relative to the current time.
-///
-/// # Errors
-/// [`UsageError`] for impossible counts; a runtime error when the database already
-/// holds peers (it is left untouched) or cannot be written.
-pub fn generate(args: &GenerateArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    if args.good > args.rows {
-        return Err(
-            UsageError(format!("--good {} exceeds --rows {}", args.good, args.rows)).into(),
-        );
-    }
-    if args.loopback && args.rows > LOOPBACK_MAX_ROWS {
-        return Err(UsageError(format!(
-            "--loopback holds at most {LOOPBACK_MAX_ROWS} rows, not {}",
-            args.rows
-        ))
-        .into());
-    }
-    let path = &args.db.db;
-    let existing = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
-    if existing {
-        let rows = Store::open_existing(path)?
-            .count()
-            .context("counting existing peers")?;
-        anyhow::ensure!(
-            rows == 0,
-            "database {} already holds {rows} peers; generate only fills a new or empty \
-             database (it was left untouched)",
-            path.display()
-        );
-    }
-    let store = Store::open(path)?;
-    let start = std::time::Instant::now();
-    let options = generate::Options {
-        rows: args.rows,
-        good: args.good,
-        seed: args.seed,
-        loopback: args.loopback,
-        now: unix_now(),
-    };
-    generate::generate(store.connection(), &options)
-        .with_context(|| format!("generating peers into {}", path.display()))?;
-    writeln!(
-        out,
-        "generated {} peers ({} good{}) into {} in {:.1} s",
-        args.rows,
-        args.good,
-        if args.loopback { ", loopback" } else { "" },
-        path.display(),
-        start.elapsed().as_secs_f64()
-    )?;
     Ok(())
 }

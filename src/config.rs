@@ -33,9 +33,6 @@ pub enum Command {
     Dump(DumpArgs),
     /// Import a dnsseed.dump (or one IP:PORT per line) into the database.
     Import(ImportArgs),
-    /// Fill a new database with generated peers (benchmarks and tests).
-    #[command(hide = true)]
-    Generate(GenerateArgs),
 }
 
 /// The database flag shared by every subcommand.
@@ -109,25 +106,6 @@ pub struct ImportArgs {
     pub db: DbArg,
     /// A dnsseed.dump, or a file with one IP:PORT per line.
     pub file: PathBuf,
-}
-
-/// Flags of the hidden `dnsseeder generate`.
-#[derive(Debug, Args)]
-pub struct GenerateArgs {
-    #[command(flatten)]
-    pub db: DbArg,
-    /// Rows to generate.
-    #[arg(long)]
-    pub rows: usize,
-    /// How many of them are good.
-    #[arg(long)]
-    pub good: usize,
-    /// The same seed gives the same rows (timestamps are relative to the current time).
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Only IPv4 addresses in 127.0.0.0/8, which a test seeder may dial.
-    #[arg(long)]
-    pub loopback: bool,
 }
 
 /// The networks with presets.

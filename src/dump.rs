@@ -13,7 +13,27 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::addr::PeerAddr;
-use crate::store::{DumpFigures, ImportedPeer, Store};
+use crate::store::Store;
+
+/// A peer as imported from a dump line (figures absent for a plain `IP:PORT` line).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedPeer {
+    pub addr: PeerAddr,
+    pub figures: Option<DumpFigures>,
+}
+
+/// The recorded figures of a dump line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DumpFigures {
+    pub good: bool,
+    pub last_success: i64,
+    /// 2h, 8h, 1d, 1w, 1m reliabilities, 0..1.
+    pub reliability: [f64; 5],
+    pub start_height: i64,
+    pub services: u64,
+    pub version: i64,
+    pub user_agent: String,
+}
 
 /// The header line, as sipa's seeder writes it.
 pub const HEADER: &str = "# address                                        good  lastSuccess    \

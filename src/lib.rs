@@ -15,8 +15,6 @@ pub mod config;
 pub mod crawler;
 pub mod dns;
 pub mod dump;
-#[doc(hidden)]
-pub mod generate;
 pub mod p2p;
 #[cfg(test)]
 mod proptests;
@@ -26,7 +24,7 @@ pub mod seeder;
 pub mod services;
 pub mod sim;
 pub mod store;
-#[doc(hidden)]
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod thread;
 
@@ -55,7 +53,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stats(args) => commands::stats(&args, &mut out)?,
         Command::Dump(args) => commands::dump(&args, &mut out)?,
         Command::Import(args) => commands::import(&args, &mut out)?,
-        Command::Generate(args) => commands::generate(&args, &mut out)?,
     }
     out.flush()?;
     Ok(())

@@ -24,13 +24,13 @@ use crate::addr::{Host, PeerAddr};
 use crate::dns::{
     AnswerSet, DnsConfig, MAX_UDP_PLAIN, Transport, ZoneContext, respond, respond_truncated_into,
 };
+use crate::dump::DumpFigures;
 use crate::dump::{self, MAX_LINE, format_line};
 use crate::p2p::{
     Header, MAX_ADDR_PER_MESSAGE, MAX_PAYLOAD, Message, ProbeOptions, converse, decode_payload,
     parse_header,
 };
 use crate::services;
-use crate::store::DumpFigures;
 use crate::testkit::{
     ScriptedPeer, check_dns_response, check_dump_line, peer_handshake, raw_frame,
 };

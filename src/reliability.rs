@@ -23,6 +23,9 @@ pub const MIN_VERSION: i64 = 31900;
 
 const DAY: f64 = 86_400.0;
 
+/// Ban for a protocol violation (bad header, oversize message), unscaled seconds.
+pub const VIOLATION_BAN: f64 = DAY;
+
 /// One decaying window.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Window {
@@ -58,18 +61,113 @@ impl Stats {
     }
 }
 
-/// Everything `is_good` and `ban_seconds` look at.
-#[derive(Debug, Clone, Copy)]
-pub struct Standing {
+/// A peer's record as its row keeps it: everything the verdict reads, and what each probe
+/// updates ([`Record::fold`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Record {
     pub stats: Stats,
     /// Probes ever made.
     pub tries: i64,
     /// Probes that completed the handshake.
     pub successes: i64,
+    /// Consecutive failed probes up to the last one (0 after a success).
+    pub failures_in_row: i64,
+    /// When the last probe ended, UNIX seconds; `None` before the first.
+    pub last_try: Option<i64>,
     /// Protocol version the peer reported (0 if it never answered).
     pub version: i64,
     /// Start height the peer reported.
     pub start_height: i64,
+}
+
+/// What one probe showed, as far as the model cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// The handshake completed; the peer reported these.
+    Answered { version: i64, start_height: i64 },
+    /// It did not. `violation` names a protocol violation (bad header, wrong magic,
+    /// oversize), which bans the peer for [`VIOLATION_BAN`].
+    Failed { violation: Option<&'static str> },
+}
+
+impl Record {
+    /// Folds a probe that ended at `time` into the record; `scale` is `--retry-scale`.
+    pub fn fold(&mut self, probe: &Probe, time: i64, scale: f64) {
+        let success = matches!(probe, Probe::Answered { .. });
+        let age = self.last_try.map(|t| (time - t) as f64);
+        self.stats.update(success, age, scale);
+        self.tries += 1;
+        self.last_try = Some(time);
+        if let Probe::Answered {
+            version,
+            start_height,
+        } = *probe
+        {
+            self.successes += 1;
+            self.failures_in_row = 0;
+            self.version = version;
+            self.start_height = start_height;
+        } else {
+            self.failures_in_row += 1;
+        }
+    }
+}
+
+/// A ban: no probe and no answer before `until` (UNIX seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ban {
+    pub until: i64,
+    /// `old-version`, `unreliable`, or the violation (`bad-magic`, `oversize`, ...).
+    pub reason: &'static str,
+}
+
+/// What the model decides after a probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// Served by DNS (never while banned).
+    pub good: bool,
+    pub ban: Option<Ban>,
+    /// When to probe again, UNIX seconds (never before the ban ends).
+    pub next_try: i64,
+}
+
+/// Judges a peer after its last probe: `record` already holds that probe (see
+/// [`Record::fold`]), which was `last` and ended at `record.last_try`. `jitter` in [0, 1)
+/// spreads the retries; `scale` is `--retry-scale`.
+pub fn verdict(
+    record: &Record,
+    last: &Probe,
+    req: &Requirements,
+    scale: f64,
+    jitter: f64,
+) -> Verdict {
+    let time = record.last_try.unwrap_or(0);
+    let good = is_good(record, req);
+    let ban = match *last {
+        Probe::Failed {
+            violation: Some(reason),
+        } => Some((VIOLATION_BAN, reason)),
+        _ => {
+            let seconds = ban_seconds(record, good);
+            let reason = if record.version > 0 && record.version < MIN_VERSION {
+                "old-version"
+            } else {
+                "unreliable"
+            };
+            (seconds > 0.0).then_some((seconds, reason))
+        }
+    };
+    let ban = ban.map(|(seconds, reason)| Ban {
+        until: time + (seconds * scale).ceil() as i64,
+        reason,
+    });
+    let retry = retry_seconds(record.failures_in_row.min(64) as u32, jitter);
+    let next_try = (time + (retry * scale).ceil() as i64).max(ban.map_or(0, |b| b.until));
+    Verdict {
+        good: good && ban.is_none(),
+        ban,
+        next_try,
+    }
 }
 
 /// What the network and the flags demand of a good peer.
@@ -85,7 +183,7 @@ pub struct Requirements {
 
 /// Whether a peer is good: sipa's rules over its windows and counters (SPEC §5).
 /// Services are not part of goodness; they are filtered at query time.
-pub fn is_good(s: &Standing, req: &Requirements) -> bool {
+pub fn is_good(s: &Record, req: &Requirements) -> bool {
     if !req.default_port
         || !req.routable
         || s.version < MIN_GOOD_VERSION
@@ -104,7 +202,7 @@ pub fn is_good(s: &Standing, req: &Requirements) -> bool {
 
 /// How long (unscaled seconds) a peer is banned for its record, 0 if not at all.
 /// A good peer is never banned for its statistics.
-pub fn ban_seconds(s: &Standing, good: bool) -> f64 {
+pub fn ban_seconds(s: &Record, good: bool) -> f64 {
     if s.version > 0 && s.version < MIN_VERSION {
         return 7.0 * DAY;
     }
@@ -122,9 +220,6 @@ pub fn ban_seconds(s: &Standing, good: bool) -> f64 {
         0.0
     }
 }
-
-/// Ban for a protocol violation (bad header, oversize message), unscaled seconds.
-pub const VIOLATION_BAN: f64 = DAY;
 
 /// Shortest retry interval of a peer that answered, unscaled seconds.
 pub const RETRY_MIN: f64 = 15.0 * 60.0;
@@ -152,13 +247,14 @@ mod tests {
 
     const EPS: f64 = 1e-9;
 
-    fn standing(stats: Stats, tries: i64, successes: i64) -> Standing {
-        Standing {
+    fn standing(stats: Stats, tries: i64, successes: i64) -> Record {
+        Record {
             stats,
             tries,
             successes,
             version: 70016,
             start_height: 900_000,
+            ..Record::default()
         }
     }
 
@@ -267,28 +363,28 @@ mod tests {
             }
         ));
         assert!(!is_good(
-            &Standing {
+            &Record {
                 version: 70000,
                 ..s
             },
             &OK
         ));
         assert!(is_good(
-            &Standing {
+            &Record {
                 version: 70001,
                 ..s
             },
             &OK
         ));
         assert!(!is_good(
-            &Standing {
+            &Record {
                 start_height: 799_999,
                 ..s
             },
             &OK
         ));
         assert!(is_good(
-            &Standing {
+            &Record {
                 start_height: 800_000,
                 ..s
             },
@@ -319,7 +415,7 @@ mod tests {
         let s = |stats| standing(stats, 100, 1);
         assert_eq!(
             ban_seconds(
-                &Standing {
+                &Record {
                     version: 31800,
                     ..s(Stats::default())
                 },
@@ -329,7 +425,7 @@ mod tests {
         );
         assert_eq!(
             ban_seconds(
-                &Standing {
+                &Record {
                     version: 31900,
                     ..s(Stats::default())
                 },
@@ -368,5 +464,131 @@ mod tests {
         assert_eq!(retry_seconds(3, 0.5), 7200.0);
         assert_eq!(retry_seconds(40, 0.5), 4.0 * DAY);
         assert!(retry_seconds(1, 0.0) < retry_seconds(1, 0.99));
+    }
+
+    /// A record after `n` answered probes 15 minutes apart, ending at 10,000.
+    fn answered(n: i64) -> Record {
+        let mut r = Record::default();
+        for i in 0..n {
+            r.fold(&ANSWERED, 10_000 - (n - 1 - i) * 900, 1.0);
+        }
+        r
+    }
+
+    const ANSWERED: Probe = Probe::Answered {
+        version: 70016,
+        start_height: 900_000,
+    };
+
+    #[test]
+    fn fold_counts_tries_successes_and_failures_in_a_row() {
+        let mut r = answered(2);
+        assert_eq!((r.tries, r.successes, r.failures_in_row), (2, 2, 0));
+        assert_eq!(
+            (r.version, r.start_height, r.last_try),
+            (70016, 900_000, Some(10_000))
+        );
+        r.fold(&Probe::Failed { violation: None }, 10_900, 1.0);
+        r.fold(&Probe::Failed { violation: None }, 11_800, 1.0);
+        assert_eq!((r.tries, r.successes, r.failures_in_row), (4, 2, 2));
+        assert_eq!(r.version, 70016, "a failure keeps what the peer said");
+        let mut expected = answered(2).stats;
+        expected.update(false, Some(900.0), 1.0);
+        expected.update(false, Some(900.0), 1.0);
+        assert_eq!(r.stats, expected);
+    }
+
+    #[test]
+    fn verdict_of_an_answering_peer_is_good_and_retried_within_the_hour() {
+        let r = answered(1);
+        let v = verdict(&r, &ANSWERED, &OK_ANY_HEIGHT, 1.0, 0.0);
+        assert_eq!(
+            v,
+            Verdict {
+                good: true,
+                ban: None,
+                next_try: 10_000 + 900
+            }
+        );
+        let v = verdict(&r, &ANSWERED, &OK_ANY_HEIGHT, 0.001, 0.999_999);
+        assert_eq!(v.next_try, 10_000 + 4, "3600 s scaled by 0.001, rounded up");
+    }
+
+    const OK_ANY_HEIGHT: Requirements = Requirements {
+        min_height: 0,
+        ..OK
+    };
+
+    #[test]
+    fn verdict_bans_a_violation_for_a_scaled_day_even_a_good_peer() {
+        let mut r = answered(5);
+        let last = Probe::Failed {
+            violation: Some("bad-magic"),
+        };
+        r.fold(&last, 10_900, 0.5);
+        let v = verdict(&r, &last, &OK_ANY_HEIGHT, 0.5, 0.5);
+        let ban = Ban {
+            until: 10_900 + 43_200,
+            reason: "bad-magic",
+        };
+        assert_eq!(
+            v,
+            Verdict {
+                good: false,
+                ban: Some(ban),
+                next_try: ban.until
+            }
+        );
+    }
+
+    #[test]
+    fn verdict_bans_old_versions_for_a_week_and_the_unreliable_by_their_record() {
+        let mut old = answered(1);
+        old.version = 31_800;
+        let v = verdict(&old, &ANSWERED, &OK_ANY_HEIGHT, 1.0, 0.0);
+        assert_eq!(
+            v.ban.map(|b| (b.until, b.reason)),
+            Some((10_000 + 7 * 86_400, "old-version"))
+        );
+        assert!(!v.good);
+        let failing = Record {
+            stats: with_window(2, 0.01, 9.0),
+            tries: 9,
+            last_try: Some(10_000),
+            failures_in_row: 3,
+            ..Record::default()
+        };
+        let v = verdict(&failing, &Probe::Failed { violation: None }, &OK, 1.0, 0.5);
+        assert_eq!(
+            v.ban.map(|b| (b.until, b.reason)),
+            Some((10_000 + 86_400, "unreliable"))
+        );
+        assert_eq!(
+            v.next_try,
+            10_000 + 86_400,
+            "the backoff ends before the ban"
+        );
+    }
+
+    #[test]
+    fn verdict_backs_off_a_failing_peer_and_requirements_keep_it_from_good() {
+        let mut r = Record::default();
+        for t in [1_000, 3_000, 7_000] {
+            r.fold(&Probe::Failed { violation: None }, t, 1.0);
+        }
+        let v = verdict(&r, &Probe::Failed { violation: None }, &OK, 1.0, 0.5);
+        assert_eq!(
+            v,
+            Verdict {
+                good: false,
+                ban: None,
+                next_try: 7_000 + 7_200
+            }
+        );
+        let elsewhere = Requirements {
+            default_port: false,
+            ..OK_ANY_HEIGHT
+        };
+        assert!(!verdict(&answered(1), &ANSWERED, &elsewhere, 1.0, 0.0).good);
     }
 }

@@ -13,11 +13,11 @@ use crossbeam_channel::{Receiver, select, tick};
 
 use crate::addr::Family;
 use crate::config::{DemoArgs, NetworkArg, RunArgs, UsageError};
-use crate::crawler::{CrawlConfig, CrawlCounters, Crawler};
+use crate::crawler::{CrawlConfig, CrawlCounters, Crawler, Policy};
 use crate::dns::{DnsConfig, DnsServer, PeerSource};
 use crate::p2p::ProbeOptions;
 use crate::sim::{SimConfig, SimNetwork};
-use crate::store::{Policy, Store};
+use crate::store::Store;
 use crate::{dump, unix_now};
 
 /// Everything `run` needs, validated.

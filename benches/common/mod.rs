@@ -3,4 +3,4 @@
 //! benches keep using it as `common::fill`, `common::Rng`, `common::NOW`, ...
 
 #[allow(unused_imports)] // each bench uses a different part of it
-pub use dnsseeder::generate::*;
+pub use dnsseeder::testkit::generate::*;

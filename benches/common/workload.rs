@@ -4,7 +4,8 @@
 //! serves), included with `#[path]` next to `mod common`.
 
 use dnsseeder::addr::PeerAddr;
-use dnsseeder::store::{Batch, Outcome, Policy, ProbeResult, Store};
+use dnsseeder::crawler::{Batch, Outcome, Policy, ProbeResult};
+use dnsseeder::store::Store;
 
 use crate::common::{self, NOW, Rng};
 

@@ -1,8 +1,12 @@
 //! Store round trips on a temporary file.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 use super::*;
+use crate::addr::{Family, PeerAddr};
+use crate::crawler::{Batch, NewPeer, Outcome, Policy, ProbeResult, Source};
+use crate::dump::{DumpFigures, ImportedPeer};
 
 fn temp_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();

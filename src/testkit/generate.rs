@@ -1,6 +1,6 @@
-//! A generator of realistic peer databases, for benchmarks, tests and the hidden
-//! `dnsseeder generate` subcommand: [`generate`] writes rows straight into `peers` with
-//! one prepared INSERT in one transaction, a million rows in seconds.
+//! A generator of realistic peer databases, for benchmarks and tests: [`generate`] writes
+//! rows straight into `peers` with one prepared INSERT in one transaction, a million rows
+//! in seconds.
 //!
 //! The rows look like a seeder's after weeks of crawling mainnet: mostly IPv4 spread over
 //! the whole public address space (so over nearly every /16), some IPv6 in real provider
@@ -19,9 +19,13 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use std::sync::LazyLock;
+
+use rusqlite::{Connection, ToSql};
+
 use crate::addr::{Family, Host, PeerAddr};
-use crate::reliability::{self, Requirements, Standing, Stats, TAUS};
-use rusqlite::{Connection, params};
+use crate::reliability::{self, Probe, Record, Requirements, Stats, TAUS};
+use crate::store::{WINDOW_COLUMNS, window_values};
 
 /// The fixed clock of [`fill`]'s databases (the benches'), UNIX seconds: every timestamp
 /// is at or before it, except `next_try` and `banned_until`, which may lie ahead.
@@ -74,14 +78,18 @@ const V6_PREFIXES: &[[u16; 2]] = &[
 const DEFAULT_PORT: u16 = 8333;
 const OTHER_PORTS: &[(u16, u32)] = &[(8334, 3), (18333, 2), (8433, 1), (9333, 1), (0, 3)];
 
-const INSERT: &str = "INSERT INTO peers (address, family, services, source, first_seen, \
-    last_seen, tries, successes, failures_in_row, last_try, last_success, last_error, \
-    last_getaddr, reliability_2h, count_2h, weight_2h, reliability_8h, count_8h, weight_8h, \
-    reliability_1d, count_1d, weight_1d, reliability_1w, count_1w, weight_1w, reliability_1m, \
-    count_1m, weight_1m, version, user_agent, start_height, good, banned_until, ban_reason, \
-    next_try) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-    ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, \
-    ?34, ?35)";
+/// The columns a generated row fills, in the order of [`Row::values`].
+static INSERT: LazyLock<String> = LazyLock::new(|| {
+    let placeholders: Vec<String> = (1..=35).map(|i| format!("?{i}")).collect();
+    format!(
+        "INSERT INTO peers (address, family, services, source, first_seen, last_seen, tries, \
+         successes, failures_in_row, last_try, last_success, last_error, last_getaddr, {}, \
+         version, user_agent, start_height, good, banned_until, ban_reason, next_try) \
+         VALUES ({})",
+        *WINDOW_COLUMNS,
+        placeholders.join(", ")
+    )
+});
 
 /// What to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,7 +162,7 @@ fn insert_rows(conn: &Connection, options: &Options) -> rusqlite::Result<()> {
     let n = options.rows;
     let tx = conn.unchecked_transaction()?;
     {
-        let mut stmt = tx.prepare(INSERT)?;
+        let mut stmt = tx.prepare(&INSERT)?;
         let mut generator = Generator::new(options);
         let mut good_left = options.good;
         for i in 0..n {
@@ -162,44 +170,8 @@ fn insert_rows(conn: &Connection, options: &Options) -> rusqlite::Result<()> {
             let is_good = generator.rng.below((n - i) as u64) < good_left as u64;
             good_left -= usize::from(is_good);
             let row = generator.row(is_good);
-            let w = &row.stats.windows;
-            stmt.execute(params![
-                row.addr.to_string(),
-                row.addr.family() as i64,
-                row.services as i64,
-                row.source,
-                row.first_seen,
-                row.last_seen,
-                row.tries,
-                row.successes,
-                row.failures_in_row,
-                row.last_try,
-                row.last_success,
-                row.last_error,
-                row.last_getaddr,
-                w[0].reliability,
-                w[0].count,
-                w[0].weight,
-                w[1].reliability,
-                w[1].count,
-                w[1].weight,
-                w[2].reliability,
-                w[2].count,
-                w[2].weight,
-                w[3].reliability,
-                w[3].count,
-                w[3].weight,
-                w[4].reliability,
-                w[4].count,
-                w[4].weight,
-                row.version,
-                row.user_agent,
-                row.start_height,
-                row.good,
-                row.banned_until,
-                row.ban_reason,
-                row.next_try,
-            ])?;
+            let (keys, windows) = (row.keys(), window_values(&row.stats));
+            stmt.execute(row.values(&keys, &windows).as_slice())?;
         }
     }
     tx.commit()
@@ -288,6 +260,49 @@ struct Row {
     banned_until: i64,
     ban_reason: Option<&'static str>,
     next_try: Option<i64>,
+}
+
+impl Row {
+    /// The address, family and services columns.
+    fn keys(&self) -> (String, i64, i64) {
+        let addr = &self.addr;
+        (addr.to_string(), addr.family() as i64, self.services as i64)
+    }
+
+    /// The row's values in the order of [`INSERT`]'s columns, with its [`Row::keys`] and
+    /// its stats' [`window_values`].
+    fn values<'a>(
+        &'a self,
+        (address, family, services): &'a (String, i64, i64),
+        windows: &'a [f64; 15],
+    ) -> Vec<&'a dyn ToSql> {
+        let mut values: Vec<&dyn ToSql> = vec![
+            address,
+            family,
+            services,
+            &self.source,
+            &self.first_seen,
+            &self.last_seen,
+            &self.tries,
+            &self.successes,
+            &self.failures_in_row,
+            &self.last_try,
+            &self.last_success,
+            &self.last_error,
+            &self.last_getaddr,
+        ];
+        values.extend(windows.iter().map(|v| v as &dyn ToSql));
+        values.extend([
+            &self.version as &dyn ToSql,
+            &self.user_agent,
+            &self.start_height,
+            &self.good,
+            &self.banned_until,
+            &self.ban_reason,
+            &self.next_try,
+        ]);
+        values
+    }
 }
 
 /// What a row has been through.
@@ -464,13 +479,8 @@ impl Generator {
         row.last_success = Some(last_try);
         row.last_getaddr = Some(last_try - self.rng.range(0, DAY));
         row.version = self.rng.pick(&[(70016, 90), (70015, 10)]);
-        row.good = true;
-        row.next_try = Some(last_try + self.rng.range(900, 3600));
-        assert!(
-            self.is_good(&row),
-            "generated good row {} is not good",
-            row.addr
-        );
+        let row = self.schedule(row);
+        assert!(row.good, "generated good row {} is not good", row.addr);
         row
     }
 
@@ -490,12 +500,9 @@ impl Generator {
         if self.rng.chance(0.005) {
             row.version = 31800;
         }
-        assert!(
-            !self.is_good(&row),
-            "generated flaky row {} is good",
-            row.addr
-        );
-        self.schedule(row, last_try)
+        let row = self.schedule(row);
+        assert!(!row.good, "generated flaky row {} is good", row.addr);
+        row
     }
 
     /// Tried 1-40 times with exponential backoff, never answered.
@@ -514,7 +521,7 @@ impl Generator {
             .min(last_try - tries * dt)
             .max(self.now - 29 * DAY);
         row.last_error = Some(self.rng.pick(ERRORS));
-        self.schedule(row, last_try)
+        self.schedule(row)
     }
 
     /// The fields of a peer that answered some of `tries` probes `dt` seconds apart.
@@ -529,30 +536,26 @@ impl Generator {
         row.start_height = 900_000 - self.rng.range(0, 2000);
     }
 
-    /// Ban and next try of a peer that is not good, by the store's rules.
-    fn schedule(&mut self, mut row: Row, last_try: i64) -> Row {
-        let ban = match row.last_error {
-            Some(e @ "bad-magic") => {
-                row.ban_reason = Some(e);
-                reliability::VIOLATION_BAN
-            }
-            _ => {
-                let ban = reliability::ban_seconds(&standing(&row), false);
-                if ban > 0.0 {
-                    row.ban_reason = Some(if row.version == 31800 {
-                        "old-version"
-                    } else {
-                        "unreliable"
-                    });
-                }
-                ban
-            }
+    /// Good flag, ban and next try: the reliability model's verdict on the row's last
+    /// probe (a `bad-magic` failure is a protocol violation).
+    fn schedule(&mut self, mut row: Row) -> Row {
+        let last = match row.last_error {
+            Some(e @ "bad-magic") => Probe::Failed { violation: Some(e) },
+            Some(_) => Probe::Failed { violation: None },
+            None => Probe::Answered {
+                version: row.version,
+                start_height: row.start_height,
+            },
         };
-        if ban > 0.0 {
-            row.banned_until = last_try + ban as i64;
+        let requirements = self.requirements(&row);
+        let verdict =
+            reliability::verdict(&record(&row), &last, &requirements, 1.0, self.rng.unit());
+        row.good = verdict.good;
+        if let Some(ban) = verdict.ban {
+            row.banned_until = ban.until;
+            row.ban_reason = Some(ban.reason);
         }
-        let retry = reliability::retry_seconds(row.failures_in_row.min(64) as u32, self.rng.unit());
-        row.next_try = Some((last_try + retry as i64).max(row.banned_until));
+        row.next_try = Some(verdict.next_try);
         row
     }
 }
@@ -573,35 +576,35 @@ fn history(tries: i64, dt: f64, p: f64) -> Stats {
     stats
 }
 
-fn standing(row: &Row) -> Standing {
-    Standing {
+fn record(row: &Row) -> Record {
+    Record {
         stats: row.stats,
         tries: row.tries,
         successes: row.successes,
+        failures_in_row: row.failures_in_row,
+        last_try: row.last_try,
         version: row.version,
         start_height: row.start_height,
     }
 }
 
 impl Generator {
-    /// Whether the seeder would call `row` good: on the default port, routable (or, in
+    /// What the seeder demands of `row` to call it good: the default port, routable (or, in
     /// loopback mode, as with `--allow-private`), at any height.
-    fn is_good(&self, row: &Row) -> bool {
-        let requirements = Requirements {
+    fn requirements(&self, row: &Row) -> Requirements {
+        Requirements {
             default_port: row.addr.port == DEFAULT_PORT,
             routable: self.loopback || row.addr.is_routable(),
             min_height: 0,
-        };
-        reliability::is_good(&standing(row), &requirements)
+        }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::store::Store;
+    use crate::store::{Store, read_windows};
 
     /// A new database filled as `options` say, in a temporary directory.
     fn generated(options: &Options) -> (tempfile::TempDir, Store) {
@@ -626,12 +629,10 @@ mod tests {
     fn check_rows(store: &Store, allow_private: bool) -> Vec<PeerAddr> {
         let mut stmt = store
             .connection()
-            .prepare(
-                "SELECT address, good, tries, successes, version, start_height, \
-                 reliability_2h, count_2h, weight_2h, reliability_8h, count_8h, weight_8h, \
-                 reliability_1d, count_1d, weight_1d, reliability_1w, count_1w, weight_1w, \
-                 reliability_1m, count_1m, weight_1m FROM peers",
-            )
+            .prepare(&format!(
+                "SELECT address, good, tries, successes, version, start_height, {} FROM peers",
+                *WINDOW_COLUMNS
+            ))
             .expect("the check query prepares");
         let mut rows = stmt.query([]).expect("the check query runs");
         let mut addrs = Vec::new();
@@ -641,18 +642,13 @@ mod tests {
                 .expect("address")
                 .parse()
                 .expect("generated addresses parse");
-            let mut stats = Stats::default();
-            for (i, w) in stats.windows.iter_mut().enumerate() {
-                w.reliability = r.get(6 + 3 * i).expect("reliability");
-                w.count = r.get(7 + 3 * i).expect("count");
-                w.weight = r.get(8 + 3 * i).expect("weight");
-            }
-            let standing = Standing {
-                stats,
+            let record = Record {
+                stats: read_windows(r, 6).expect("the windows"),
                 tries: r.get(2).expect("tries"),
                 successes: r.get(3).expect("successes"),
                 version: r.get(4).expect("version"),
                 start_height: r.get(5).expect("start_height"),
+                ..Record::default()
             };
             let requirements = Requirements {
                 default_port: addr.port == DEFAULT_PORT,
@@ -662,7 +658,7 @@ mod tests {
             let good: bool = r.get(1).expect("good");
             assert_eq!(
                 good,
-                reliability::is_good(&standing, &requirements),
+                reliability::is_good(&record, &requirements),
                 "row {addr} says good = {good}"
             );
             addrs.push(addr);

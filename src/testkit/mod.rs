@@ -4,7 +4,15 @@
 //! they check of a DNS response and of a dump line. One copy, so the fuzzers and the
 //! stable-Rust property tests that mirror them cannot drift apart.
 //!
+//! It also holds [`generate`], the generator of realistic peer databases that the benches
+//! and tests fill their databases with.
+//!
 //! Not part of the seeder's behaviour; the checks panic on a violation, as a test should.
+//! It compiles only for the crate's own tests or with the `testkit` feature, which the
+//! integration tests, benches and fuzz targets turn on (the crate is its own
+//! dev-dependency): the shipped binary carries none of it.
+
+pub mod generate;
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -20,9 +28,8 @@ use hickory_proto::op::Message;
 
 use crate::addr::PeerAddr;
 use crate::dns::{MAX_ANSWERS, MAX_UDP_EDNS, MAX_UDP_PLAIN, Transport};
-use crate::dump::{format_line, parse_line};
+use crate::dump::{DumpFigures, format_line, parse_line};
 use crate::p2p::Conn;
-use crate::store::DumpFigures;
 
 /// A P2P message as it travels: `magic`, `command`, then `payload` with its true length
 /// and checksum (for commands the `bitcoin` crate would not encode, or payloads it would

@@ -1,0 +1,243 @@
+//! The crawler: a scheduler thread, a fixed pool of probing threads and one writer.
+//!
+//! ```text
+//!            due addresses                 results + learned addresses
+//! scheduler ---------------> N workers ----------------------------------> writer --> SQLite
+//!  (scheduler.rs)  bounded    (worker.rs)   bounded, and at most 10,000      (writer.rs)
+//!     ^            queue                    learned addresses queued            |
+//!     '-------- next_try indexes (its own read connection) <--------------------'
+//! ```
+//! The scheduler takes due addresses from the database and queues them; a worker takes one,
+//! probes it over a blocking socket (`p2p`), admits the addresses the peer gossiped, and
+//! hands the result to the writer; the writer commits results and learned addresses in
+//! batched transactions, where the store folds each result into the peer's record by the
+//! verdict of `reliability`. The scheduler also queues bootstrap seeds for the writer.
+//! An address is marked in flight when queued and unmarked by the writer once its result
+//! is committed, so no address is probed twice at once and the next selection sees its
+//! new `next_try`. Shutdown is by flag and channel disconnection: the scheduler stops and
+//! drops the queue's sender, workers finish their probe (bounded by its deadline) and drop
+//! their result senders, and the writer commits what is left.
+
+mod budget;
+mod known_gossip;
+mod messages;
+mod scheduler;
+mod worker;
+mod writer;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context;
+use crossbeam_channel::bounded;
+
+use crate::addr::PeerAddr;
+use crate::p2p::ProbeOptions;
+use crate::reliability::Requirements;
+use crate::store::Store;
+use crate::thread::spawn_with_stack;
+
+pub use known_gossip::KNOWN_GOSSIP_GENERATION;
+pub use messages::{Batch, DuePeer, NewPeer, Outcome, ProbeResult, Source};
+pub use worker::admit;
+pub use writer::PRUNE_AGE;
+
+/// Results committed per transaction at most.
+pub const BATCH_MAX: usize = 1000;
+/// Results waiting for the writer at most (each may carry up to 2500 addresses).
+pub const RESULT_QUEUE: usize = 256;
+/// Learned addresses that make a batch commit at once.
+pub const BATCH_MAX_LEARNED: usize = 10_000;
+/// Learned addresses waiting in the result queue at most (a result that would go past it
+/// waits in its worker until the writer has taken enough off the queue; a result is never
+/// split). Without it the queue held up to 256 x 2500 addresses (36 MB) while the writer
+/// committed a burst of gossip at the address cap.
+pub const QUEUED_LEARNED_MAX: usize = 10_000;
+/// Longest a result waits before its batch is committed.
+pub const BATCH_DELAY: Duration = Duration::from_millis(250);
+/// Bootstrap sources are used while fewer peers than this answered in the last hour.
+pub const BOOTSTRAP_MIN_ANSWERED: u64 = 10;
+/// Stack of the crawler's threads: hundreds of workers, each needing little.
+const WORKER_STACK: usize = 512 * 1024;
+
+/// What the network and flags require, and how fast the model's clock runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// `--retry-scale`.
+    pub scale: f64,
+    /// The network's default P2P port.
+    pub default_port: u16,
+    /// `--min-height`.
+    pub min_height: i64,
+    /// `--allow-private`.
+    pub allow_private: bool,
+    /// `--max-addresses`.
+    pub max_addresses: u64,
+}
+
+impl Policy {
+    /// What this policy demands of `addr` to be good.
+    pub fn requirements(&self, addr: &PeerAddr) -> Requirements {
+        Requirements {
+            default_port: addr.port == self.default_port,
+            routable: self.allow_private || addr.is_routable(),
+            min_height: self.min_height,
+        }
+    }
+}
+
+/// How to crawl.
+#[derive(Debug, Clone)]
+pub struct CrawlConfig {
+    pub db: PathBuf,
+    pub threads: usize,
+    pub probe: ProbeOptions,
+    pub policy: Policy,
+    /// `--seed` addresses.
+    pub seeds: Vec<SocketAddr>,
+    /// DNS seed names, resolved with the system resolver (port: the network's).
+    pub dns_seeds: Vec<String>,
+}
+
+/// Counters shared with the status line.
+#[derive(Debug, Default)]
+pub struct CrawlCounters {
+    /// Probes running now.
+    pub in_flight: AtomicUsize,
+    /// Probes finished.
+    pub probes: AtomicU64,
+    /// Probes that completed the handshake.
+    pub successes: AtomicU64,
+    /// Sum of probe durations, microseconds (the ideal pass time is this / threads).
+    pub probe_micros: AtomicU64,
+    /// Results committed.
+    pub committed: AtomicU64,
+    /// Transactions committed.
+    pub batches: AtomicU64,
+    /// Results in the largest committed transaction.
+    pub largest_batch: AtomicU64,
+    /// Learned addresses (gossip and seeds) handed to the store in committed transactions.
+    pub learned_written: AtomicU64,
+    /// Gossiped addresses not handed to the store because they would change nothing: the
+    /// address is in the table with a timestamp at least as new, or repeats in the batch.
+    pub learned_skipped: AtomicU64,
+    /// Never-reached addresses deleted to stay under `--max-addresses`.
+    pub evicted: AtomicU64,
+    /// Time spent committing transactions, microseconds.
+    pub commit_micros: AtomicU64,
+    /// Commit failures (e.g. disk full).
+    pub write_errors: AtomicU64,
+}
+
+/// Messages to the writer.
+enum ToWriter {
+    /// A probe's result and the addresses it admitted.
+    Result(ProbeResult, Vec<NewPeer>),
+    /// Bootstrap addresses from `--seed` and DNS seeds.
+    Seeds(Vec<NewPeer>),
+}
+
+/// The addresses queued or being probed, shared by the scheduler (which marks them) and
+/// the writer (which unmarks them once their results are committed).
+type InFlight = Arc<Mutex<HashSet<PeerAddr>>>;
+
+fn lock(set: &InFlight) -> MutexGuard<'_, HashSet<PeerAddr>> {
+    set.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A running crawler. Dropping it stops it (see [`Crawler::stop`]).
+#[derive(Debug)]
+pub struct Crawler {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    pub counters: Arc<CrawlCounters>,
+}
+
+impl Crawler {
+    /// Opens the database connections and starts the writer, the workers and the
+    /// scheduler, wired as the module documentation shows.
+    ///
+    /// # Errors
+    /// When the database cannot be opened or a thread cannot start.
+    pub fn start(config: CrawlConfig) -> anyhow::Result<Crawler> {
+        let writer_store = Store::open(&config.db)?;
+        writer_store
+            .tune_for_writer()
+            .context("tuning the writer connection")?;
+        let scheduler_store = Store::open(&config.db)?;
+        let threads = config.threads.max(1);
+        let mut crawler = Crawler {
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::with_capacity(threads + 2),
+            counters: Arc::new(CrawlCounters::default()),
+        };
+        let in_flight = InFlight::default();
+        let (job_tx, job_rx) = bounded::<DuePeer>(threads * 2);
+        // Small: each result may carry 2500 learned addresses, and a slow writer should
+        // slow the workers down rather than let memory grow.
+        let (result_tx, result_rx) = bounded::<ToWriter>(RESULT_QUEUE);
+        let budget = Arc::new(budget::LearnedBudget::new(QUEUED_LEARNED_MAX));
+        let config = Arc::new(config);
+        let writer = writer::Writer::new(
+            writer_store,
+            config.policy,
+            Arc::clone(&in_flight),
+            Arc::clone(&budget),
+            Arc::clone(&crawler.counters),
+        );
+        crawler.spawn("writer", move || writer.run(&result_rx))?;
+        for i in 0..threads {
+            let worker = worker::Worker {
+                jobs: job_rx.clone(),
+                results: result_tx.clone(),
+                budget: Arc::clone(&budget),
+                config: Arc::clone(&config),
+                stop: Arc::clone(&crawler.stop),
+                counters: Arc::clone(&crawler.counters),
+            };
+            crawler.spawn(&format!("crawl-{i}"), move || worker.run())?;
+        }
+        let scheduler = scheduler::Scheduler::new(
+            scheduler_store,
+            (job_tx, result_tx),
+            in_flight,
+            config,
+            Arc::clone(&crawler.stop),
+        );
+        crawler.spawn("scheduler", move || scheduler.run())?;
+        Ok(crawler)
+    }
+
+    fn spawn(
+        &mut self,
+        name: &str,
+        f: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        self.threads.push(spawn_with_stack(name, WORKER_STACK, f)?);
+        Ok(())
+    }
+
+    /// Stops taking work, lets in-flight probes finish within their deadline, commits
+    /// what they found, and joins every thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Crawler {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

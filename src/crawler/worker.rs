@@ -1,0 +1,227 @@
+//! A crawler worker: one of `--threads` OS threads that take due addresses off the queue,
+//! probe each over a blocking socket ([`crate::p2p::probe`]), admit the addresses the peer
+//! gossiped, and hand the result to the writer. A worker never waits longer than a probe's
+//! deadline, except for room in the writer's queue of learned addresses.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::budget::LearnedBudget;
+use super::{CrawlConfig, CrawlCounters, DuePeer, NewPeer, Outcome, ProbeResult, Source, ToWriter};
+use crate::addr::PeerAddr;
+use crate::p2p::{self, Learned, PeerInfo, ProbeError};
+use crate::unix_now;
+
+/// Earliest plausible gossip timestamp (2009-01-03, the genesis block).
+const GENESIS_TIME: i64 = 1_231_006_505;
+
+pub(super) struct Worker {
+    pub(super) jobs: Receiver<DuePeer>,
+    pub(super) results: Sender<ToWriter>,
+    pub(super) budget: Arc<LearnedBudget>,
+    pub(super) config: Arc<CrawlConfig>,
+    pub(super) stop: Arc<AtomicBool>,
+    pub(super) counters: Arc<CrawlCounters>,
+}
+
+impl Worker {
+    /// Probes jobs until the queue is closed or the stop flag is set.
+    pub(super) fn run(self) -> anyhow::Result<()> {
+        loop {
+            let job = match self.jobs.recv_timeout(Duration::from_millis(200)) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) if !self.stop.load(Ordering::SeqCst) => continue,
+                Err(_) => return Ok(()),
+            };
+            if self.stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let (result, learned) = self.probe(&job);
+            self.budget.acquire(learned.len(), &self.stop);
+            if self
+                .results
+                .send(ToWriter::Result(result, learned))
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Probes one peer; returns its result and the addresses it taught us.
+    fn probe(&self, job: &DuePeer) -> (ProbeResult, Vec<NewPeer>) {
+        let mut opts = self.config.probe.clone();
+        let day = (86_400.0 * self.config.policy.scale) as i64;
+        opts.getaddr = job.last_getaddr.is_none_or(|t| unix_now() - t >= day);
+        let outcome = self.timed(|| match job.addr.socket_addr() {
+            Some(sock) => p2p::probe(sock, &opts),
+            None => Err(ProbeError::Protocol("not an IP address".into())),
+        });
+        let time = unix_now();
+        let (outcome, asked_getaddr, learned) = match outcome {
+            Ok(info) => self.answered(&job.addr, info, time),
+            Err(e) => {
+                log::debug!("{} failed: {e}", job.addr);
+                let outcome = Outcome::Failure {
+                    reason: e.reason(),
+                    violation: e.is_violation(),
+                };
+                (outcome, false, Vec::new())
+            }
+        };
+        let result = ProbeResult {
+            addr: job.addr,
+            time,
+            outcome,
+            asked_getaddr,
+        };
+        (result, learned)
+    }
+
+    /// Runs a probe, counted in the in-flight gauge and the probe counters.
+    fn timed(
+        &self,
+        probe: impl FnOnce() -> Result<PeerInfo, ProbeError>,
+    ) -> Result<PeerInfo, ProbeError> {
+        let c = &self.counters;
+        c.in_flight.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let outcome = probe();
+        let micros = started.elapsed().as_micros() as u64;
+        c.in_flight.fetch_sub(1, Ordering::Relaxed);
+        c.probe_micros.fetch_add(micros, Ordering::Relaxed);
+        c.probes.fetch_add(1, Ordering::Relaxed);
+        if outcome.is_ok() {
+            c.successes.fetch_add(1, Ordering::Relaxed);
+        }
+        outcome
+    }
+
+    /// The outcome of a completed handshake, and the gossip it admits.
+    fn answered(
+        &self,
+        addr: &PeerAddr,
+        info: PeerInfo,
+        time: i64,
+    ) -> (Outcome, bool, Vec<NewPeer>) {
+        log::debug!(
+            "{addr} ok: version {} services {:x} {:?}, {} addresses",
+            info.version,
+            info.services,
+            info.user_agent,
+            info.addrs.len()
+        );
+        let learned = admit(&info.addrs, self.config.policy.allow_private, time);
+        let outcome = Outcome::Success {
+            version: i64::from(info.version),
+            services: info.services,
+            user_agent: info.user_agent,
+            start_height: i64::from(info.start_height),
+        };
+        (outcome, info.asked_getaddr, learned)
+    }
+}
+
+/// Admission of gossiped addresses: never a forbidden address; routable unless
+/// `allow_private`; timestamps clamped to [genesis, now]; no duplicates.
+///
+/// Sized for what it holds (a set of references, an output of exactly `addrs.len()` at
+/// most): it runs on every worker at once under a flood of gossip.
+pub fn admit(addrs: &[Learned], allow_private: bool, now: i64) -> Vec<NewPeer> {
+    let mut seen: HashSet<&PeerAddr> = HashSet::with_capacity(addrs.len());
+    let mut out = Vec::with_capacity(addrs.len());
+    let admitted = addrs
+        .iter()
+        .filter(|l| match l.addr.socket_addr() {
+            Some(_) => l.addr.is_dialable() && (allow_private || l.addr.is_routable()),
+            None => l.addr.is_routable(),
+        })
+        .filter(|l| seen.insert(&l.addr))
+        .map(|l| {
+            let time = i64::from(l.time);
+            let seen = if time > now + 600 {
+                now
+            } else if time < GENESIS_TIME {
+                now - 5 * 86_400
+            } else {
+                time
+            };
+            NewPeer {
+                addr: l.addr,
+                services: l.services,
+                seen,
+                source: Source::Gossip,
+            }
+        });
+    out.extend(admitted);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::Host;
+
+    fn learned(s: &str, time: u32) -> Learned {
+        Learned {
+            addr: s.parse().unwrap(),
+            services: 9,
+            time,
+        }
+    }
+
+    #[test]
+    fn admission_filters_clamps_and_dedupes() {
+        let now = 1_800_000_000;
+        let onion = PeerAddr {
+            host: Host::TorV3([3; 32]),
+            port: 8333,
+        };
+        let input = vec![
+            learned("8.8.8.8:8333", 1_700_000_000),
+            learned("8.8.8.8:8333", 1_700_000_001),
+            learned("9.9.9.9:8333", 1_900_000_000),
+            learned("9.9.4.4:8333", 1_000),
+            learned("127.0.0.5:8333", 1_700_000_000),
+            learned("0.0.0.0:8333", 1_700_000_000),
+            learned("224.0.0.1:8333", 1_700_000_000),
+            learned("255.255.255.255:8333", 1_700_000_000),
+            learned("127.0.0.6:0", 1_700_000_000),
+            Learned {
+                addr: onion,
+                services: 9,
+                time: 1_700_000_000,
+            },
+        ];
+        let strict: Vec<String> = admit(&input, false, now)
+            .iter()
+            .map(|p| p.addr.to_string())
+            .collect();
+        assert_eq!(
+            strict,
+            [
+                "8.8.8.8:8333",
+                "9.9.9.9:8333",
+                "9.9.4.4:8333",
+                &onion.to_string()
+            ]
+        );
+        let private = admit(&input, true, now);
+        let addrs: Vec<String> = private.iter().map(|p| p.addr.to_string()).collect();
+        assert!(addrs.contains(&"127.0.0.5:8333".to_owned()));
+        assert!(!addrs.iter().any(|a| a.starts_with("0.0.0.0")
+            || a.starts_with("224.")
+            || a.starts_with("255.")
+            || a.ends_with(":0")));
+        assert_eq!(private[1].seen, now, "future timestamps are clamped to now");
+        assert_eq!(
+            private[2].seen,
+            now - 5 * 86_400,
+            "pre-2009 timestamps are clamped"
+        );
+    }
+}

@@ -1,0 +1,335 @@
+//! The store's queries: what the scheduler takes next, the DNS answer sets, the rows and
+//! counts of the `peers` and `stats` commands, the rows of a dump. Each names the index it
+//! runs on, and none writes.
+
+use std::net::IpAddr;
+
+use rusqlite::{Row, params};
+
+use super::Store;
+use crate::addr::{Family, PeerAddr};
+use crate::crawler::DuePeer;
+use crate::dump::DumpFigures;
+
+/// The scheduler's queries ([`Store::due`]), one per class in the order they are asked:
+/// peers that answered before, never-tried ones, failing ones; each with the partial
+/// index it uses (the benches check the query plans name them).
+pub const DUE_SQL: [(&str, &str); 3] = [
+    (
+        "SELECT address, last_getaddr FROM peers WHERE last_success IS NOT NULL \
+         AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
+        "peers_due_answered",
+    ),
+    (
+        "SELECT address, last_getaddr FROM peers WHERE last_success IS NULL AND tries = 0 \
+         AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
+        "peers_due_new",
+    ),
+    (
+        "SELECT address, last_getaddr FROM peers WHERE last_success IS NULL AND tries > 0 \
+         AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
+        "peers_due_failing",
+    ),
+];
+
+/// The DNS answer-set query ([`Store::good_ips`]): good peers of family `?1` whose
+/// services include mask `?2`, read from the covering index `peers_good`.
+pub const GOOD_SQL: &str =
+    "SELECT address FROM peers WHERE good = 1 AND family = ?1 AND services & ?2 = ?2";
+
+/// A peer's status, derived from its columns (see [`STATUS_SQL`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    New,
+    Good,
+    Reachable,
+    Unreachable,
+    Banned,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [
+        Status::New,
+        Status::Good,
+        Status::Reachable,
+        Status::Unreachable,
+        Status::Banned,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::New => "new",
+            Status::Good => "good",
+            Status::Reachable => "reachable",
+            Status::Unreachable => "unreachable",
+            Status::Banned => "banned",
+        }
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                format!(
+                    "unknown status '{s}' (expected new, good, reachable, unreachable or banned)"
+                )
+            })
+    }
+}
+
+/// The status of a row as an SQL expression over its columns; `?1` is now.
+pub const STATUS_SQL: &str = "CASE \
+    WHEN banned_until > ?1 THEN 'banned' \
+    WHEN good = 1 THEN 'good' \
+    WHEN last_success IS NULL AND tries = 0 THEN 'new' \
+    WHEN last_error IS NULL THEN 'reachable' \
+    ELSE 'unreachable' END";
+
+/// A row as the CLI shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerRow {
+    pub address: String,
+    pub family: Family,
+    pub status: String,
+    pub good: bool,
+    pub services: u64,
+    pub tries: i64,
+    pub successes: i64,
+    pub last_try: Option<i64>,
+    pub last_success: Option<i64>,
+    pub last_error: Option<String>,
+    /// 2h, 8h, 1d, 1w, 1m reliabilities, 0..1.
+    pub reliability: [f64; 5],
+    pub version: i64,
+    pub user_agent: String,
+    pub start_height: i64,
+    pub banned_until: i64,
+}
+
+/// Which rows `peers` lists.
+#[derive(Debug, Clone, Default)]
+pub struct PeerFilter {
+    pub status: Option<Status>,
+    /// Only peers having all these service bits.
+    pub services: Option<u64>,
+    pub family: Option<Family>,
+    pub limit: Option<u64>,
+}
+
+/// Counts for `stats` and the status line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    pub known: u64,
+    pub good: u64,
+    pub new: u64,
+    pub reachable: u64,
+    pub unreachable: u64,
+    pub banned: u64,
+    pub tried_last_hour: u64,
+    /// (family, known, good)
+    pub by_family: Vec<(Family, u64, u64)>,
+    /// (last_error, count) over rows whose last probe failed.
+    pub by_error: Vec<(String, u64)>,
+}
+
+/// Column list read into [`PeerRow`], in order.
+const ROW_COLUMNS: &str = "address, family, good, services, tries, successes, last_try, \
+    last_success, last_error, reliability_2h, reliability_8h, reliability_1d, reliability_1w, \
+    reliability_1m, version, user_agent, start_height, banned_until";
+
+impl Store {
+    /// Up to `limit` addresses due at `now`: peers that answered before first, then
+    /// never-tried ones, then failing ones; each class by due time.
+    ///
+    /// # Errors
+    /// On SQLite errors.
+    pub fn due(&self, now: i64, limit: usize) -> rusqlite::Result<Vec<DuePeer>> {
+        let mut due = Vec::with_capacity(limit);
+        for (sql, _index) in DUE_SQL {
+            if due.len() >= limit {
+                break;
+            }
+            let mut stmt = self.conn.prepare_cached(sql)?;
+            let rows = stmt.query_map(params![now, (limit - due.len()) as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+            })?;
+            for row in rows {
+                let (text, last_getaddr) = row?;
+                if let Ok(addr) = text.parse() {
+                    due.push(DuePeer { addr, last_getaddr });
+                }
+            }
+        }
+        Ok(due)
+    }
+
+    /// Every good peer of `family` whose services include all bits of `mask`: the full
+    /// answer set the DNS cache is rebuilt from (indexed by `peers_good`).
+    ///
+    /// # Errors
+    /// On SQLite errors.
+    pub fn good_ips(&self, family: Family, mask: u64) -> rusqlite::Result<Vec<IpAddr>> {
+        let mut stmt = self.conn.prepare_cached(GOOD_SQL)?;
+        let rows = stmt.query_map(params![family as i64, mask as i64], |r| {
+            r.get::<_, String>(0)
+        })?;
+        let mut ips = Vec::new();
+        for text in rows {
+            if let Some(sock) = text?.parse::<PeerAddr>().ok().and_then(|a| a.socket_addr()) {
+                ips.push(sock.ip());
+            }
+        }
+        Ok(ips)
+    }
+
+    /// Rows for `peers`, sorted by 30-day reliability, best first.
+    ///
+    /// # Errors
+    /// On SQLite errors.
+    pub fn peers(&self, filter: &PeerFilter, now: i64) -> rusqlite::Result<Vec<PeerRow>> {
+        let sql = format!(
+            "SELECT {ROW_COLUMNS}, {STATUS_SQL} AS status FROM peers \
+             WHERE (?2 IS NULL OR status = ?2) \
+               AND (?3 IS NULL OR services & ?3 = ?3) \
+               AND (?4 IS NULL OR family = ?4) \
+             ORDER BY reliability_1m DESC, address LIMIT ?5"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(
+            params![
+                now,
+                filter.status.map(Status::name),
+                filter.services.map(|m| m as i64),
+                filter.family.map(|f| f as i64),
+                filter.limit.map_or(-1, |l| l as i64),
+            ],
+            peer_row,
+        )?;
+        rows.collect()
+    }
+
+    /// Calls `f` for every peer with a recorded success, by 30-day reliability, best
+    /// first (the rows of a `dnsseed.dump`).
+    ///
+    /// # Errors
+    /// On SQLite errors or when `f` fails.
+    pub fn for_each_dump_row(
+        &self,
+        mut f: impl FnMut(&PeerAddr, &DumpFigures) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let mut stmt = self.conn.prepare(
+            "SELECT address, good, last_success, reliability_2h, reliability_8h, \
+             reliability_1d, reliability_1w, reliability_1m, start_height, services, version, \
+             user_agent FROM peers WHERE last_success > 0 ORDER BY reliability_1m DESC, address",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let text: String = r.get(0)?;
+            let Ok(addr) = text.parse::<PeerAddr>() else {
+                continue;
+            };
+            let figures = DumpFigures {
+                good: r.get(1)?,
+                last_success: r.get(2)?,
+                reliability: [r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?],
+                start_height: r.get(8)?,
+                services: r.get::<_, i64>(9)? as u64,
+                version: r.get(10)?,
+                user_agent: r.get(11)?,
+            };
+            f(&addr, &figures)?;
+        }
+        Ok(())
+    }
+
+    /// Counts by status and probes in the last hour, in one pass over the table (the
+    /// status line); `by_family` and `by_error` are left empty.
+    ///
+    /// # Errors
+    /// On SQLite errors.
+    pub fn counts(&self, now: i64) -> rusqlite::Result<Summary> {
+        let mut s = Summary::default();
+        let sql = format!(
+            "SELECT status, count(*), total(last_try >= ?2) FROM \
+             (SELECT {STATUS_SQL} AS status, last_try FROM peers) GROUP BY status"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params![now, now - 3600])?;
+        while let Some(r) = rows.next()? {
+            let (status, n, tried): (String, u64, f64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            s.known += n;
+            s.tried_last_hour += tried as u64;
+            match status.as_str() {
+                "good" => s.good = n,
+                "new" => s.new = n,
+                "reachable" => s.reachable = n,
+                "unreachable" => s.unreachable = n,
+                _ => s.banned = n,
+            }
+        }
+        Ok(s)
+    }
+
+    /// Counts by status, family and failure reason.
+    ///
+    /// # Errors
+    /// On SQLite errors.
+    pub fn summary(&self, now: i64) -> rusqlite::Result<Summary> {
+        let mut s = self.counts(now)?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT family, count(*), sum(good) FROM peers GROUP BY family ORDER BY family",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            if let Some(family) = Family::from_code(r.get(0)?) {
+                s.by_family.push((family, r.get(1)?, r.get(2)?));
+            }
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT last_error, count(*) FROM peers WHERE last_error IS NOT NULL \
+             GROUP BY last_error ORDER BY count(*) DESC, last_error",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            s.by_error.push((r.get(0)?, r.get(1)?));
+        }
+        Ok(s)
+    }
+
+    /// Number of peers whose last success is at or after `since`.
+    ///
+    /// # Errors
+    /// On SQLite errors.
+    pub fn answered_since(&self, since: i64) -> rusqlite::Result<u64> {
+        self.conn.query_row(
+            "SELECT count(*) FROM peers WHERE last_success >= ?1 AND last_error IS NULL",
+            params![since],
+            |r| r.get(0),
+        )
+    }
+}
+
+fn peer_row(r: &Row<'_>) -> rusqlite::Result<PeerRow> {
+    Ok(PeerRow {
+        address: r.get(0)?,
+        family: Family::from_code(r.get(1)?).unwrap_or(Family::Ipv4),
+        good: r.get(2)?,
+        services: r.get::<_, i64>(3)? as u64,
+        tries: r.get(4)?,
+        successes: r.get(5)?,
+        last_try: r.get(6)?,
+        last_success: r.get(7)?,
+        last_error: r.get(8)?,
+        reliability: [r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?, r.get(13)?],
+        version: r.get(14)?,
+        user_agent: r.get(15)?,
+        start_height: r.get(16)?,
+        banned_until: r.get(17)?,
+        status: r.get(18)?,
+    })
+}
