@@ -30,10 +30,10 @@ use std::time::{Duration, Instant};
 
 use bitcoin::Network;
 use bitcoin::p2p::Magic;
+use dnsseeder::crawler::Policy;
 use dnsseeder::crawler::{CrawlConfig, CrawlCounters, Crawler};
 use dnsseeder::p2p::ProbeOptions;
 use dnsseeder::sim::{SimConfig, SimNetwork};
-use dnsseeder::crawler::Policy;
 use rusqlite::{Connection, OpenFlags, params};
 
 /// Regtest's default P2P port.

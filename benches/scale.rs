@@ -50,10 +50,10 @@ use std::time::{Duration, Instant};
 
 use bitcoin::p2p::{Magic, ServiceFlags};
 use dnsseeder::addr::{Family, PeerAddr};
+use dnsseeder::crawler::{NewPeer, Source};
 use dnsseeder::dns::PeerSource;
 use dnsseeder::seeder::StoreSource;
 use dnsseeder::sim::{Behaviour, SimConfig, SimNetwork};
-use dnsseeder::crawler::{NewPeer, Source};
 use dnsseeder::store::{DUE_SQL, GOOD_SQL, Store};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};

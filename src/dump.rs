@@ -167,39 +167,51 @@ pub fn parse_line(line: &str) -> Result<Option<ImportedPeer>, SkipReason> {
 
 fn parse_figures(t: &[&str], agent: &[&str]) -> Result<DumpFigures, SkipReason> {
     let num = |s: &str| s.parse::<i64>().map_err(|_| SkipReason::BadField);
-    let pct = |s: &str| {
-        let v: f64 = s
-            .strip_suffix('%')
-            .and_then(|v| v.parse().ok())
-            .ok_or(SkipReason::BadField)?;
-        if (0.0..=100.0).contains(&v) {
-            // `-0%` is in range but would be written back as `-0.00%`: store a plain zero.
-            Ok(if v == 0.0 { 0.0 } else { v / 100.0 })
-        } else {
-            Err(SkipReason::BadField)
-        }
-    };
     let good = match t[0] {
         "0" => false,
         "1" => true,
         _ => return Err(SkipReason::BadField),
     };
-    // Other seeders' agents may contain spaces: the quoted token runs to the end.
-    let agent = agent.join(" ");
+    Ok(DumpFigures {
+        good,
+        last_success: num(t[1])?,
+        reliability: [
+            percent(t[2])?,
+            percent(t[3])?,
+            percent(t[4])?,
+            percent(t[5])?,
+            percent(t[6])?,
+        ],
+        start_height: num(t[7])?,
+        services: u64::from_str_radix(t[8], 16).map_err(|_| SkipReason::BadField)?,
+        version: num(t[9])?,
+        user_agent: unquote_agent(agent)?,
+    })
+}
+
+/// `99.50%` as 0.995; only 0% to 100%.
+fn percent(s: &str) -> Result<f64, SkipReason> {
+    let v: f64 = s
+        .strip_suffix('%')
+        .and_then(|v| v.parse().ok())
+        .ok_or(SkipReason::BadField)?;
+    if (0.0..=100.0).contains(&v) {
+        // `-0%` is in range but would be written back as `-0.00%`: store a plain zero.
+        Ok(if v == 0.0 { 0.0 } else { v / 100.0 })
+    } else {
+        Err(SkipReason::BadField)
+    }
+}
+
+/// The quoted agent, cut to [`MAX_AGENT`] characters. Other seeders' agents may contain
+/// spaces: the quoted token runs to the end of the line.
+fn unquote_agent(tokens: &[&str]) -> Result<String, SkipReason> {
+    let agent = tokens.join(" ");
     let agent = agent
         .strip_prefix('"')
         .and_then(|a| a.strip_suffix('"'))
         .ok_or(SkipReason::BadField)?;
-    let user_agent = agent.chars().take(MAX_AGENT).collect();
-    Ok(DumpFigures {
-        good,
-        last_success: num(t[1])?,
-        reliability: [pct(t[2])?, pct(t[3])?, pct(t[4])?, pct(t[5])?, pct(t[6])?],
-        start_height: num(t[7])?,
-        services: u64::from_str_radix(t[8], 16).map_err(|_| SkipReason::BadField)?,
-        version: num(t[9])?,
-        user_agent,
-    })
+    Ok(agent.chars().take(MAX_AGENT).collect())
 }
 
 /// What reading an import file found.

@@ -143,21 +143,7 @@ pub fn verdict(
 ) -> Verdict {
     let time = record.last_try.unwrap_or(0);
     let good = is_good(record, req);
-    let ban = match *last {
-        Probe::Failed {
-            violation: Some(reason),
-        } => Some((VIOLATION_BAN, reason)),
-        _ => {
-            let seconds = ban_seconds(record, good);
-            let reason = if record.version > 0 && record.version < MIN_VERSION {
-                "old-version"
-            } else {
-                "unreliable"
-            };
-            (seconds > 0.0).then_some((seconds, reason))
-        }
-    };
-    let ban = ban.map(|(seconds, reason)| Ban {
+    let ban = ban(record, last, good).map(|(seconds, reason)| Ban {
         until: time + (seconds * scale).ceil() as i64,
         reason,
     });
@@ -168,6 +154,24 @@ pub fn verdict(
         ban,
         next_try,
     }
+}
+
+/// The ban a peer earns, in unscaled seconds, and why: a protocol violation on its last
+/// probe, or its record (see [`ban_seconds`]).
+fn ban(record: &Record, last: &Probe, good: bool) -> Option<(f64, &'static str)> {
+    if let Probe::Failed {
+        violation: Some(reason),
+    } = *last
+    {
+        return Some((VIOLATION_BAN, reason));
+    }
+    let seconds = ban_seconds(record, good);
+    let reason = if record.version > 0 && record.version < MIN_VERSION {
+        "old-version"
+    } else {
+        "unreliable"
+    };
+    (seconds > 0.0).then_some((seconds, reason))
 }
 
 /// What the network and the flags demand of a good peer.

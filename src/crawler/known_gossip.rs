@@ -69,16 +69,7 @@ impl KnownGossip {
             if seen.is_some_and(|&t| peer.seen <= t) {
                 continue;
             }
-            match first.entry(peer.addr) {
-                Entry::Occupied(e) => {
-                    let earlier = &mut kept[*e.get()];
-                    earlier.seen = earlier.seen.max(peer.seen);
-                }
-                Entry::Vacant(e) => {
-                    e.insert(kept.len());
-                    kept.push(peer);
-                }
-            }
+            merge(first, kept, peer);
         }
         // `learned` takes the kept mentions; the scratch keeps the other buffer.
         std::mem::swap(learned, kept);
@@ -111,6 +102,20 @@ impl KnownGossip {
     pub(super) fn forget(&mut self) {
         self.current.clear();
         self.previous.clear();
+    }
+}
+
+/// Keeps the first mention of an address in a batch, with the newest timestamp of all.
+fn merge(first: &mut HashMap<PeerAddr, usize>, kept: &mut Vec<NewPeer>, peer: NewPeer) {
+    match first.entry(peer.addr) {
+        Entry::Occupied(e) => {
+            let earlier = &mut kept[*e.get()];
+            earlier.seen = earlier.seen.max(peer.seen);
+        }
+        Entry::Vacant(e) => {
+            e.insert(kept.len());
+            kept.push(peer);
+        }
     }
 }
 

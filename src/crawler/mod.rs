@@ -34,7 +34,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
-use crossbeam_channel::bounded;
+use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::addr::PeerAddr;
 use crate::p2p::ProbeOptions;
@@ -192,14 +192,7 @@ impl Crawler {
         );
         crawler.spawn("writer", move || writer.run(&result_rx))?;
         for i in 0..threads {
-            let worker = worker::Worker {
-                jobs: job_rx.clone(),
-                results: result_tx.clone(),
-                budget: Arc::clone(&budget),
-                config: Arc::clone(&config),
-                stop: Arc::clone(&crawler.stop),
-                counters: Arc::clone(&crawler.counters),
-            };
+            let worker = crawler.worker(&job_rx, &result_tx, &budget, &config);
             crawler.spawn(&format!("crawl-{i}"), move || worker.run())?;
         }
         let scheduler = scheduler::Scheduler::new(
@@ -211,6 +204,23 @@ impl Crawler {
         );
         crawler.spawn("scheduler", move || scheduler.run())?;
         Ok(crawler)
+    }
+
+    fn worker(
+        &self,
+        jobs: &Receiver<DuePeer>,
+        results: &Sender<ToWriter>,
+        budget: &Arc<budget::LearnedBudget>,
+        config: &Arc<CrawlConfig>,
+    ) -> worker::Worker {
+        worker::Worker {
+            jobs: jobs.clone(),
+            results: results.clone(),
+            budget: Arc::clone(budget),
+            config: Arc::clone(config),
+            stop: Arc::clone(&self.stop),
+            counters: Arc::clone(&self.counters),
+        }
     }
 
     fn spawn(

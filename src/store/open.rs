@@ -75,22 +75,7 @@ impl Store {
             return Err(OpenError::NotADatabase(path.to_owned()));
         }
         let conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
-        // The first read of the header tells a foreign or corrupt file; nothing is
-        // written before it succeeds.
-        let found: i64 = match conn.query_row("PRAGMA user_version", [], |r| r.get(0)) {
-            Ok(v) => v,
-            Err(e) if is_not_a_database(&e) => {
-                return Err(OpenError::NotADatabase(path.to_owned()));
-            }
-            Err(e) => return Err(sqlite(e)),
-        };
-        if found > SCHEMA_VERSION {
-            return Err(OpenError::Newer {
-                path: path.to_owned(),
-                found,
-                supported: SCHEMA_VERSION,
-            });
-        }
+        let found = schema_version(&conn, path)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(sqlite)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sqlite)?;
@@ -148,6 +133,32 @@ impl Store {
             })
             .map(|busy| busy == 0)
     }
+}
+
+/// The schema version of an opened file, refusing a foreign, corrupt or newer one. This
+/// first read of the header is what tells a foreign or corrupt file; nothing is written
+/// before it succeeds.
+fn schema_version(conn: &Connection, path: &Path) -> Result<i64, OpenError> {
+    let found: i64 = match conn.query_row("PRAGMA user_version", [], |r| r.get(0)) {
+        Ok(v) => v,
+        Err(e) if is_not_a_database(&e) => {
+            return Err(OpenError::NotADatabase(path.to_owned()));
+        }
+        Err(source) => {
+            return Err(OpenError::Sqlite {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    if found > SCHEMA_VERSION {
+        return Err(OpenError::Newer {
+            path: path.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(found)
 }
 
 /// Reads the 100-byte SQLite header without SQLite: a file that is not empty must start

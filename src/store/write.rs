@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, ToSql, Transaction, params};
 use super::{Store, WINDOW_COLUMNS, read_windows, window_assignments, window_values};
 use crate::addr::PeerAddr;
 use crate::crawler::{Batch, NewPeer, Outcome, Policy, ProbeResult};
-use crate::dump::ImportedPeer;
+use crate::dump::{DumpFigures, ImportedPeer};
 use crate::reliability::{self, Record, Verdict};
 
 /// What committing a batch did.
@@ -127,47 +127,16 @@ impl Store {
     pub fn import(&mut self, peers: &[ImportedPeer], now: i64) -> rusqlite::Result<usize> {
         let tx = self.conn.transaction()?;
         let mut changed = 0;
-        {
-            let mut with_figures = tx.prepare_cached(
-                "INSERT INTO peers (address, family, services, source, first_seen, good, \
-                 last_success, reliability_2h, reliability_8h, reliability_1d, reliability_1w, \
-                 reliability_1m, start_height, version, user_agent, next_try) \
-                 VALUES (?1, ?2, ?3, 'import', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
-                 ON CONFLICT (address) DO UPDATE SET services = ?3, good = ?5, last_success = ?6, \
-                 reliability_2h = ?7, reliability_8h = ?8, reliability_1d = ?9, \
-                 reliability_1w = ?10, reliability_1m = ?11, start_height = ?12, version = ?13, \
-                 user_agent = ?14, next_try = ?15",
-            )?;
-            let mut plain = tx.prepare_cached(
-                "INSERT INTO peers (address, family, source, first_seen, next_try) \
-                 VALUES (?1, ?2, 'import', ?3, ?4) \
-                 ON CONFLICT (address) DO UPDATE SET next_try = min(coalesce(next_try, ?4), ?4)",
-            )?;
-            for peer in peers {
-                let next_try = peer.addr.socket_addr().map(|_| now);
-                let address = peer.addr.to_string();
-                let family = peer.addr.family() as i64;
-                changed += match &peer.figures {
-                    Some(d) => with_figures.execute(params![
-                        address,
-                        family,
-                        d.services as i64,
-                        now,
-                        d.good,
-                        (d.last_success > 0).then_some(d.last_success),
-                        d.reliability[0],
-                        d.reliability[1],
-                        d.reliability[2],
-                        d.reliability[3],
-                        d.reliability[4],
-                        d.start_height,
-                        d.version,
-                        d.user_agent,
-                        next_try,
-                    ])?,
-                    None => plain.execute(params![address, family, now, next_try])?,
-                };
-            }
+        for peer in peers {
+            changed += match &peer.figures {
+                Some(figures) => import_figures(&tx, &peer.addr, figures, now)?,
+                None => tx.prepare_cached(IMPORT_PLAIN)?.execute(params![
+                    peer.addr.to_string(),
+                    peer.addr.family() as i64,
+                    now,
+                    peer.addr.socket_addr().map(|_| now),
+                ])?,
+            };
         }
         tx.commit()?;
         self.known = None;
@@ -235,6 +204,46 @@ fn evict(tx: &Transaction<'_>, n: u64, out: &mut Vec<PeerAddr>) -> rusqlite::Res
         }
     }
     Ok(evicted)
+}
+
+/// A plain `IP:PORT` line: a new address, or a known one made due.
+const IMPORT_PLAIN: &str = "INSERT INTO peers (address, family, source, first_seen, next_try) \
+    VALUES (?1, ?2, 'import', ?3, ?4) \
+    ON CONFLICT (address) DO UPDATE SET next_try = min(coalesce(next_try, ?4), ?4)";
+
+/// A dump line: its figures replace those of a known address.
+const IMPORT_FIGURES: &str = "INSERT INTO peers (address, family, services, source, \
+    first_seen, good, last_success, reliability_2h, reliability_8h, reliability_1d, \
+    reliability_1w, reliability_1m, start_height, version, user_agent, next_try) \
+    VALUES (?1, ?2, ?3, 'import', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+    ON CONFLICT (address) DO UPDATE SET services = ?3, good = ?5, last_success = ?6, \
+    reliability_2h = ?7, reliability_8h = ?8, reliability_1d = ?9, reliability_1w = ?10, \
+    reliability_1m = ?11, start_height = ?12, version = ?13, user_agent = ?14, next_try = ?15";
+
+fn import_figures(
+    tx: &Transaction<'_>,
+    addr: &PeerAddr,
+    d: &DumpFigures,
+    now: i64,
+) -> rusqlite::Result<usize> {
+    let [r2h, r8h, r1d, r1w, r1m] = d.reliability;
+    tx.prepare_cached(IMPORT_FIGURES)?.execute(params![
+        addr.to_string(),
+        addr.family() as i64,
+        d.services as i64,
+        now,
+        d.good,
+        (d.last_success > 0).then_some(d.last_success),
+        r2h,
+        r8h,
+        r1d,
+        r1w,
+        r1m,
+        d.start_height,
+        d.version,
+        d.user_agent,
+        addr.socket_addr().map(|_| now),
+    ])
 }
 
 /// The columns every probe rewrites; the outcome's own columns are set separately.

@@ -27,6 +27,8 @@ use crate::addr::{Family, Host, PeerAddr};
 use crate::reliability::{self, Probe, Record, Requirements, Stats, TAUS};
 use crate::store::{WINDOW_COLUMNS, window_values};
 
+pub use super::rng::Rng;
+
 /// The fixed clock of [`fill`]'s databases (the benches'), UNIX seconds: every timestamp
 /// is at or before it, except `next_try` and `banned_until`, which may lie ahead.
 /// `dnsseeder generate` uses the current time instead (see [`Options::now`]).
@@ -177,57 +179,6 @@ fn insert_rows(conn: &Connection, options: &Options) -> rusqlite::Result<()> {
     tx.commit()
 }
 
-/// A small deterministic generator (splitmix64): the same seed gives the same database
-/// on every platform and with every version of the `rand` crate.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in [0, n); 0 when n is 0.
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
-    /// Uniform in [lo, hi).
-    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + self.below(hi.saturating_sub(lo).max(0) as u64) as i64
-    }
-
-    pub fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
-
-    /// One of `choices`, by weight.
-    pub fn pick<T: Copy>(&mut self, choices: &[(T, u32)]) -> T {
-        let total: u32 = choices.iter().map(|(_, w)| w).sum();
-        let mut x = self.below(u64::from(total)) as u32;
-        for &(item, weight) in choices {
-            if x < weight {
-                return item;
-            }
-            x -= weight;
-        }
-        choices[choices.len() - 1].0
-    }
-}
-
 /// A service mask as gossiped or announced, by the usual weights.
 pub fn services(rng: &mut Rng) -> u64 {
     rng.pick(SERVICES)
@@ -353,22 +304,8 @@ impl Generator {
             self.rng
                 .pick(&[(Kind::New, 55), (Kind::Failing, 35), (Kind::Flaky, 10)])
         };
-        let family = match kind {
-            Kind::New => {
-                self.rng
-                    .pick(&[(Family::Ipv4, 78), (Family::Ipv6, 14), (Family::Onion, 8)])
-            }
-            _ => self.rng.pick(&[(Family::Ipv4, 82), (Family::Ipv6, 18)]),
-        };
-        let family = if self.loopback { Family::Ipv4 } else { family };
-        let port = if kind == Kind::Good || self.rng.chance(0.95) {
-            DEFAULT_PORT
-        } else {
-            match self.rng.pick(OTHER_PORTS) {
-                0 => self.rng.range(1024, 65536) as u16,
-                port => port,
-            }
-        };
+        let family = self.family(kind);
+        let port = self.port(kind);
         let addr = PeerAddr {
             host: self.host(family),
             port,
@@ -382,40 +319,36 @@ impl Generator {
         }
     }
 
+    /// Onions are only heard of, never reached; loopback mode is IPv4 only.
+    fn family(&mut self, kind: Kind) -> Family {
+        let family = match kind {
+            Kind::New => {
+                self.rng
+                    .pick(&[(Family::Ipv4, 78), (Family::Ipv6, 14), (Family::Onion, 8)])
+            }
+            _ => self.rng.pick(&[(Family::Ipv4, 82), (Family::Ipv6, 18)]),
+        };
+        if self.loopback { Family::Ipv4 } else { family }
+    }
+
+    /// Good peers are on the default port; 5% of the others are not.
+    fn port(&mut self, kind: Kind) -> u16 {
+        if kind == Kind::Good || self.rng.chance(0.95) {
+            return DEFAULT_PORT;
+        }
+        match self.rng.pick(OTHER_PORTS) {
+            0 => self.rng.range(1024, 65536) as u16,
+            port => port,
+        }
+    }
+
     /// A fresh unique host: IPv4 by a seeded permutation of a counter, skipping what is
     /// not routable; IPv6 in a provider prefix; onions from random keys.
     fn host(&mut self, family: Family) -> Host {
         match family {
             Family::Ipv4 if self.loopback => self.loopback_v4(),
-            Family::Ipv4 => loop {
-                let ip = Ipv4Addr::from(self.v4.wrapping_mul(self.v4_mul) ^ self.v4_xor);
-                self.v4 += 1;
-                let host = Host::V4(ip);
-                let addr = PeerAddr {
-                    host,
-                    port: DEFAULT_PORT,
-                };
-                if addr.is_routable() {
-                    return host;
-                }
-            },
-            Family::Ipv6 => {
-                let [a, b] = V6_PREFIXES[self.rng.below(V6_PREFIXES.len() as u64) as usize];
-                let site = self.rng.next_u64();
-                self.v6 += 1;
-                let id = self.v6.wrapping_mul(0x2545_f491_4f6c_dd1d);
-                let g = |x: u64, shift: u32| (x >> shift) as u16;
-                Host::V6(Ipv6Addr::new(
-                    a,
-                    b,
-                    g(site, 0),
-                    g(site, 16),
-                    g(id, 48),
-                    g(id, 32),
-                    g(id, 16),
-                    g(id, 0),
-                ))
-            }
+            Family::Ipv4 => self.public_v4(),
+            Family::Ipv6 => self.provider_v6(),
             _ => {
                 let mut key = [0u8; 32];
                 for chunk in key.chunks_mut(8) {
@@ -424,6 +357,39 @@ impl Generator {
                 Host::TorV3(key)
             }
         }
+    }
+
+    fn public_v4(&mut self) -> Host {
+        loop {
+            let ip = Ipv4Addr::from(self.v4.wrapping_mul(self.v4_mul) ^ self.v4_xor);
+            self.v4 += 1;
+            let host = Host::V4(ip);
+            let addr = PeerAddr {
+                host,
+                port: DEFAULT_PORT,
+            };
+            if addr.is_routable() {
+                return host;
+            }
+        }
+    }
+
+    fn provider_v6(&mut self) -> Host {
+        let [a, b] = V6_PREFIXES[self.rng.below(V6_PREFIXES.len() as u64) as usize];
+        let site = self.rng.next_u64();
+        self.v6 += 1;
+        let id = self.v6.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        let g = |x: u64, shift: u32| (x >> shift) as u16;
+        let groups = [
+            g(site, 0),
+            g(site, 16),
+            g(id, 48),
+            g(id, 32),
+            g(id, 16),
+            g(id, 0),
+        ];
+        let [c, d, e, f, g, h] = groups;
+        Host::V6(Ipv6Addr::new(a, b, c, d, e, f, g, h))
     }
 
     /// A fresh unique address in 127.0.0.0/8: the low 24 bits of the same kind of

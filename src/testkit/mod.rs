@@ -13,6 +13,7 @@
 //! dev-dependency): the shipped binary carries none of it.
 
 pub mod generate;
+pub mod rng;
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
