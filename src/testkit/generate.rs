@@ -31,7 +31,7 @@ pub use super::rng::Rng;
 
 /// The fixed clock of [`fill`]'s databases (the benches'), UNIX seconds: every timestamp
 /// is at or before it, except `next_try` and `banned_until`, which may lie ahead.
-/// `dnsseeder generate` uses the current time instead (see [`Options::now`]).
+/// Callers that run a seeder on the database pass the current time (see [`Options::now`]).
 pub const NOW: i64 = 1_750_000_000;
 
 /// Service masks as real nodes announce them, with their weights: NETWORK | WITNESS |
