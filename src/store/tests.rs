@@ -533,3 +533,35 @@ fn truncated_database_is_refused_and_left_alone() {
     assert!(matches!(err, OpenError::NotADatabase(_)), "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), cut);
 }
+
+/// The window helpers agree with the schema and with each other: the 15 named columns
+/// exist, and windows written through `window_assignments`/`window_values` read back
+/// unchanged through `WINDOW_COLUMNS`/`read_windows`.
+#[test]
+fn window_columns_round_trip_through_a_row() {
+    use crate::reliability::Stats;
+    let (_dir, mut store) = temp_store();
+    store.add_peers(&[gossip("1.1.1.1:8333", 1)], 0).unwrap();
+    let mut stats = Stats::default();
+    for (i, w) in stats.windows.iter_mut().enumerate() {
+        let i = i as f64;
+        (w.reliability, w.count, w.weight) = (0.1 + i, 0.2 + i, 0.3 + i);
+    }
+    let sql = format!("UPDATE peers SET {} WHERE id = ?16", window_assignments(1));
+    let values = window_values(&stats);
+    let mut params: Vec<&dyn rusqlite::ToSql> = values.iter().map(|v| v as _).collect();
+    params.push(&1);
+    assert_eq!(store.conn.execute(&sql, params.as_slice()).unwrap(), 1);
+    let read = store
+        .conn
+        .query_row(&format!("SELECT {} FROM peers", *WINDOW_COLUMNS), [], |r| {
+            read_windows(r, 0)
+        })
+        .unwrap();
+    assert_eq!(read, stats);
+    let c1w: f64 = store
+        .conn
+        .query_row("SELECT count_1w FROM peers", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(c1w, 3.2, "the 1w window's count is the 11th column");
+}
