@@ -12,6 +12,9 @@ use rand::{RngExt, SeedableRng};
 
 use super::*;
 
+/// The server over real sockets, with this file's zone and peers.
+mod sockets;
+
 const ZONE: &str = "seed.example.com";
 
 fn config() -> DnsConfig {
