@@ -399,11 +399,12 @@ fn foreign_line() -> impl Strategy<Value = String> {
 }
 
 /// One import line: a dump line with some tokens replaced by arbitrary text, or a
-/// plain address.
-fn any_line() -> impl Strategy<Value = String> {
+/// plain address; with the address it must import as when it is one of ours, a dump line
+/// or a plain address, untouched.
+fn any_line() -> impl Strategy<Value = (String, Option<PeerAddr>)> {
     prop_oneof![
-        (any_peer_addr(), any_figures()).prop_map(|(a, f)| format_line(&a, &f)),
-        foreign_line(),
+        (any_peer_addr(), any_figures()).prop_map(|(a, f)| (format_line(&a, &f), Some(a))),
+        foreign_line().prop_map(|line| (line, None)),
         (
             any_peer_addr(),
             any_figures(),
@@ -415,10 +416,10 @@ fn any_line() -> impl Strategy<Value = String> {
                 let mut tokens: Vec<&str> = line.split_whitespace().collect();
                 let at = at % tokens.len();
                 tokens[at] = &junk;
-                tokens.join(" ")
+                (tokens.join(" "), None)
             }),
-        any_peer_addr().prop_map(|a| a.to_string()),
-        "\\PC{0,80}",
+        any_peer_addr().prop_map(|a| (a.to_string(), Some(a))),
+        "\\PC{0,80}".prop_map(|line| (line, None)),
     ]
 }
 
@@ -430,9 +431,16 @@ proptest! {
         import_checked(&data);
     }
 
+    /// Besides the checks of `import_checked`: every dump line and plain address of ours
+    /// is imported, in order (other lines may import too, or be skipped).
     #[test]
     fn import_lines_round_trip(lines in proptest::collection::vec(any_line(), 0..20)) {
-        import_checked(lines.join("\n").as_bytes());
+        let text: Vec<&str> = lines.iter().map(|(line, _)| line.as_str()).collect();
+        let file = import_checked(text.join("\n").as_bytes());
+        let mut imported = file.peers.iter().map(|p| p.addr);
+        for want in lines.iter().filter_map(|(_, addr)| *addr) {
+            prop_assert!(imported.any(|a| a == want), "{} not imported", want);
+        }
     }
 
     #[test]

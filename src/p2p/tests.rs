@@ -144,12 +144,50 @@ fn handshake_prefix_version() -> Vec<u8> {
     frame(NetworkMessage::Version(peer_version(70016)))
 }
 
+/// A payload the probe does not decode, as large as a header may announce, is skipped
+/// through the fixed read buffer: the handshake after it completes, and no read asks for
+/// more than `READ_BUFFER` bytes, where reading the payload into a buffer of its own size
+/// would ask for megabytes at once.
 #[test]
 fn large_unknown_payload_is_skipped_not_allocated() {
     let mut script = handshake_prefix_version();
-    script.extend(raw_frame("block", &vec![0u8; 1_000_000]));
+    script.extend(raw_frame("block", &vec![0u8; MAX_PAYLOAD as usize]));
     script.extend(frame(NetworkMessage::Verack));
-    assert!(talk(script).0.is_ok());
+    let (result, peer) = converse_with(&script, usize::MAX);
+    assert_eq!(result.unwrap().version, 70016);
+    assert!(peer.inner.input.is_empty(), "the whole script was read");
+    assert!(
+        peer.largest_read <= READ_BUFFER,
+        "a read of {} bytes",
+        peer.largest_read
+    );
+}
+
+/// A message the probe decodes whose header announces more than it ever decodes is refused
+/// as oversize on its header: at most one read buffer of the payload the peer has ready is
+/// taken (never the payload itself), and the reason is not "closed", which is how reading
+/// a payload the peer never finishes would end.
+#[test]
+fn large_decoded_payload_is_refused_on_its_header() {
+    let payload_len = MAX_DECODED_PAYLOAD as usize + 1;
+    for complete in [true, false] {
+        let mut script = handshake_prefix_version();
+        let mut addr = raw_frame("addr", &vec![0u8; payload_len]);
+        if !complete {
+            addr.truncate(HEADER_LEN + 1000);
+        }
+        let unread_payload = addr.len() - HEADER_LEN;
+        script.extend(addr);
+        let (result, peer) = converse_with(&script, usize::MAX);
+        let err = result.unwrap_err();
+        assert_eq!(err.reason(), "oversize", "{err}");
+        assert!(
+            peer.inner.input.len() + READ_BUFFER >= unread_payload,
+            "{} payload bytes read",
+            unread_payload - peer.inner.input.len()
+        );
+        assert!(peer.largest_read <= READ_BUFFER);
+    }
 }
 
 #[test]
@@ -231,16 +269,19 @@ fn forbidden_addresses_are_never_dialed() {
     }
 }
 
-/// A [`ScriptedPeer`] that counts the reads and timeout changes the probe makes.
+/// A [`ScriptedPeer`] that counts the reads and timeout changes the probe makes, and keeps
+/// the largest buffer a read was given.
 struct CountingPeer<'a> {
     inner: ScriptedPeer<'a>,
     reads: usize,
     timeouts: usize,
+    largest_read: usize,
 }
 
 impl Read for CountingPeer<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.reads += 1;
+        self.largest_read = self.largest_read.max(buf.len());
         self.inner.read(buf)
     }
 }
@@ -272,12 +313,9 @@ impl Conn for CountingPeer<'_> {
     }
 }
 
-/// Talks to `script` delivered at most `chunk` bytes per read; returns the result, what
-/// was sent, and the number of reads and timeout changes.
-fn talk_in_chunks(
-    script: &[u8],
-    chunk: usize,
-) -> (Result<PeerInfo, ProbeError>, Vec<u8>, usize, usize) {
+/// Talks to `script` delivered at most `chunk` bytes per read; returns the result and the
+/// peer, with what it was sent, what it did not get to say, and its counts.
+fn converse_with(script: &[u8], chunk: usize) -> (Result<PeerInfo, ProbeError>, CountingPeer<'_>) {
     let mut conn = CountingPeer {
         inner: ScriptedPeer {
             chunk,
@@ -285,6 +323,7 @@ fn talk_in_chunks(
         },
         reads: 0,
         timeouts: 0,
+        largest_read: 0,
     };
     let peer = "127.0.0.1:18444".parse().unwrap();
     let opts = ProbeOptions::new(magic());
@@ -294,6 +333,16 @@ fn talk_in_chunks(
         &opts,
         Instant::now() + Duration::from_secs(5),
     );
+    (result, conn)
+}
+
+/// Talks to `script` delivered at most `chunk` bytes per read; returns the result, what
+/// was sent, and the number of reads and timeout changes.
+fn talk_in_chunks(
+    script: &[u8],
+    chunk: usize,
+) -> (Result<PeerInfo, ProbeError>, Vec<u8>, usize, usize) {
+    let (result, conn) = converse_with(script, chunk);
     (result, conn.inner.output, conn.reads, conn.timeouts)
 }
 

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use bitcoin::Network;
 use bitcoin::p2p::Magic;
 use dnsseeder::sim::{SimConfig, SimNetwork};
+use dnsseeder::testkit::dns_client::{addresses, client, exchange, query};
 use hickory_proto::rr::RecordType;
 
-use crate::dns_server::{addresses, client, exchange, query};
 use crate::util::{DNS_FLAGS, Rng, Seeder, arg, assert_integrity, crawl_args, heavy, run, run_ok};
 
 fn regtest() -> Magic {

@@ -102,10 +102,10 @@ fn addr_flood_of_a_million_keeps_the_cap_real_nodes_and_memory() {
 
 #[test]
 fn hundred_thousand_malformed_packets_leave_the_server_answering() {
+    use dnsseeder::testkit::dns_client::{client, exchange, query};
     use hickory_proto::op::ResponseCode;
     use hickory_proto::rr::RecordType;
 
-    use crate::dns_server::{client, exchange, query};
     use crate::util::Rng;
 
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,6 @@
 
 mod cli;
 mod crawl;
-mod dns_server;
 mod faults;
 mod hostile;
 mod seed_dns;

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use bitcoin::Network;
 use bitcoin::p2p::Magic;
 use dnsseeder::sim::{SimConfig, SimNetwork};
+use dnsseeder::testkit::dns_client::{addresses, client, exchange, has_soa_authority, query, tcp};
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 
-use crate::dns_server::{addresses, client, exchange, has_soa_authority, query, tcp};
 use crate::util::{DNS_FLAGS, Rng, Seeder, arg, crawl_args, heavy};
 
 const ZONE: &str = "seed.example.com";

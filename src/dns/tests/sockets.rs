@@ -1,19 +1,25 @@
 //! The DNS server over real sockets on 127.0.0.1 (and ::1 when available), queried with
-//! packets built and decoded by hickory-proto.
+//! packets built and decoded by hickory-proto (`testkit::dns_client`). Only the public
+//! API of the `dns` module is used, as a program embedding the server would.
+#![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dnsseeder::dns::{BindError, DnsConfig, DnsHandle, DnsServer, PeerSource};
-use hickory_proto::op::{Edns, Message, MessageType, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
-const TIMEOUT: Duration = Duration::from_secs(2);
+use super::{peers as test_peers, services_of};
+use crate::dns::{BindError, DnsConfig, DnsHandle, DnsServer, PeerSource};
+use crate::testkit::dns_client::{
+    TIMEOUT, addresses, client, exchange, framed, has_soa_authority, query, tcp, tcp_connect,
+    tcp_read,
+};
 
 /// Peers with their services, shared so a test can change them while the server runs.
 #[derive(Clone, Default)]
@@ -30,32 +36,10 @@ impl PeerSource for VecSource {
     }
 }
 
-/// 40 peers with NETWORK|WITNESS (9), 40 with NETWORK only, 40 with WITNESS|LIMITED
-/// (0x408) on 127.0.0.0/8, and 40 IPv6 peers with 9 (never contacted: only served).
-fn test_peers() -> Vec<(IpAddr, u64)> {
-    let mut v = Vec::new();
-    for i in 0..40u8 {
-        v.push((IpAddr::V4(Ipv4Addr::new(127, 0, 1, i)), 9));
-        v.push((IpAddr::V4(Ipv4Addr::new(127, 0, 2, i)), 1));
-        v.push((IpAddr::V4(Ipv4Addr::new(127, 0, 3, i)), 0x408));
-        v.push((
-            IpAddr::V6(Ipv6Addr::new(0, 0, 0, 0, 0, 0, 1, u16::from(i))),
-            9,
-        ));
-    }
-    v
-}
-
-fn services_of(ip: IpAddr) -> u64 {
-    test_peers().into_iter().find(|(p, _)| *p == ip).unwrap().1
-}
-
+/// The responder tests' zone, served on a free port of 127.0.0.1 without rate limiting
+/// (the tests query from one address).
 fn config() -> DnsConfig {
-    let mut c = DnsConfig::new(
-        "seed.example.com",
-        "ns.example.com",
-        "hostmaster.example.com",
-    );
+    let mut c = super::config();
     c.listen = vec!["127.0.0.1:0".parse().unwrap()];
     c.rate_limit = None;
     c
@@ -68,85 +52,14 @@ fn start_with(config: DnsConfig, peers: Vec<(IpAddr, u64)>) -> (DnsHandle, Socke
     (handle, addr)
 }
 
+/// The server with the responder tests' peers (see `super::peers`).
 fn start() -> (DnsHandle, SocketAddr) {
     start_with(config(), test_peers())
-}
-
-pub(crate) fn query(id: u16, name: &str, rtype: RecordType, edns: Option<u16>) -> Vec<u8> {
-    let mut m = Message::query();
-    m.metadata.id = id;
-    m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
-    if let Some(size) = edns {
-        let mut e = Edns::new();
-        e.set_max_payload(size);
-        m.set_edns(e);
-    }
-    m.to_vec().unwrap()
-}
-
-pub(crate) fn client(bind: &str) -> UdpSocket {
-    let socket = UdpSocket::bind(bind).unwrap();
-    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
-    socket
-}
-
-/// Sends `packet` from `socket` and returns the decoded response, if one comes.
-pub(crate) fn exchange(socket: &UdpSocket, server: SocketAddr, packet: &[u8]) -> Option<Message> {
-    socket.send_to(packet, server).unwrap();
-    let mut buf = [0u8; 2048];
-    match socket.recv_from(&mut buf) {
-        Ok((n, from)) => {
-            assert_eq!(from, server);
-            Some(Message::from_vec(&buf[..n]).unwrap())
-        }
-        Err(_) => None,
-    }
 }
 
 fn udp(server: SocketAddr, name: &str, rtype: RecordType) -> Message {
     let socket = client("127.0.0.1:0");
     exchange(&socket, server, &query(0x4242, name, rtype, None)).expect("an answer")
-}
-
-pub(crate) fn tcp_connect(server: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&server, TIMEOUT).unwrap();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    stream
-}
-
-pub(crate) fn tcp_read(stream: &mut TcpStream) -> Message {
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).unwrap();
-    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    stream.read_exact(&mut buf).unwrap();
-    Message::from_vec(&buf).unwrap()
-}
-
-pub(crate) fn framed(packet: &[u8]) -> Vec<u8> {
-    let mut v = (packet.len() as u16).to_be_bytes().to_vec();
-    v.extend_from_slice(packet);
-    v
-}
-
-pub(crate) fn tcp(server: SocketAddr, packet: &[u8]) -> Message {
-    let mut stream = tcp_connect(server);
-    stream.write_all(&framed(packet)).unwrap();
-    tcp_read(&mut stream)
-}
-
-pub(crate) fn addresses(m: &Message) -> Vec<IpAddr> {
-    m.answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
-            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-            _ => None,
-        })
-        .collect()
-}
-
-pub(crate) fn has_soa_authority(m: &Message) -> bool {
-    m.authorities.len() == 1 && matches!(m.authorities[0].data, RData::SOA(_))
 }
 
 /// Waits until `stream` is closed by the server; returns how long that took.
