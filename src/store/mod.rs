@@ -8,8 +8,8 @@
 //!
 //! The store decides nothing about peers: who is good, banned or due again is the verdict
 //! of [`crate::reliability`], which the write path asks for each probe result. Its files
-//! follow its seams: [`open`] (opening, checking and migrating the file), [`read`] (the
-//! queries of the scheduler, DNS and CLI) and [`write`] (the writer's batches and imports).
+//! follow its seams: `open.rs` (opening, checking and migrating the file), `read.rs` (the
+//! queries of the scheduler, DNS and CLI) and `write.rs` (the writer's batches and imports).
 
 mod open;
 mod read;
