@@ -7,7 +7,7 @@ use std::io::Write;
 use anyhow::Context;
 use serde_json::json;
 
-use crate::config::{
+use crate::cli::{
     DumpArgs, Format, GenerateArgs, ImportArgs, PeersArgs, StatsArgs, StatsFormat, UsageError,
 };
 use crate::generate::{self, LOOPBACK_MAX_ROWS};
