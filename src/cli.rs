@@ -337,7 +337,8 @@ pub struct RunArgs {
 
 impl Default for RunArgs {
     /// The defaults of the clap attributes above, from the same constants
-    /// (`run_args_default_is_what_clap_parses` keeps the two equal).
+    /// (`run_args_default_is_what_clap_parses` keeps the two equal); `filter_service`
+    /// is what [`parse_services`] makes of [`DEFAULT_FILTER_SERVICE`].
     fn default() -> Self {
         Self {
             db: DbArg::default(),
@@ -350,7 +351,6 @@ impl Default for RunArgs {
             dns_seeds: Vec::new(),
             no_dns_seed: false,
             threads: DEFAULT_THREADS,
-            // What `parse_services(DEFAULT_FILTER_SERVICE)` gives.
             filter_service: bitcoin::p2p::ServiceFlags::NETWORK.to_u64(),
             allow_private: false,
             retry_scale: DEFAULT_RETRY_SCALE,

@@ -21,43 +21,6 @@ use crate::sim::{SimConfig, SimNetwork};
 use crate::store::Store;
 use crate::{dump, unix_now};
 
-/// The peer store as the DNS server's source of answer sets: one indexed query per
-/// family (the `peers_good` index), on the DNS side's own read connection.
-///
-/// Public so that benchmarks serve DNS from a real database as `run` does.
-#[derive(Debug)]
-pub struct StoreSource {
-    store: Store,
-    /// `PRAGMA data_version` at the last refresh round.
-    version: Option<i64>,
-}
-
-impl StoreSource {
-    /// Serves the good peers of `store`; give it a connection of its own (the cache
-    /// refresher queries it from its own thread).
-    pub fn new(store: Store) -> Self {
-        Self {
-            store,
-            version: None,
-        }
-    }
-}
-
-impl PeerSource for StoreSource {
-    fn good_peers(&mut self, mask: u64) -> anyhow::Result<Vec<IpAddr>> {
-        let mut ips = self.store.good_ips(Family::Ipv4, mask)?;
-        ips.extend(self.store.good_ips(Family::Ipv6, mask)?);
-        Ok(ips)
-    }
-
-    fn unchanged(&mut self) -> bool {
-        let version = self.store.data_version().ok();
-        let unchanged = version.is_some() && version == self.version;
-        self.version = version;
-        unchanged
-    }
-}
-
 /// `dnsseeder run`.
 ///
 /// # Errors
@@ -320,7 +283,8 @@ fn demo_stop(duration: Option<u64>) -> anyhow::Result<Receiver<&'static str>> {
 /// `dnsseeder demo`: a simulated network on 127.0.0.0/8 and the seeder crawling it.
 ///
 /// # Errors
-/// When the simulated network or the seeder cannot start.
+/// A [`UsageError`](crate::cli::UsageError) for `--threads` over 4096; a runtime error
+/// when the simulated network or the seeder cannot start.
 pub fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     raise_fd_limit();
     let temp = tempfile::tempdir().context("cannot create a temporary directory")?;
@@ -347,6 +311,43 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         db.display()
     );
     Ok(())
+}
+
+/// The peer store as the DNS server's source of answer sets: one indexed query per
+/// family (the `peers_good` index), on the DNS side's own read connection.
+///
+/// Public so that benchmarks serve DNS from a real database as `run` does.
+#[derive(Debug)]
+pub struct StoreSource {
+    store: Store,
+    /// `PRAGMA data_version` at the last refresh round.
+    version: Option<i64>,
+}
+
+impl StoreSource {
+    /// Serves the good peers of `store`; give it a connection of its own (the cache
+    /// refresher queries it from its own thread).
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            version: None,
+        }
+    }
+}
+
+impl PeerSource for StoreSource {
+    fn good_peers(&mut self, mask: u64) -> anyhow::Result<Vec<IpAddr>> {
+        let mut ips = self.store.good_ips(Family::Ipv4, mask)?;
+        ips.extend(self.store.good_ips(Family::Ipv6, mask)?);
+        Ok(ips)
+    }
+
+    fn unchanged(&mut self) -> bool {
+        let version = self.store.data_version().ok();
+        let unchanged = version.is_some() && version == self.version;
+        self.version = version;
+        unchanged
+    }
 }
 
 #[cfg(test)]
