@@ -6,9 +6,9 @@ use std::io::Write;
 use anyhow::Context;
 use serde_json::json;
 
-use crate::config::{DumpArgs, Format, ImportArgs, PeersArgs, StatsArgs, StatsFormat};
+use crate::cli::{DumpArgs, Format, ImportArgs, PeersArgs, StatsArgs, StatsFormat};
 use crate::reliability::WINDOW_NAMES;
-use crate::store::{PeerFilter, PeerRow, Status, Store};
+use crate::store::{PeerFilter, PeerRow, Status, Store, Summary};
 use crate::{dump, unix_now};
 
 /// `dnsseeder peers`.
@@ -66,44 +66,55 @@ fn row_json(r: &PeerRow) -> serde_json::Value {
     })
 }
 
+/// Headings of the table's columns before the agent.
+const TABLE_HEADINGS: [&str; 12] = [
+    "address", "status", "services", "2h", "8h", "1d", "1w", "1m", "tries", "ok", "version",
+    "height",
+];
+/// Widths of those columns; the first two are left-aligned, the others right-aligned.
+const TABLE_WIDTHS: [usize; 12] = [46, 11, 8, 7, 7, 7, 7, 7, 6, 6, 7, 8];
+
 fn write_table(rows: &[PeerRow], out: &mut impl Write) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "{:<46} {:<11} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>8}  agent",
-        "address",
-        "status",
-        "services",
-        "2h",
-        "8h",
-        "1d",
-        "1w",
-        "1m",
-        "tries",
-        "ok",
-        "version",
-        "height"
-    )?;
+    write_table_line(out, &TABLE_HEADINGS.map(str::to_owned), "agent")?;
     for r in rows {
-        let p = r.reliability.map(|v| format!("{:.2}%", 100.0 * v));
-        writeln!(
-            out,
-            "{:<46} {:<11} {:>08x} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>8}  {}",
-            r.address,
-            r.status,
-            r.services,
-            p[0],
-            p[1],
-            p[2],
-            p[3],
-            p[4],
-            r.tries,
-            r.successes,
-            r.version,
-            r.start_height,
-            r.user_agent
-        )?;
+        write_table_line(out, &table_cells(r), &r.user_agent)?;
     }
     Ok(())
+}
+
+/// A row's cells under [`TABLE_HEADINGS`].
+fn table_cells(r: &PeerRow) -> [String; 12] {
+    let [r2h, r8h, r1d, r1w, r1m] = r.reliability.map(|v| format!("{:.2}%", 100.0 * v));
+    [
+        r.address.clone(),
+        r.status.clone(),
+        format!("{:08x}", r.services),
+        r2h,
+        r8h,
+        r1d,
+        r1w,
+        r1m,
+        r.tries.to_string(),
+        r.successes.to_string(),
+        r.version.to_string(),
+        r.start_height.to_string(),
+    ]
+}
+
+/// Writes one line of the table: the cells padded to [`TABLE_WIDTHS`], then the agent.
+fn write_table_line(
+    out: &mut impl Write,
+    cells: &[String; 12],
+    agent: &str,
+) -> std::io::Result<()> {
+    for (i, (cell, width)) in cells.iter().zip(TABLE_WIDTHS).enumerate() {
+        if i < 2 {
+            write!(out, "{cell:<width$} ")?;
+        } else {
+            write!(out, "{cell:>width$} ")?;
+        }
+    }
+    writeln!(out, " {agent}")
 }
 
 fn csv_field(s: &str) -> String {
@@ -114,36 +125,40 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// The header line of `peers --format csv`.
+const CSV_HEADER: &str = "address,network,status,good,services,tries,successes,last_try,\
+    last_success,last_error,reliability_2h,reliability_8h,reliability_1d,reliability_1w,\
+    reliability_1m,version,user_agent,start_height";
+
 fn write_csv(rows: &[PeerRow], out: &mut impl Write) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "address,network,status,good,services,tries,successes,last_try,last_success,last_error,\
-         reliability_2h,reliability_8h,reliability_1d,reliability_1w,reliability_1m,version,\
-         user_agent,start_height"
-    )?;
-    let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+    writeln!(out, "{CSV_HEADER}")?;
     for r in rows {
-        let rel: Vec<String> = r.reliability.iter().map(|v| format!("{v:.6}")).collect();
-        writeln!(
-            out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            csv_field(&r.address),
-            r.family.name(),
-            r.status,
-            u8::from(r.good),
-            r.services,
-            r.tries,
-            r.successes,
-            opt(r.last_try),
-            opt(r.last_success),
-            csv_field(r.last_error.as_deref().unwrap_or("")),
-            rel.join(","),
-            r.version,
-            csv_field(&r.user_agent),
-            r.start_height
-        )?;
+        writeln!(out, "{}", csv_record(r))?;
     }
     Ok(())
+}
+
+/// A row as a CSV record under [`CSV_HEADER`].
+fn csv_record(r: &PeerRow) -> String {
+    let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let rel: Vec<String> = r.reliability.iter().map(|v| format!("{v:.6}")).collect();
+    format!(
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+        csv_field(&r.address),
+        r.family.name(),
+        r.status,
+        u8::from(r.good),
+        r.services,
+        r.tries,
+        r.successes,
+        opt(r.last_try),
+        opt(r.last_success),
+        csv_field(r.last_error.as_deref().unwrap_or("")),
+        rel.join(","),
+        r.version,
+        csv_field(&r.user_agent),
+        r.start_height
+    )
 }
 
 /// `dnsseeder stats`.
@@ -152,51 +167,55 @@ fn write_csv(rows: &[PeerRow], out: &mut impl Write) -> std::io::Result<()> {
 /// When the database cannot be read or the output written.
 pub fn stats(args: &StatsArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let store = Store::open_existing(&args.db.db)?;
-    let s = store.summary(unix_now()).context("counting peers")?;
+    let summary = store.summary(unix_now()).context("counting peers")?;
     match args.format {
-        StatsFormat::Json => {
-            let families: serde_json::Map<_, _> = s
-                .by_family
-                .iter()
-                .map(|(f, known, good)| {
-                    (f.name().to_owned(), json!({"known": known, "good": good}))
-                })
-                .collect();
-            let errors: serde_json::Map<_, _> = s
-                .by_error
-                .iter()
-                .map(|(e, n)| (e.clone(), json!(n)))
-                .collect();
-            let value = json!({
-                "known": s.known, "good": s.good, "new": s.new, "reachable": s.reachable,
-                "unreachable": s.unreachable, "banned": s.banned,
-                "tried_last_hour": s.tried_last_hour,
-                "networks": families, "errors": errors,
-            });
-            serde_json::to_writer_pretty(&mut *out, &value)?;
-            writeln!(out)?;
-        }
-        StatsFormat::Table => {
-            writeln!(out, "known        {}", s.known)?;
-            for (name, n) in [
-                ("good", s.good),
-                ("reachable", s.reachable),
-                ("unreachable", s.unreachable),
-                ("new", s.new),
-                ("banned", s.banned),
-                ("tried (1h)", s.tried_last_hour),
-            ] {
-                writeln!(out, "  {name:<11}{n}")?;
-            }
-            writeln!(out, "by network   known / good")?;
-            for (family, known, good) in &s.by_family {
-                writeln!(out, "  {:<11}{known} / {good}", family.name())?;
-            }
-            writeln!(out, "last errors")?;
-            for (error, n) in &s.by_error {
-                writeln!(out, "  {error:<11}{n}")?;
-            }
-        }
+        StatsFormat::Json => write_stats_json(&summary, out)?,
+        StatsFormat::Table => write_stats_table(&summary, out)?,
+    }
+    Ok(())
+}
+
+fn write_stats_json(s: &Summary, out: &mut impl Write) -> anyhow::Result<()> {
+    let families: serde_json::Map<_, _> = s
+        .by_family
+        .iter()
+        .map(|(f, known, good)| (f.name().to_owned(), json!({"known": known, "good": good})))
+        .collect();
+    let errors: serde_json::Map<_, _> = s
+        .by_error
+        .iter()
+        .map(|(e, n)| (e.clone(), json!(n)))
+        .collect();
+    let value = json!({
+        "known": s.known, "good": s.good, "new": s.new, "reachable": s.reachable,
+        "unreachable": s.unreachable, "banned": s.banned,
+        "tried_last_hour": s.tried_last_hour,
+        "networks": families, "errors": errors,
+    });
+    serde_json::to_writer_pretty(&mut *out, &value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn write_stats_table(s: &Summary, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "known        {}", s.known)?;
+    for (name, n) in [
+        ("good", s.good),
+        ("reachable", s.reachable),
+        ("unreachable", s.unreachable),
+        ("new", s.new),
+        ("banned", s.banned),
+        ("tried (1h)", s.tried_last_hour),
+    ] {
+        writeln!(out, "  {name:<11}{n}")?;
+    }
+    writeln!(out, "by network   known / good")?;
+    for (family, known, good) in &s.by_family {
+        writeln!(out, "  {:<11}{known} / {good}", family.name())?;
+    }
+    writeln!(out, "last errors")?;
+    for (error, n) in &s.by_error {
+        writeln!(out, "  {error:<11}{n}")?;
     }
     Ok(())
 }
@@ -242,4 +261,90 @@ pub fn import(args: &ImportArgs, out: &mut impl Write) -> anyhow::Result<()> {
         writeln!(out, "  {n} {} (first at line {first})", reason.describe())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::Family;
+
+    fn row() -> PeerRow {
+        PeerRow {
+            address: "1.2.3.4:8333".into(),
+            family: Family::Ipv4,
+            status: "good".into(),
+            good: true,
+            services: 0x409,
+            tries: 12,
+            successes: 11,
+            last_try: Some(1_700_000_000),
+            last_success: None,
+            last_error: Some("a, \"quoted\" error".into()),
+            reliability: [0.5, 0.25, 1.0, 0.0, 0.123_456_7],
+            version: 70016,
+            user_agent: "/Satoshi:27.0.0/".into(),
+            start_height: 900_000,
+            banned_until: 0,
+        }
+    }
+
+    #[test]
+    fn table_lines_are_padded_to_their_columns() {
+        let mut out = Vec::new();
+        write_table(&[row()], &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            format!(
+                "{:<46} {:<11} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>8}  agent",
+                "address",
+                "status",
+                "services",
+                "2h",
+                "8h",
+                "1d",
+                "1w",
+                "1m",
+                "tries",
+                "ok",
+                "version",
+                "height"
+            )
+        );
+        assert_eq!(
+            lines[1],
+            format!(
+                "{:<46} {:<11} {:>08x} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>8}  {}",
+                "1.2.3.4:8333",
+                "good",
+                0x409,
+                "50.00%",
+                "25.00%",
+                "100.00%",
+                "0.00%",
+                "12.35%",
+                12,
+                11,
+                70016,
+                900_000,
+                "/Satoshi:27.0.0/"
+            )
+        );
+    }
+
+    #[test]
+    fn csv_records_quote_what_needs_it() {
+        let mut out = Vec::new();
+        write_csv(&[row()], &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], CSV_HEADER);
+        assert_eq!(lines[0].split(',').count(), 18);
+        assert_eq!(
+            lines[1],
+            "1.2.3.4:8333,ipv4,good,1,1033,12,11,1700000000,,\"a, \"\"quoted\"\" error\",\
+             0.500000,0.250000,1.000000,0.000000,0.123457,70016,/Satoshi:27.0.0/,900000"
+        );
+    }
 }

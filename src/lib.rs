@@ -10,6 +10,7 @@
 //! subcommands (`commands`) read and write it, and so can `sqlite3`.
 
 pub mod addr;
+pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod crawler;
@@ -30,7 +31,7 @@ pub mod thread;
 
 use std::io::Write;
 
-use config::{Cli, Command};
+use cli::{Cli, Command};
 
 /// Seconds since the UNIX epoch, by the system clock.
 pub fn unix_now() -> i64 {
@@ -42,7 +43,7 @@ pub fn unix_now() -> i64 {
 /// Runs a parsed command line.
 ///
 /// # Errors
-/// Any failure, with its cause chain; [`config::UsageError`] for unusable arguments.
+/// Any failure, with its cause chain; [`cli::UsageError`] for unusable arguments.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

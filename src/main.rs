@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use dnsseeder::config::{Cli, UsageError};
+use dnsseeder::cli::{Cli, UsageError};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

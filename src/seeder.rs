@@ -1,9 +1,10 @@
-//! `dnsseeder run` and `dnsseeder demo`: turn flags into a validated configuration,
-//! start the crawler (and the DNS server), and run the main loop that prints the status
-//! line, writes the dump, and stops everything on SIGINT/SIGTERM.
+//! Running the seeder: `dnsseeder run` and `dnsseeder demo` start, from a validated
+//! [`Config`], the DNS server (bound first, so a taken port fails at startup) and the
+//! crawler, then run the main loop that logs the status line and writes the dump, and
+//! stop everything in order on SIGINT/SIGTERM (or the demo's timer).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -12,187 +13,38 @@ use anyhow::Context;
 use crossbeam_channel::{Receiver, select, tick};
 
 use crate::addr::Family;
-use crate::config::{DemoArgs, NetworkArg, RunArgs, UsageError};
-use crate::crawler::{CrawlConfig, CrawlCounters, Crawler, Policy};
-use crate::dns::{DnsConfig, DnsServer, PeerSource};
-use crate::p2p::ProbeOptions;
+use crate::cli::{DbArg, DemoArgs, NetworkArg, RateLimit, RunArgs};
+use crate::config::Config;
+use crate::crawler::{CrawlCounters, Crawler};
+use crate::dns::{DnsHandle, DnsServer, PeerSource};
 use crate::sim::{SimConfig, SimNetwork};
 use crate::store::Store;
 use crate::{dump, unix_now};
 
-/// Everything `run` needs, validated.
-#[derive(Debug, Clone)]
-pub struct SeederConfig {
-    pub crawl: CrawlConfig,
-    pub status_interval: Duration,
-    pub dump: Option<PathBuf>,
-    pub dump_interval: Duration,
-    /// The DNS server, when `--host` is given.
-    pub dns: Option<DnsConfig>,
-}
-
-/// The peer store as the DNS server's source of answer sets: one indexed query per
-/// family (the `peers_good` index), on the DNS side's own read connection.
-///
-/// Public so that benchmarks serve DNS from a real database as `run` does.
-#[derive(Debug)]
-pub struct StoreSource {
-    store: Store,
-    /// `PRAGMA data_version` at the last refresh round.
-    version: Option<i64>,
-}
-
-impl StoreSource {
-    /// Serves the good peers of `store`; give it a connection of its own (the cache
-    /// refresher queries it from its own thread).
-    pub fn new(store: Store) -> Self {
-        Self {
-            store,
-            version: None,
-        }
-    }
-}
-
-impl PeerSource for StoreSource {
-    fn good_peers(&mut self, mask: u64) -> anyhow::Result<Vec<IpAddr>> {
-        let mut ips = self.store.good_ips(Family::Ipv4, mask)?;
-        ips.extend(self.store.good_ips(Family::Ipv6, mask)?);
-        Ok(ips)
-    }
-
-    fn unchanged(&mut self) -> bool {
-        let version = self.store.data_version().ok();
-        let unchanged = version.is_some() && version == self.version;
-        self.version = version;
-        unchanged
-    }
-}
-
-fn usage(message: impl Into<String>) -> anyhow::Error {
-    UsageError(message.into()).into()
-}
-
-fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
-    if value.is_finite() && value > 0.0 && value < 1e6 {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        Err(usage(format!(
-            "{flag} must be a positive number of seconds, got {value}"
-        )))
-    }
-}
-
-impl SeederConfig {
-    /// Validates the flags of `run`.
-    ///
-    /// # Errors
-    /// [`UsageError`] naming the flag at fault.
-    pub fn from_args(args: &RunArgs) -> anyhow::Result<SeederConfig> {
-        if args.threads == 0 || args.threads > 4096 {
-            return Err(usage(format!(
-                "--threads must be between 1 and 4096, got {}",
-                args.threads
-            )));
-        }
-        if !(args.retry_scale.is_finite() && args.retry_scale > 0.0 && args.retry_scale <= 1000.0) {
-            return Err(usage(format!(
-                "--retry-scale must be a positive factor, got {}",
-                args.retry_scale
-            )));
-        }
-        if args.max_addresses == 0 {
-            return Err(usage("--max-addresses must be at least 1"));
-        }
-        if args.host.is_some() && (args.ns.is_none() || args.mbox.is_none()) {
-            return Err(usage(
-                "--host needs --ns (this server's name) and --mbox (the zone's contact)",
-            ));
-        }
-        if args.dump_interval == 0 || args.status_interval == 0 {
-            return Err(usage(
-                "--dump-interval and --status-interval must be at least 1 second",
-            ));
-        }
-        let mut probe =
-            ProbeOptions::new(args.magic.unwrap_or_else(|| args.network.network().into()));
-        probe.connect_timeout = seconds("--connect-timeout", args.connect_timeout)?;
-        probe.deadline = seconds("--probe-timeout", args.probe_timeout)?;
-        let default_port = args.port.unwrap_or_else(|| args.network.default_port());
-        if default_port == 0 {
-            return Err(usage("--port must not be 0"));
-        }
-        let dns_seeds = if args.no_dns_seed {
-            Vec::new()
-        } else if args.dns_seeds.is_empty() {
-            args.network
-                .dns_seeds()
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect()
-        } else {
-            args.dns_seeds.clone()
-        };
-        let dns = match &args.host {
-            None => None,
-            Some(host) => {
-                let mut dns = DnsConfig::new(
-                    host.clone(),
-                    args.ns.clone().unwrap_or_default(),
-                    args.mbox.clone().unwrap_or_default(),
-                );
-                dns.listen = args.dns_listen.clone();
-                dns.ttl = args.ttl;
-                dns.default_mask = args.filter_service;
-                dns.allow_filters = args.allow_filters.clone();
-                dns.rate_limit = args.dns_rate_limit.0;
-                dns.tcp_idle_timeout = Duration::from_secs(args.tcp_idle_timeout.max(1));
-                dns.validate().map_err(|e| usage(e.to_string()))?;
-                Some(dns)
-            }
-        };
-        Ok(SeederConfig {
-            dns,
-            crawl: CrawlConfig {
-                db: args.db.db.clone(),
-                threads: args.threads,
-                probe,
-                policy: Policy {
-                    scale: args.retry_scale,
-                    default_port,
-                    min_height: args.min_height.unwrap_or_else(|| args.network.min_height()),
-                    allow_private: args.allow_private,
-                    max_addresses: args.max_addresses,
-                },
-                seeds: args.seeds.clone(),
-                dns_seeds,
-            },
-            status_interval: Duration::from_secs(args.status_interval),
-            dump: args.dump.clone(),
-            dump_interval: Duration::from_secs(args.dump_interval),
-        })
-    }
-}
-
 /// `dnsseeder run`.
 ///
 /// # Errors
-/// Unusable flags ([`UsageError`]), an unusable database, or a failure to start.
+/// Unusable flags ([`UsageError`](crate::cli::UsageError)), an unusable database, or a
+/// failure to start.
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let config = SeederConfig::from_args(args)?;
+    let config = Config::from_args(args)?;
     let signals = signal_channel()?;
     serve(&config, &signals)
 }
 
-/// Runs the seeder until a message arrives on `stop` (a signal, or the demo's timer).
+/// Runs the seeder until a message arrives on `stop` (a signal, or the demo's timer):
+/// opens the database, binds DNS, starts the crawler, then logs the status line and
+/// writes the dump on their intervals.
 ///
 /// # Errors
-/// When the database cannot be opened or a thread cannot start.
-pub fn serve(config: &SeederConfig, stop: &Receiver<&'static str>) -> anyhow::Result<()> {
+/// When the dump's directory is unusable, the database cannot be opened, the DNS
+/// address cannot be bound or a thread cannot start.
+pub fn serve(config: &Config, stop: &Receiver<&'static str>) -> anyhow::Result<()> {
     raise_fd_limit();
     if let Some(path) = &config.dump {
         check_dump_path(path)?;
     }
-    let status_store = Store::open(&config.crawl.db)?;
+    let store = Store::open(&config.crawl.db)?;
     log::info!(
         "dnsseeder {} starting: database {}, {} crawler threads",
         env!("CARGO_PKG_VERSION"),
@@ -200,49 +52,82 @@ pub fn serve(config: &SeederConfig, stop: &Receiver<&'static str>) -> anyhow::Re
         config.crawl.threads
     );
     // Bind DNS before crawling: a port that cannot be had is a startup error.
-    let dns = match &config.dns {
-        Some(dns) => {
-            let source = StoreSource::new(Store::open(&config.crawl.db)?);
-            let server = DnsServer::bind(dns.clone(), source)?;
-            Some(server.spawn()?)
-        }
-        None => {
-            log::info!("no --host: crawling only, no DNS server");
-            None
-        }
-    };
-    let dns_queries = || {
-        dns.as_ref()
-            .map_or(0, |d| d.counters().queries.load(Ordering::Relaxed))
-    };
+    let dns = start_dns(config)?;
     let crawler = Crawler::start(config.crawl.clone())?;
-    let status_tick = tick(config.status_interval);
-    let dump_tick = tick(config.dump_interval);
-    let why = loop {
-        select! {
-            recv(stop) -> why => break why.unwrap_or("stop channel closed"),
-            recv(status_tick) -> _ => log_status(&status_store, crawler.counters.in_flight.load(Ordering::Relaxed), dns_queries()),
-            recv(dump_tick) -> _ => write_dump(&status_store, config.dump.as_deref()),
-        }
+    let running = Running {
+        config,
+        store,
+        dns,
+        crawler,
     };
-    log::info!(
-        "{why}: stopping; in-flight probes finish within {:?}",
-        config.crawl.probe.deadline
-    );
-    let started = Instant::now();
-    let counters = Arc::clone(&crawler.counters);
-    crawler.stop();
-    log::info!(
-        "crawler stopped in {:.1} s; {}",
-        started.elapsed().as_secs_f64(),
-        crawl_totals(&counters)
-    );
-    write_dump(&status_store, config.dump.as_deref());
-    log_status(&status_store, 0, dns_queries());
-    if let Some(dns) = dns {
-        dns.shutdown();
-    }
+    let why = running.main_loop(stop);
+    running.stop(why);
     Ok(())
+}
+
+/// Binds and starts the DNS server on a connection of its own, when `--host` is given.
+fn start_dns(config: &Config) -> anyhow::Result<Option<DnsHandle>> {
+    let Some(dns) = &config.dns else {
+        log::info!("no --host: crawling only, no DNS server");
+        return Ok(None);
+    };
+    let source = StoreSource::new(Store::open(&config.crawl.db)?);
+    let server = DnsServer::bind(dns.clone(), source)?;
+    Ok(Some(server.spawn()?))
+}
+
+/// A started seeder: what the main loop reads and what stopping takes down.
+struct Running<'a> {
+    config: &'a Config,
+    /// The status line's and the dump's own connection.
+    store: Store,
+    dns: Option<DnsHandle>,
+    crawler: Crawler,
+}
+
+impl Running<'_> {
+    /// Logs the status line and writes the dump on their ticks until `stop` says why.
+    fn main_loop(&self, stop: &Receiver<&'static str>) -> &'static str {
+        let status_tick = tick(self.config.status_interval);
+        let dump_tick = tick(self.config.dump_interval);
+        loop {
+            select! {
+                recv(stop) -> why => return why.unwrap_or("stop channel closed"),
+                recv(status_tick) -> _ => {
+                    let in_flight = self.crawler.counters.in_flight.load(Ordering::Relaxed);
+                    log_status(&self.store, in_flight, dns_queries(self.dns.as_ref()));
+                }
+                recv(dump_tick) -> _ => write_dump(&self.store, self.config.dump.as_deref()),
+            }
+        }
+    }
+
+    /// Stops the crawler (in-flight probes finish), writes the last dump and status
+    /// line, then stops DNS.
+    fn stop(self, why: &str) {
+        log::info!(
+            "{why}: stopping; in-flight probes finish within {:?}",
+            self.config.crawl.probe.deadline
+        );
+        let started = Instant::now();
+        let counters = Arc::clone(&self.crawler.counters);
+        self.crawler.stop();
+        log::info!(
+            "crawler stopped in {:.1} s; {}",
+            started.elapsed().as_secs_f64(),
+            crawl_totals(&counters)
+        );
+        write_dump(&self.store, self.config.dump.as_deref());
+        log_status(&self.store, 0, dns_queries(self.dns.as_ref()));
+        if let Some(dns) = self.dns {
+            dns.shutdown();
+        }
+    }
+}
+
+/// Queries the DNS server has answered so far (0 without one).
+fn dns_queries(dns: Option<&DnsHandle>) -> u64 {
+    dns.map_or(0, |d| d.counters().queries.load(Ordering::Relaxed))
 }
 
 /// Fails early, with the path in the message, when the dump's directory is unusable.
@@ -331,23 +216,75 @@ pub fn raise_fd_limit() {
 
 /// The zone the demo serves.
 pub const DEMO_ZONE: &str = "seed.example.com";
+/// The network the demo's simulated nodes speak.
+const DEMO_NETWORK: NetworkArg = NetworkArg::Regtest;
 
-fn demo_dns(listen: SocketAddr) -> DnsConfig {
-    let mut dns = DnsConfig::new(
-        DEMO_ZONE,
-        format!("ns.{DEMO_ZONE}"),
-        format!("hostmaster.{DEMO_ZONE}"),
-    );
-    dns.listen = vec![listen];
-    dns.rate_limit = None;
-    dns.cache_ttl = Duration::from_secs(2);
-    dns
+/// The flags `demo` runs with, as if typed after `dnsseeder run`: regtest against the
+/// simulated seed on loopback, a fast clock and short timeouts, the demo zone served
+/// without a rate limit, and no DNS seeds.
+fn demo_run_args(args: &DemoArgs, db: &Path, seed: SocketAddr) -> RunArgs {
+    RunArgs {
+        db: DbArg {
+            db: db.to_path_buf(),
+        },
+        network: DEMO_NETWORK,
+        allow_private: true,
+        retry_scale: 0.01,
+        host: Some(DEMO_ZONE.to_owned()),
+        ns: Some(format!("ns.{DEMO_ZONE}")),
+        mbox: Some(format!("hostmaster.{DEMO_ZONE}")),
+        dns_listen: vec![args.dns_listen],
+        dns_rate_limit: RateLimit(None),
+        no_dns_seed: true,
+        seeds: vec![seed],
+        min_height: Some(0),
+        connect_timeout: 2.0,
+        probe_timeout: 3.0,
+        status_interval: 5,
+        threads: args.threads.max(1),
+        ..RunArgs::default()
+    }
+}
+
+/// The demo's configuration: its flags through the same validation as `run`'s.
+///
+/// # Errors
+/// A [`UsageError`](crate::cli::UsageError) when `--threads` is over the limit.
+fn demo_config(args: &DemoArgs, db: &Path, seed: SocketAddr) -> anyhow::Result<Config> {
+    let mut config = Config::from_args(&demo_run_args(args, db, seed))?;
+    // Settings that have no flag, shortened to the demo's pace: a probe waits 300 ms
+    // (not 1 s) for more `addr` after a multi-entry one, and DNS answer sets are rebuilt
+    // after 2 s (not 5 s).
+    config.crawl.probe.addr_linger = Duration::from_millis(300);
+    if let Some(dns) = &mut config.dns {
+        dns.cache_ttl = Duration::from_secs(2);
+    }
+    Ok(config)
+}
+
+/// What stops the demo: SIGINT or SIGTERM, or the end of `--duration`.
+fn demo_stop(duration: Option<u64>) -> anyhow::Result<Receiver<&'static str>> {
+    let signals = signal_channel()?;
+    let Some(secs) = duration else {
+        return Ok(signals);
+    };
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let timer = crossbeam_channel::after(Duration::from_secs(secs));
+    crate::thread::spawn("demo-timer", move || {
+        select! {
+            recv(signals) -> s => { let _ = tx.send(s.unwrap_or("signal")); }
+            recv(timer) -> _ => { let _ = tx.send("demo duration over"); }
+        }
+        Ok(())
+    })?;
+    Ok(rx)
 }
 
 /// `dnsseeder demo`: a simulated network on 127.0.0.0/8 and the seeder crawling it.
 ///
 /// # Errors
-/// When the simulated network or the seeder cannot start.
+/// A [`UsageError`](crate::cli::UsageError) for `--threads` over 4096; a runtime error
+/// when the simulated network or the seeder cannot start.
 pub fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     raise_fd_limit();
     let temp = tempfile::tempdir().context("cannot create a temporary directory")?;
@@ -355,12 +292,10 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         .db
         .clone()
         .unwrap_or_else(|| temp.path().join("demo.db"));
-    let network = NetworkArg::Regtest;
-    let magic = network.network().into();
     let sim = SimNetwork::start(SimConfig::mixed(
         args.nodes.max(32),
-        magic,
-        network.default_port(),
+        DEMO_NETWORK.network().into(),
+        DEMO_NETWORK.default_port(),
     ))
     .context("cannot start the simulated network")?;
     log::info!(
@@ -369,50 +304,106 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         sim.seed(),
         db.display()
     );
-    let mut probe = ProbeOptions::new(magic);
-    probe.connect_timeout = Duration::from_secs(2);
-    probe.deadline = Duration::from_secs(3);
-    probe.addr_linger = Duration::from_millis(300);
-    let config = SeederConfig {
-        crawl: CrawlConfig {
-            db: db.clone(),
-            threads: args.threads.max(1),
-            probe,
-            policy: Policy {
-                scale: 0.01,
-                default_port: network.default_port(),
-                min_height: 0,
-                allow_private: true,
-                max_addresses: 1_000_000,
-            },
-            seeds: vec![sim.seed()],
-            dns_seeds: Vec::new(),
-        },
-        status_interval: Duration::from_secs(5),
-        dump: None,
-        dump_interval: Duration::from_secs(3600),
-        dns: Some(demo_dns(args.dns_listen)),
-    };
-    let signals = signal_channel()?;
-    let stop = match args.duration {
-        Some(secs) => {
-            let (tx, rx) = crossbeam_channel::bounded(1);
-            let timer = crossbeam_channel::after(Duration::from_secs(secs));
-            crate::thread::spawn("demo-timer", move || {
-                select! {
-                    recv(signals) -> s => { let _ = tx.send(s.unwrap_or("signal")); }
-                    recv(timer) -> _ => { let _ = tx.send("demo duration over"); }
-                }
-                Ok(())
-            })?;
-            rx
-        }
-        None => signals,
-    };
-    serve(&config, &stop)?;
+    let config = demo_config(args, &db, sim.seed())?;
+    serve(&config, &demo_stop(args.duration)?)?;
     log::info!(
         "demo: look inside with `dnsseeder peers --db {}` (kept only with --db)",
         db.display()
     );
     Ok(())
+}
+
+/// The peer store as the DNS server's source of answer sets: one indexed query per
+/// family (the `peers_good` index), on the DNS side's own read connection.
+///
+/// Public so that benchmarks serve DNS from a real database as `run` does.
+#[derive(Debug)]
+pub struct StoreSource {
+    store: Store,
+    /// `PRAGMA data_version` at the last refresh round.
+    version: Option<i64>,
+}
+
+impl StoreSource {
+    /// Serves the good peers of `store`; give it a connection of its own (the cache
+    /// refresher queries it from its own thread).
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            version: None,
+        }
+    }
+}
+
+impl PeerSource for StoreSource {
+    fn good_peers(&mut self, mask: u64) -> anyhow::Result<Vec<IpAddr>> {
+        let mut ips = self.store.good_ips(Family::Ipv4, mask)?;
+        ips.extend(self.store.good_ips(Family::Ipv6, mask)?);
+        Ok(ips)
+    }
+
+    fn unchanged(&mut self) -> bool {
+        let version = self.store.data_version().ok();
+        let unchanged = version.is_some() && version == self.version;
+        self.version = version;
+        unchanged
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crawler::CrawlConfig;
+    use crate::crawler::Policy;
+    use crate::dns::DnsConfig;
+    use crate::p2p::ProbeOptions;
+
+    /// `demo` once built its configuration by hand; through `Config::from_args` it must
+    /// come out the same.
+    #[test]
+    fn demo_config_is_the_one_demo_always_ran_with() {
+        let args = DemoArgs {
+            db: None,
+            nodes: 1000,
+            threads: 0,
+            dns_listen: "127.0.0.1:5353".parse().unwrap(),
+            duration: None,
+        };
+        let db = Path::new("/tmp/demo.db");
+        let seed: SocketAddr = "127.0.0.2:18444".parse().unwrap();
+        let mut probe = ProbeOptions::new(bitcoin::p2p::Magic::REGTEST);
+        probe.connect_timeout = Duration::from_secs(2);
+        probe.deadline = Duration::from_secs(3);
+        probe.addr_linger = Duration::from_millis(300);
+        let mut dns = DnsConfig::new(
+            DEMO_ZONE,
+            "ns.seed.example.com",
+            "hostmaster.seed.example.com",
+        );
+        dns.listen = vec![args.dns_listen];
+        dns.rate_limit = None;
+        dns.cache_ttl = Duration::from_secs(2);
+        let expected = Config {
+            crawl: CrawlConfig {
+                db: db.to_path_buf(),
+                threads: 1,
+                probe,
+                policy: Policy {
+                    scale: 0.01,
+                    default_port: 18444,
+                    min_height: 0,
+                    allow_private: true,
+                    max_addresses: 1_000_000,
+                },
+                seeds: vec![seed],
+                dns_seeds: Vec::new(),
+            },
+            status_interval: Duration::from_secs(5),
+            dump: None,
+            dump_interval: Duration::from_secs(3600),
+            dns: Some(dns),
+        };
+        let config = demo_config(&args, db, seed).unwrap();
+        assert_eq!(format!("{config:?}"), format!("{expected:?}"));
+    }
 }
