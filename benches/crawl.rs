@@ -22,7 +22,16 @@
 //! `--silent`, `--dead`, `--probe-timeout` (s), `--connect-timeout` (s), `--linger` (s),
 //! `--max-secs` (give up after this long).
 
-use std::collections::{HashMap, HashSet};
+#[path = "common/flags.rs"]
+mod flags;
+#[path = "common/process.rs"]
+mod process;
+#[path = "common/run.rs"]
+mod run;
+#[path = "common/threads.rs"]
+mod threads;
+
+use std::collections::HashSet;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -34,6 +43,7 @@ use dnsseeder::crawler::{CrawlConfig, CrawlCounters, Crawler};
 use dnsseeder::p2p::ProbeOptions;
 use dnsseeder::sim::{SimConfig, SimNetwork};
 use dnsseeder::store::Policy;
+use flags::{Flag, Flags};
 use rusqlite::{Connection, OpenFlags, params};
 
 /// Regtest's default P2P port.
@@ -42,6 +52,23 @@ const PORT: u16 = 18444;
 const POLL: Duration = Duration::from_millis(50);
 /// Open file descriptors are counted every this many polls (each count lists `/proc/self/fd`).
 const FD_SAMPLE_EVERY: u64 = 40;
+
+/// The bench's flags; it runs the same with or without `--bench`.
+const FLAGS: &[Flag] = &[
+    flag("nodes", 5000.0),
+    flag("threads", 256.0),
+    flag("silent", 0.10),
+    flag("dead", 0.0),
+    flag("probe-timeout", 2.0),
+    flag("connect-timeout", 1.0),
+    flag("linger", 1.0),
+    flag("max-secs", 600.0),
+];
+
+/// A flag with one default, under `cargo bench` and in a smoke run alike.
+const fn flag(name: &'static str, default: f64) -> Flag {
+    Flag::new(name, default, default)
+}
 
 /// The bench's knobs.
 #[derive(Debug, Clone)]
@@ -59,58 +86,16 @@ struct Params {
 impl Params {
     /// Defaults, then `CRAWL_*` environment variables, then flags.
     fn parse() -> Result<Params, String> {
-        let mut values: HashMap<String, String> = HashMap::new();
-        for name in Params::NAMES {
-            let var = format!("CRAWL_{}", name.replace('-', "_").to_uppercase());
-            if let Ok(v) = std::env::var(&var) {
-                values.insert((*name).to_owned(), v);
-            }
-        }
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            // `cargo bench` passes `--bench` to every bench binary.
-            if arg == "--bench" {
-                continue;
-            }
-            let flag = arg.strip_prefix("--").unwrap_or("");
-            let (name, inline) = match flag.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_owned())),
-                None => (flag, None),
-            };
-            if !Params::NAMES.contains(&name) {
-                return Err(format!(
-                    "unknown argument '{arg}' (flags: --{})",
-                    Params::NAMES.join(", --")
-                ));
-            }
-            let value = match inline.or_else(|| args.next()) {
-                Some(v) => v,
-                None => return Err(format!("--{name} needs a value")),
-            };
-            values.insert(name.to_owned(), value);
-        }
-        let get = |name: &str, default: f64| -> Result<f64, String> {
-            values.get(name).map_or(Ok(default), |v| {
-                v.parse::<f64>()
-                    .map_err(|e| format!("--{name} {v}: {e}"))
-                    .and_then(|x| {
-                        if x.is_finite() && x >= 0.0 {
-                            Ok(x)
-                        } else {
-                            Err(format!("--{name} {v}: must be a non-negative number"))
-                        }
-                    })
-            })
-        };
+        let f = Flags::parse(FLAGS, Some("CRAWL"))?;
         let p = Params {
-            nodes: get("nodes", 5000.0)? as usize,
-            threads: get("threads", 256.0)? as usize,
-            silent: get("silent", 0.10)?,
-            dead: get("dead", 0.0)?,
-            probe_timeout: get("probe-timeout", 2.0)?,
-            connect_timeout: get("connect-timeout", 1.0)?,
-            linger: get("linger", 1.0)?,
-            max_secs: get("max-secs", 600.0)?,
+            nodes: f.get("nodes") as usize,
+            threads: f.get("threads") as usize,
+            silent: f.get("silent"),
+            dead: f.get("dead"),
+            probe_timeout: f.get("probe-timeout"),
+            connect_timeout: f.get("connect-timeout"),
+            linger: f.get("linger"),
+            max_secs: f.get("max-secs"),
         };
         if p.nodes < 2 || p.threads == 0 || p.silent + p.dead >= 1.0 || p.probe_timeout <= 0.0 {
             return Err("need --nodes >= 2, --threads >= 1, --silent + --dead < 1, \
@@ -119,17 +104,6 @@ impl Params {
         }
         Ok(p)
     }
-
-    const NAMES: &'static [&'static str] = &[
-        "nodes",
-        "threads",
-        "silent",
-        "dead",
-        "probe-timeout",
-        "connect-timeout",
-        "linger",
-        "max-secs",
-    ];
 }
 
 /// One look at the database and the counters.
@@ -165,21 +139,9 @@ struct Timeline {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let params = match Params::parse() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("crawl bench: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match bench(&params) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("crawl bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    run::run("crawl", Params::parse(), |p| {
+        bench(p).map_err(anyhow::Error::msg)
+    })
 }
 
 /// Runs the bench; returns whether the pass completed.
@@ -289,7 +251,7 @@ fn poll(
         round += 1;
         std::thread::sleep(POLL);
         if round % FD_SAMPLE_EVERY == 1 {
-            t.peak_fds = t.peak_fds.max(open_fds());
+            t.peak_fds = t.peak_fds.max(process::open_fds());
         }
         let in_flight = counters.in_flight.load(Ordering::Relaxed);
         let committed = counters.committed.load(Ordering::Relaxed);
@@ -345,7 +307,7 @@ fn poll(
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .map_err(sql)?;
-            t.peak_fds = t.peak_fds.max(open_fds());
+            t.peak_fds = t.peak_fds.max(process::open_fds());
             return Ok(t);
         }
         if s.at > limit {
@@ -357,11 +319,6 @@ fn poll(
             return Ok(t);
         }
     }
-}
-
-/// Open file descriptors of the process now.
-fn open_fds() -> u64 {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
 }
 
 /// How many listening sockets the simulated network holds (one per node that is not dead).
@@ -522,33 +479,17 @@ struct Cpu {
 }
 
 impl Cpu {
-    /// Reads `/proc/self/stat` and `/proc/self/task/*/{comm,schedstat}`.
+    /// Reads the process's CPU time and its threads' (see [`threads::threads`]).
     fn now() -> Cpu {
         let mut cpu = Cpu {
-            process: std::fs::read_to_string("/proc/self/stat")
-                .ok()
-                .and_then(|s| stat_ticks(&s))
-                .map_or(f64::NAN, |ticks| ticks / clock_ticks()),
+            process: process::cpu_secs(),
             ..Cpu::default()
         };
-        let main = std::process::id().to_string();
-        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-            return cpu;
-        };
-        for task in tasks.filter_map(Result::ok) {
-            let path = task.path();
-            let (Ok(name), Some(secs)) = (
-                std::fs::read_to_string(path.join("comm")),
-                std::fs::read_to_string(path.join("schedstat"))
-                    .ok()
-                    .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-                    .map(|ns| ns / 1e9),
-            ) else {
-                continue;
-            };
-            let name = name.trim_end();
+        let main = std::process::id() as i32;
+        for thread in threads::threads() {
+            let name = thread.name.as_str();
             // The main thread is named after the bench binary (`crawl-<hash>`): tell it by id.
-            let slot = if task.file_name().to_str() == Some(main.as_str()) {
+            let slot = if thread.tid == main {
                 &mut cpu.bench
             } else if name == "writer" {
                 &mut cpu.writer
@@ -562,7 +503,7 @@ impl Cpu {
             } else {
                 continue;
             };
-            *slot += secs;
+            *slot += thread.cpu_ns as f64 / 1e9;
         }
         cpu
     }
@@ -587,26 +528,4 @@ impl Cpu {
     fn rest(&self) -> f64 {
         self.process - self.crawler() - self.bench
     }
-}
-
-/// Clock ticks per second of `/proc` CPU times (`getconf CLK_TCK`, 100 on Linux).
-fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .unwrap_or(100.0)
-}
-
-/// User + system time from a `/proc/.../stat` line, in ticks. Fields 14 and 15 follow the
-/// parenthesised command name, which may itself contain spaces.
-fn stat_ticks(stat: &str) -> Option<f64> {
-    let close = stat.rfind(')')?;
-    let fields: Vec<&str> = stat.get(close + 2..)?.split_whitespace().collect();
-    // After the name: state is field 3, utime 14, stime 15 (1-based over the whole line).
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
 }
