@@ -47,15 +47,22 @@
 //! (offered load of the latency run; 0: half the measured maximum), `--moderate`. Without `--bench` (as
 //! `cargo test --benches` runs it) everything is small and short: a smoke test.
 
-#[allow(dead_code)] // this bench uses only `fill` and what `workload` uses
 mod common;
+#[path = "common/flags.rs"]
+mod flags;
+#[path = "common/load.rs"]
+mod load;
+#[path = "common/run.rs"]
+mod run;
+#[path = "common/threads.rs"]
+mod threads;
 #[path = "common/workload.rs"]
 mod workload;
 
 use std::io::{self, IoSliceMut};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,8 +74,10 @@ use dnsseeder::dns::{
 };
 use dnsseeder::seeder::StoreSource;
 use dnsseeder::store::Store;
+use flags::{Flag, Flags};
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
+use load::load_average;
 use nix::errno::Errno;
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
@@ -77,6 +86,7 @@ use nix::unistd::Pid;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use socket2::{Domain, Protocol, Socket, Type};
+use threads::Thread;
 use workload::{POLICY, Workload};
 
 const QNAME: &str = "x9.seed.example.com.";
@@ -95,6 +105,18 @@ const SPIN_BELOW: Duration = Duration::from_micros(120);
 /// How long the latency run waits for the last responses.
 const STRAGGLERS: Duration = Duration::from_millis(300);
 
+/// The bench's flags: full size under `cargo bench`, a smoke test without `--bench`.
+const FLAGS: &[Flag] = &[
+    Flag::new("rows", 1_000_000.0, 20_000.0),
+    Flag::new("good", 50_000.0, 1_000.0),
+    Flag::new("secs", 1.5, 0.2),
+    Flag::new("rounds", 10.0, 1.0),
+    Flag::new("window", 32.0, 8.0),
+    Flag::new("latency-secs", 10.0, 0.3),
+    Flag::new("rate", 0.0, 0.0),
+    Flag::new("moderate", 5000.0, 2000.0),
+];
+
 /// The bench's knobs.
 #[derive(Debug, Clone)]
 struct Params {
@@ -109,78 +131,18 @@ struct Params {
 }
 
 impl Params {
-    const NAMES: &'static [&'static str] = &[
-        "rows",
-        "good",
-        "secs",
-        "rounds",
-        "window",
-        "latency-secs",
-        "rate",
-        "moderate",
-    ];
-
     fn parse() -> Result<Params, String> {
-        let full = std::env::args().any(|a| a == "--bench");
-        let mut p = if full {
-            Params {
-                rows: 1_000_000,
-                good: 50_000,
-                secs: 1.5,
-                rounds: 10,
-                window: 32,
-                latency_secs: 10.0,
-                rate: 0.0,
-                moderate: 5000.0,
-            }
-        } else {
-            Params {
-                rows: 20_000,
-                good: 1_000,
-                secs: 0.2,
-                rounds: 1,
-                window: 8,
-                latency_secs: 0.3,
-                rate: 0.0,
-                moderate: 2000.0,
-            }
+        let f = Flags::parse(FLAGS, None)?;
+        let p = Params {
+            rows: f.get("rows") as usize,
+            good: f.get("good") as usize,
+            secs: f.get("secs"),
+            rounds: f.get("rounds") as usize,
+            window: f.get("window") as usize,
+            latency_secs: f.get("latency-secs"),
+            rate: f.get("rate"),
+            moderate: f.get("moderate"),
         };
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            // `cargo bench` passes `--bench`; `cargo test --benches` nothing.
-            if arg == "--bench" {
-                continue;
-            }
-            let flag = arg.strip_prefix("--").unwrap_or("");
-            let (name, inline) = match flag.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_owned())),
-                None => (flag, None),
-            };
-            if !Params::NAMES.contains(&name) {
-                return Err(format!(
-                    "unknown argument '{arg}' (flags: --{})",
-                    Params::NAMES.join(", --")
-                ));
-            }
-            let value = inline
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("--{name} needs a value"))?;
-            let x: f64 = value
-                .parse()
-                .ok()
-                .filter(|x: &f64| x.is_finite() && *x >= 0.0)
-                .ok_or_else(|| format!("--{name} {value}: not a non-negative number"))?;
-            match name {
-                "rows" => p.rows = x as usize,
-                "good" => p.good = x as usize,
-                "secs" => p.secs = x,
-                "rounds" => p.rounds = x as usize,
-                "window" => p.window = x as usize,
-                "latency-secs" => p.latency_secs = x,
-                "moderate" => p.moderate = x,
-                _ => p.rate = x,
-            }
-        }
         if p.good == 0 || p.good > p.rows || p.rounds == 0 || p.window == 0 || p.secs <= 0.0 {
             return Err(
                 "need 0 < --good <= --rows, --rounds >= 1, --window >= 1, --secs > 0".into(),
@@ -191,31 +153,11 @@ impl Params {
 }
 
 fn main() -> ExitCode {
-    let params = match Params::parse() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("dns bench: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&params) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("dns bench failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    run::run("dns", Params::parse(), |p| bench(p).map(|()| true))
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").map_or_else(
-        |_| "?".to_owned(),
-        |s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
-    )
-}
-
-fn run(p: &Params) -> anyhow::Result<()> {
-    println!("load average at start: {}", loadavg());
+fn bench(p: &Params) -> anyhow::Result<()> {
+    println!("load average at start: {}", load_average());
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("peers.db");
     let started = Instant::now();
@@ -406,7 +348,7 @@ fn run(p: &Params) -> anyhow::Result<()> {
         "respond_into alone (in-process, no sockets): {:.0} ns per answer",
         per_answer * 1e9
     );
-    println!("load average at end: {}", loadavg());
+    println!("load average at end: {}", load_average());
     Ok(())
 }
 
@@ -628,23 +570,14 @@ struct Throughput {
     cpu_per_query: f64,
 }
 
-/// Returns the `/proc` directory of this process's thread named `name`.
-fn task_dir(name: &str) -> Option<PathBuf> {
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let dir = task.ok()?.path();
-        let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
-        if comm.trim_end() == name {
-            return Some(dir);
-        }
-    }
-    None
+/// Returns this process's thread named `name`.
+fn thread_named(name: &str) -> Option<Thread> {
+    threads::threads().into_iter().find(|t| t.name == name)
 }
 
-/// Returns the CPU time so far of this process's thread named `name`
-/// (`/proc/self/task/*/schedstat`, nanoseconds).
+/// Returns the CPU time so far of this process's thread named `name`, in nanoseconds.
 fn thread_cpu(name: &str) -> Option<u64> {
-    let stat = std::fs::read_to_string(task_dir(name)?.join("schedstat")).ok()?;
-    stat.split_whitespace().next()?.parse().ok()
+    thread_named(name).map(|t| t.cpu_ns)
 }
 
 /// Pins the thread `tid` (0: the calling thread) to `cpu`; returns its former CPU set.
@@ -660,7 +593,7 @@ fn pin(tid: i32, cpu: usize) -> Option<CpuSet> {
 /// Pins this process's thread named `name` to [`SERVER_CPU`] (on a machine with at
 /// least two cores); returns its thread ID and former CPU set if it did.
 fn pin_server(name: &str) -> Option<(i32, CpuSet)> {
-    let tid = task_dir(name)?.file_name()?.to_str()?.parse::<i32>().ok()?;
+    let tid = thread_named(name)?.tid;
     if tid <= 0 || !two_cores() {
         return None;
     }
