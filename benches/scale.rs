@@ -1,13 +1,13 @@
 //! The scale bench: the real `dnsseeder run` on a database of 1M generated peers, 50k of
 //! them good (issue 6, item 2).
 //!
-//! 1. `dnsseeder generate --loopback` builds the database (every address in 127.0.0.0/8,
-//!    checked before anything runs), then, on that database and before the seeder starts:
-//!    the scheduler's due-address selection (`Store::due(now, 1000)`) and the DNS
-//!    answer-set rebuild (`StoreSource::good_peers` for masks 0x1, 0x9 and 0x409, both
-//!    families, as the cache refresher calls it), each the median of `--reps` calls after
-//!    one cold call, with `EXPLAIN QUERY PLAN` of their queries (checked to use the
-//!    partial indexes).
+//! 1. The library's generator (`dnsseeder::generate`, loopback mode, seed 1) builds the
+//!    database (every address in 127.0.0.0/8, checked before anything runs), then, on that
+//!    database and before the seeder starts: the scheduler's due-address selection
+//!    (`Store::due(now, 1000)`) and the DNS answer-set rebuild (`StoreSource::good_peers`
+//!    for masks 0x1, 0x9 and 0x409, both families, as the cache refresher calls it), each
+//!    the median of `--reps` calls after one cold call, with `EXPLAIN QUERY PLAN` of their
+//!    queries (checked to use the partial indexes).
 //! 2. A simulated network in this process (`dnsseeder::sim`, mainnet magic, port 8333 on
 //!    127.1.0.0/16): `--sim-nodes` nodes, `--flood-percent` of them `AddrFlood` (each
 //!    answer to `getaddr` followed by `--flood-messages` messages of 1000 new addresses in
@@ -39,23 +39,41 @@
 //! `cargo test --benches` runs it) everything is small and short: a smoke test. Only
 //! loopback addresses are ever dialed.
 
+#[path = "common/child.rs"]
+mod child;
+#[path = "common/explain.rs"]
+mod explain;
+#[path = "common/flags.rs"]
+mod flags;
+#[path = "common/load.rs"]
+mod load;
+#[path = "common/memory.rs"]
+mod memory;
+#[path = "common/run.rs"]
+mod run;
+
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bitcoin::p2p::{Magic, ServiceFlags};
+use child::Running;
 use dnsseeder::addr::{Family, PeerAddr};
 use dnsseeder::dns::PeerSource;
+use dnsseeder::generate::{self, LOOPBACK_MAX_ROWS};
 use dnsseeder::seeder::StoreSource;
 use dnsseeder::sim::{Behaviour, SimConfig, SimNetwork};
-use dnsseeder::store::{DUE_SQL, GOOD_SQL, NewPeer, Source, Store};
+use dnsseeder::store::{NewPeer, Source, Store};
+use explain::explain_queries;
+use flags::{Flag, Flags};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
+use memory::status_field;
 
 const ZONE: &str = "seed.example.com";
 /// `run`'s P2P port on mainnet, the network this bench runs.
@@ -66,12 +84,24 @@ const RSS_LIMIT_MB: f64 = 100.0;
 const START_LIMIT: Duration = Duration::from_secs(1);
 const QUERY_LIMIT: Duration = Duration::from_millis(20);
 
+/// The bench's flags: full size under `cargo bench`, a smoke test without `--bench`.
+const FLAGS: &[Flag] = &[
+    Flag::new("rows", 1_000_000.0, 5_000.0),
+    Flag::new("good", 50_000.0, 250.0),
+    Flag::new("secs", 60.0, 1.0),
+    Flag::new("threads", 96.0, 8.0),
+    Flag::new("reps", 21.0, 3.0),
+    Flag::new("sim-nodes", 400.0, 20.0),
+    Flag::new("flood-percent", 50.0, 50.0),
+    Flag::new("flood-messages", 5.0, 5.0),
+];
+
 /// The bench's knobs.
 #[derive(Debug, Clone)]
 struct Params {
     rows: usize,
     good: usize,
-    secs: u64,
+    secs: f64,
     threads: usize,
     reps: usize,
     /// Simulated nodes answering the seeder during the RSS sampling (0: none).
@@ -83,54 +113,18 @@ struct Params {
 }
 
 impl Params {
-    fn from_args() -> Result<Params, String> {
-        // `cargo bench` passes `--bench`; `cargo test --benches` nothing.
-        let full = std::env::args().any(|a| a == "--bench");
-        let mut p = if full {
-            Params {
-                rows: 1_000_000,
-                good: 50_000,
-                secs: 60,
-                threads: 96,
-                reps: 21,
-                sim_nodes: 400,
-                flood_share: 0.5,
-                flood_messages: 5,
-            }
-        } else {
-            Params {
-                rows: 5_000,
-                good: 250,
-                secs: 1,
-                threads: 8,
-                reps: 3,
-                sim_nodes: 20,
-                flood_share: 0.5,
-                flood_messages: 5,
-            }
+    fn parse() -> Result<Params, String> {
+        let f = Flags::parse(FLAGS, None)?;
+        let p = Params {
+            rows: f.get("rows") as usize,
+            good: f.get("good") as usize,
+            secs: f.get("secs"),
+            threads: f.get("threads") as usize,
+            reps: (f.get("reps") as usize).max(1),
+            sim_nodes: f.get("sim-nodes") as usize,
+            flood_share: f.get("flood-percent").min(100.0) / 100.0,
+            flood_messages: f.get("flood-messages") as usize,
         };
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            let mut value = |name: &str| -> Result<u64, String> {
-                let v = args.next().ok_or_else(|| format!("{name} needs a value"))?;
-                v.parse()
-                    .map_err(|_| format!("{name}: '{v}' is not a number"))
-            };
-            match arg.as_str() {
-                "--rows" => p.rows = value("--rows")? as usize,
-                "--good" => p.good = value("--good")? as usize,
-                "--secs" => p.secs = value("--secs")?,
-                "--threads" => p.threads = value("--threads")? as usize,
-                "--reps" => p.reps = value("--reps")?.max(1) as usize,
-                "--sim-nodes" => p.sim_nodes = value("--sim-nodes")? as usize,
-                "--flood-messages" => p.flood_messages = value("--flood-messages")? as usize,
-                "--flood-percent" => {
-                    p.flood_share = value("--flood-percent")?.min(100) as f64 / 100.0;
-                }
-                // `--bench` and whatever else the harness passes (filters).
-                _ => {}
-            }
-        }
         if p.good > p.rows || p.good == 0 {
             return Err(format!(
                 "--good {} must be in 1..=--rows {}",
@@ -142,20 +136,7 @@ impl Params {
 }
 
 fn main() -> ExitCode {
-    let params = match Params::from_args() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("scale bench: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match bench(&params) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("scale bench failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    run::run("scale", Params::parse(), |p| bench(p).map(|()| true))
 }
 
 /// One row of the closing table.
@@ -181,25 +162,13 @@ fn bench(p: &Params) -> anyhow::Result<()> {
         p.threads,
         bin.display()
     );
-    println!("load average at the start: {}", load_average());
+    println!("load average at the start: {}", load::load_average());
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("scale.db");
     let start = Instant::now();
-    let out = Command::new(bin)
-        .args(["generate", "--db", path_arg(&db)?, "--loopback", "--rows"])
-        .arg(p.rows.to_string())
-        .arg("--good")
-        .arg(p.good.to_string())
-        .env_remove("DNSSEEDER_DB")
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "dnsseeder generate failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let generated = fill_database(&db, p)?;
     println!(
-        "generate: {} ({:.1} s, database {:.0} MB)",
-        String::from_utf8_lossy(&out.stdout).trim(),
+        "generate: {generated} ({:.1} s, database {:.0} MB)",
         start.elapsed().as_secs_f64(),
         std::fs::metadata(&db)?.len() as f64 / 1e6
     );
@@ -220,7 +189,7 @@ fn bench(p: &Params) -> anyhow::Result<()> {
         );
         sim.shutdown();
     }
-    println!("\nload average at the end: {}", load_average());
+    println!("\nload average at the end: {}", load::load_average());
     println!("\n{:<44} {:>14} {:>10}  met", "figure", "value", "limit");
     for f in &figures {
         println!(
@@ -234,12 +203,41 @@ fn bench(p: &Params) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The first three fields of `/proc/loadavg`.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg").map_or_else(
-        |e| format!("unknown ({e})"),
-        |s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
-    )
+/// Fills the new database `db` with `--rows` generated peers, `--good` of them good, every
+/// address in 127.0.0.0/8, as the hidden `dnsseeder generate --loopback` did (seed 1,
+/// timestamps relative to now); returns the line it printed. The store is closed before
+/// the seeder opens the file.
+fn fill_database(db: &Path, p: &Params) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        p.rows <= LOOPBACK_MAX_ROWS,
+        "--rows {}: 127.0.0.0/8 holds at most {LOOPBACK_MAX_ROWS} generated addresses; \
+         ask for fewer rows",
+        p.rows
+    );
+    let store = Store::open(db)?;
+    let existing = store.count()?;
+    anyhow::ensure!(
+        existing == 0,
+        "database {} already holds {existing} peers; the bench fills only a new one",
+        db.display()
+    );
+    let start = Instant::now();
+    let options = generate::Options {
+        rows: p.rows,
+        good: p.good,
+        seed: 1,
+        loopback: true,
+        now: dnsseeder::unix_now(),
+    };
+    generate::generate(store.connection(), &options)?;
+    let elapsed = start.elapsed().as_secs_f64();
+    drop(store);
+    Ok(format!(
+        "generated {} peers ({} good, loopback) into {} in {elapsed:.1} s",
+        p.rows,
+        p.good,
+        db.display()
+    ))
 }
 
 fn path_arg(path: &Path) -> anyhow::Result<&str> {
@@ -403,15 +401,7 @@ fn queries(db: &Path, reps: usize) -> anyhow::Result<Vec<Figure>> {
     let store = Store::open_existing(db)?;
     let now = dnsseeder::unix_now();
     println!();
-    explain(
-        &store,
-        GOOD_SQL,
-        &[&(Family::Ipv4 as i64), &1],
-        "peers_good",
-    )?;
-    for (sql, index) in DUE_SQL {
-        explain(&store, sql, &[&now, &1000], index)?;
-    }
+    explain_queries(store.connection(), 1, now)?;
     println!();
     let mut figures = Vec::new();
     let (cold, median, n) = time(reps, || Ok(store.due(now, 1000)?.len()))?;
@@ -459,42 +449,6 @@ fn time(
     Ok((cold, times[times.len() / 2], n))
 }
 
-/// Prints `EXPLAIN QUERY PLAN` of `sql` and checks that it uses `index`.
-fn explain(
-    store: &Store,
-    sql: &str,
-    params: &[&dyn rusqlite::ToSql],
-    index: &str,
-) -> anyhow::Result<()> {
-    let mut stmt = store
-        .connection()
-        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
-    let plan = stmt
-        .query_map(params, |r| r.get::<_, String>(3))?
-        .collect::<rusqlite::Result<Vec<String>>>()?;
-    println!("EXPLAIN QUERY PLAN {sql}");
-    for detail in &plan {
-        println!("  {detail}");
-    }
-    anyhow::ensure!(
-        plan.iter().any(|d| d.contains(index)),
-        "the plan of {sql} does not use {index}"
-    );
-    Ok(())
-}
-
-/// Kills the seeder if the bench fails half-way.
-struct Running(Option<Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// What the log reader saw, with the time it saw it.
 enum Seen {
     Listening(SocketAddr, Instant),
@@ -535,19 +489,16 @@ fn run_seeder(
     ];
     println!("\ndnsseeder {}", args.join(" "));
     let spawned = Instant::now();
-    let mut child = Command::new(bin)
-        .args(args)
-        .env_remove("DNSSEEDER_DB")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
-    let pid = child.id();
-    let mut running = Running(Some(child));
+    let mut running = Running::spawn(
+        Command::new(bin)
+            .args(args)
+            .env_remove("DNSSEEDER_DB")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    )?;
+    let stderr = running.take_stderr()?;
+    let pid = running.id();
     let (tx, rx) = mpsc::channel();
     let reader = thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
@@ -578,13 +529,9 @@ fn run_seeder(
         to_answer.as_secs_f64() * 1e3,
         (answered - listening).as_secs_f64() * 1e3
     );
-    let (peak_rss, hwm) = sample_rss(pid, Duration::from_secs(p.secs), &rx, &mut log)?;
+    let (peak_rss, hwm) = sample_rss(pid, Duration::from_secs_f64(p.secs), &rx, &mut log)?;
     let during = Store::open_existing(db)?.count()?;
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()?;
-    anyhow::ensure!(status.success(), "kill -TERM {pid} failed");
-    let exited = wait_exit(&mut running, Duration::from_secs(60))?;
+    let exited = running.terminate(Duration::from_secs(60))?;
     let _ = reader.join();
     log.extend(rx.try_iter().filter_map(|s| match s {
         Seen::Line(l) => Some(l),
@@ -779,10 +726,10 @@ fn sample_rss(
     let mut peak_at = (Duration::ZERO, 0);
     let mut next_print = start;
     while start.elapsed() < span {
-        let rss = proc_status(pid, "VmRSS")?;
+        let rss = status_field(pid, "VmRSS")?;
         if rss > peak {
             peak = rss;
-            peak_at = (start.elapsed(), proc_status(pid, "RssAnon")?);
+            peak_at = (start.elapsed(), status_field(pid, "RssAnon")?);
         }
         if Instant::now() >= next_print {
             next_print += Duration::from_secs(5);
@@ -798,7 +745,7 @@ fn sample_rss(
         }));
         thread::sleep(Duration::from_millis(100));
     }
-    let hwm = proc_status(pid, "VmHWM")?;
+    let hwm = status_field(pid, "VmHWM")?;
     let mib = |kb: u64| kb as f64 / 1024.0;
     println!(
         "  peak: VmRSS {:.1} MiB at t+{:.1} s (anonymous {:.1})",
@@ -808,39 +755,11 @@ fn sample_rss(
     );
     println!(
         "  end: VmRSS {:.1} MiB (anonymous {:.1}, files {:.1}), VmHWM {:.1} MiB, {} threads",
-        mib(proc_status(pid, "VmRSS")?),
-        mib(proc_status(pid, "RssAnon")?),
-        mib(proc_status(pid, "RssFile")? + proc_status(pid, "RssShmem")?),
+        mib(status_field(pid, "VmRSS")?),
+        mib(status_field(pid, "RssAnon")?),
+        mib(status_field(pid, "RssFile")? + status_field(pid, "RssShmem")?),
         mib(hwm),
-        proc_status(pid, "Threads")?
+        status_field(pid, "Threads")?
     );
     Ok((peak, hwm))
-}
-
-/// A numeric field of `/proc/PID/status` (`kB` for sizes).
-fn proc_status(pid: u32, field: &str) -> anyhow::Result<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no {field} in /proc/{pid}/status (did it exit?)"))
-}
-
-fn wait_exit(running: &mut Running, timeout: Duration) -> anyhow::Result<String> {
-    let start = Instant::now();
-    let child = running
-        .0
-        .as_mut()
-        .ok_or_else(|| anyhow::anyhow!("not running"))?;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            running.0 = None;
-            return Ok(format!(
-                "{status} after SIGTERM in {:.1} s",
-                start.elapsed().as_secs_f64()
-            ));
-        }
-        anyhow::ensure!(start.elapsed() < timeout, "no exit within {timeout:?}");
-        thread::sleep(Duration::from_millis(20));
-    }
 }
