@@ -43,7 +43,6 @@ use dnsseeder::crawler::{CrawlConfig, CrawlCounters, Crawler};
 use dnsseeder::p2p::ProbeOptions;
 use dnsseeder::sim::{SimConfig, SimNetwork};
 use dnsseeder::store::Policy;
-use flags::{Flag, Flags};
 use rusqlite::{Connection, OpenFlags, params};
 
 /// Regtest's default P2P port.
@@ -53,50 +52,22 @@ const POLL: Duration = Duration::from_millis(50);
 /// Open file descriptors are counted every this many polls (each count lists `/proc/self/fd`).
 const FD_SAMPLE_EVERY: u64 = 40;
 
-/// The bench's flags; it runs the same with or without `--bench`.
-const FLAGS: &[Flag] = &[
-    flag("nodes", 5000.0),
-    flag("threads", 256.0),
-    flag("silent", 0.10),
-    flag("dead", 0.0),
-    flag("probe-timeout", 2.0),
-    flag("connect-timeout", 1.0),
-    flag("linger", 1.0),
-    flag("max-secs", 600.0),
-];
-
-/// A flag with one default, under `cargo bench` and in a smoke run alike.
-const fn flag(name: &'static str, default: f64) -> Flag {
-    Flag::new(name, default, default)
-}
-
-/// The bench's knobs.
-#[derive(Debug, Clone)]
-struct Params {
-    nodes: usize,
-    threads: usize,
-    silent: f64,
-    dead: f64,
-    probe_timeout: f64,
-    connect_timeout: f64,
-    linger: f64,
-    max_secs: f64,
+flags::params! {
+    nodes: usize = 5000;
+    threads: usize = 256;
+    silent: f64 = 0.10;
+    dead: f64 = 0.0;
+    probe_timeout: f64 = 2.0;
+    connect_timeout: f64 = 1.0;
+    linger: f64 = 1.0;
+    max_secs: f64 = 600.0;
 }
 
 impl Params {
-    /// Defaults, then `CRAWL_*` environment variables, then flags.
+    /// Defaults (the same with or without `--bench`), then `CRAWL_*` environment
+    /// variables, then flags.
     fn parse() -> Result<Params, String> {
-        let f = Flags::parse(FLAGS, Some("CRAWL"))?;
-        let p = Params {
-            nodes: f.get("nodes") as usize,
-            threads: f.get("threads") as usize,
-            silent: f.get("silent"),
-            dead: f.get("dead"),
-            probe_timeout: f.get("probe-timeout"),
-            connect_timeout: f.get("connect-timeout"),
-            linger: f.get("linger"),
-            max_secs: f.get("max-secs"),
-        };
+        let p = Params::from_flags(Some("CRAWL"))?;
         if p.nodes < 2 || p.threads == 0 || p.silent + p.dead >= 1.0 || p.probe_timeout <= 0.0 {
             return Err("need --nodes >= 2, --threads >= 1, --silent + --dead < 1, \
                         --probe-timeout > 0"

@@ -74,7 +74,6 @@ use dnsseeder::dns::{
 };
 use dnsseeder::seeder::StoreSource;
 use dnsseeder::store::Store;
-use flags::{Flag, Flags};
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use load::load_average;
@@ -105,44 +104,22 @@ const SPIN_BELOW: Duration = Duration::from_micros(120);
 /// How long the latency run waits for the last responses.
 const STRAGGLERS: Duration = Duration::from_millis(300);
 
-/// The bench's flags: full size under `cargo bench`, a smoke test without `--bench`.
-const FLAGS: &[Flag] = &[
-    Flag::new("rows", 1_000_000.0, 20_000.0),
-    Flag::new("good", 50_000.0, 1_000.0),
-    Flag::new("secs", 1.5, 0.2),
-    Flag::new("rounds", 10.0, 1.0),
-    Flag::new("window", 32.0, 8.0),
-    Flag::new("latency-secs", 10.0, 0.3),
-    Flag::new("rate", 0.0, 0.0),
-    Flag::new("moderate", 5000.0, 2000.0),
-];
-
-/// The bench's knobs.
-#[derive(Debug, Clone)]
-struct Params {
-    rows: usize,
-    good: usize,
-    secs: f64,
-    rounds: usize,
-    window: usize,
-    latency_secs: f64,
-    rate: f64,
-    moderate: f64,
+flags::params! {
+    rows: usize = 1_000_000, smoke 20_000;
+    good: usize = 50_000, smoke 1_000;
+    secs: f64 = 1.5, smoke 0.2;
+    rounds: usize = 10, smoke 1;
+    window: usize = 32, smoke 8;
+    latency_secs: f64 = 10.0, smoke 0.3;
+    /// Offered load of the latency run; 0: half the measured maximum.
+    rate: f64 = 0.0;
+    moderate: f64 = 5000.0, smoke 2000.0;
 }
 
 impl Params {
+    /// Full size under `cargo bench`, a smoke test without `--bench`; then the flags.
     fn parse() -> Result<Params, String> {
-        let f = Flags::parse(FLAGS, None)?;
-        let p = Params {
-            rows: f.get("rows") as usize,
-            good: f.get("good") as usize,
-            secs: f.get("secs"),
-            rounds: f.get("rounds") as usize,
-            window: f.get("window") as usize,
-            latency_secs: f.get("latency-secs"),
-            rate: f.get("rate"),
-            moderate: f.get("moderate"),
-        };
+        let p = Params::from_flags(None)?;
         if p.good == 0 || p.good > p.rows || p.rounds == 0 || p.window == 0 || p.secs <= 0.0 {
             return Err(
                 "need 0 < --good <= --rows, --rounds >= 1, --window >= 1, --secs > 0".into(),

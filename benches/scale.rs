@@ -70,7 +70,6 @@ use dnsseeder::seeder::StoreSource;
 use dnsseeder::sim::{Behaviour, SimConfig, SimNetwork};
 use dnsseeder::store::{NewPeer, Source, Store};
 use explain::explain_queries;
-use flags::{Flag, Flags};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use memory::status_field;
@@ -84,47 +83,26 @@ const RSS_LIMIT_MB: f64 = 100.0;
 const START_LIMIT: Duration = Duration::from_secs(1);
 const QUERY_LIMIT: Duration = Duration::from_millis(20);
 
-/// The bench's flags: full size under `cargo bench`, a smoke test without `--bench`.
-const FLAGS: &[Flag] = &[
-    Flag::new("rows", 1_000_000.0, 5_000.0),
-    Flag::new("good", 50_000.0, 250.0),
-    Flag::new("secs", 60.0, 1.0),
-    Flag::new("threads", 96.0, 8.0),
-    Flag::new("reps", 21.0, 3.0),
-    Flag::new("sim-nodes", 400.0, 20.0),
-    Flag::new("flood-percent", 50.0, 50.0),
-    Flag::new("flood-messages", 5.0, 5.0),
-];
-
-/// The bench's knobs.
-#[derive(Debug, Clone)]
-struct Params {
-    rows: usize,
-    good: usize,
-    secs: f64,
-    threads: usize,
-    reps: usize,
+flags::params! {
+    rows: usize = 1_000_000, smoke 5_000;
+    good: usize = 50_000, smoke 250;
+    secs: f64 = 60, smoke 1;
+    threads: usize = 96, smoke 8;
+    reps: usize = 21, smoke 3;
     /// Simulated nodes answering the seeder during the RSS sampling (0: none).
-    sim_nodes: usize,
-    /// Share of them that are `AddrFlood`.
-    flood_share: f64,
+    sim_nodes: usize = 400, smoke 20;
+    /// Share of them that are `AddrFlood`, in percent (at most 100).
+    flood_percent: f64 = 50;
     /// 1000-address messages each `AddrFlood` node sends after its answer.
-    flood_messages: usize,
+    flood_messages: usize = 5;
 }
 
 impl Params {
+    /// Full size under `cargo bench`, a smoke test without `--bench`; then the flags.
     fn parse() -> Result<Params, String> {
-        let f = Flags::parse(FLAGS, None)?;
-        let p = Params {
-            rows: f.get("rows") as usize,
-            good: f.get("good") as usize,
-            secs: f.get("secs"),
-            threads: f.get("threads") as usize,
-            reps: (f.get("reps") as usize).max(1),
-            sim_nodes: f.get("sim-nodes") as usize,
-            flood_share: f.get("flood-percent").min(100.0) / 100.0,
-            flood_messages: f.get("flood-messages") as usize,
-        };
+        let mut p = Params::from_flags(None)?;
+        p.reps = p.reps.max(1);
+        p.flood_percent = p.flood_percent.min(100.0);
         if p.good > p.rows || p.good == 0 {
             return Err(format!(
                 "--good {} must be in 1..=--rows {}",
@@ -297,7 +275,7 @@ fn start_sim(
         return Ok(None);
     }
     let n = p.sim_nodes;
-    let floods = ((n as f64 * p.flood_share).round() as usize).min(n - 1);
+    let floods = ((n as f64 * (p.flood_percent / 100.0)).round() as usize).min(n - 1);
     // Spread evenly; node 0 is always `Good` (the library seeds from a good node).
     let behaviours: Vec<Behaviour> = (0..n)
         .map(|i| {

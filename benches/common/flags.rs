@@ -1,15 +1,53 @@
 //! The command-line flags of the bench binaries (`harness = false`), parsed one way for all
-//! of them: each bench declares a table of [`Flag`]s (name and defaults), and every flag
-//! takes its default, then an environment variable if the bench has a prefix for them
-//! (`CRAWL_NODES` for `--nodes`), then `--name value` or `--name=value`. Every value is a
-//! non-negative number. `cargo bench` passes `--bench`; without it (as `cargo test
-//! --benches` runs a bench) the smoke defaults apply.
+//! of them: each bench declares its knobs once with [`params!`] (name, type, defaults), and
+//! every flag takes its default, then an environment variable if the bench has a prefix
+//! for them (`CRAWL_NODES` for `--nodes`), then `--name value` or `--name=value`. Every
+//! value is a non-negative number. `cargo bench` passes `--bench`; without it (as `cargo
+//! test --benches` runs a bench) the smoke defaults apply.
 
 use std::collections::HashMap;
 
-/// One flag of a bench: its name without the dashes and its defaults.
+/// Declares a bench's knobs: the struct `Params`, one field a flag, and
+/// `Params::from_flags(env_prefix)`, which parses them (see [`Flags::parse`]). The field
+/// `probe_timeout` is the flag `--probe-timeout` and the variable `PREFIX_PROBE_TIMEOUT`;
+/// `= 2` is its default, `= 1_000_000, smoke 20_000` a default and the smaller one of a
+/// smoke run. The module must be included as `flags`.
+macro_rules! params {
+    ($( $(#[$doc:meta])* $field:ident: $ty:ty = $full:literal $(, smoke $smoke:literal)?; )*) => {
+        /// The bench's knobs, one a flag.
+        #[derive(Debug, Clone)]
+        struct Params {
+            $( $(#[$doc])* $field: $ty, )*
+        }
+
+        impl Params {
+            /// The flags, with their defaults.
+            const FLAGS: &'static [crate::flags::Flag] = &[$(
+                crate::flags::Flag::new(
+                    stringify!($field),
+                    $full as f64,
+                    crate::flags::params!(@smoke $full $($smoke)?),
+                ),
+            )*];
+
+            /// Parses the flags, each after its environment variable `env_prefix_NAME`.
+            fn from_flags(env_prefix: Option<&str>) -> Result<Params, String> {
+                let f = crate::flags::Flags::parse(Params::FLAGS, env_prefix)?;
+                Ok(Params {
+                    $( $field: f.get(stringify!($field)) as $ty, )*
+                })
+            }
+        }
+    };
+    (@smoke $full:literal) => { $full as f64 };
+    (@smoke $full:literal $smoke:literal) => { $smoke as f64 };
+}
+pub(crate) use params;
+
+/// One flag of a bench: its name and its defaults.
 #[derive(Debug, Clone, Copy)]
 pub struct Flag {
+    /// The name as a field (`probe_timeout` for `--probe-timeout`).
     pub name: &'static str,
     /// The default under `cargo bench` (with `--bench`).
     pub full: f64,
@@ -41,7 +79,7 @@ impl Flags {
     pub fn parse(table: &[Flag], env_prefix: Option<&str>) -> Result<Flags, String> {
         let env = |name: &str| {
             let prefix = env_prefix?;
-            let var = format!("{prefix}_{}", name.replace('-', "_").to_uppercase());
+            let var = format!("{prefix}_{}", name.to_uppercase());
             std::env::var(var).ok()
         };
         Flags::from_sources(table, env, std::env::args().skip(1))
@@ -61,7 +99,7 @@ impl Flags {
         let mut values = HashMap::new();
         for flag in table {
             let value = match raw.get(flag.name) {
-                Some(text) => number(flag.name, text)?,
+                Some(text) => number(&dashed(flag.name), text)?,
                 None if full => flag.full,
                 None => flag.smoke,
             };
@@ -78,7 +116,7 @@ impl Flags {
         *self
             .values
             .get(name)
-            .unwrap_or_else(|| panic!("--{name} is not in the bench's flag table"))
+            .unwrap_or_else(|| panic!("{name} is not one of the bench's flags"))
     }
 }
 
@@ -101,8 +139,8 @@ fn read_args(
             Some((n, v)) => (n, Some(v.to_owned())),
             None => (flag, None),
         };
-        let Some(known) = table.iter().find(|f| f.name == name) else {
-            let names: Vec<&str> = table.iter().map(|f| f.name).collect();
+        let Some(known) = table.iter().find(|f| dashed(f.name) == name) else {
+            let names: Vec<String> = table.iter().map(|f| dashed(f.name)).collect();
             return Err(format!(
                 "unknown argument '{arg}' (flags: --{})",
                 names.join(", --")
@@ -122,4 +160,9 @@ fn number(name: &str, text: &str) -> Result<f64, String> {
         .ok()
         .filter(|x| x.is_finite() && *x >= 0.0)
         .ok_or_else(|| format!("--{name} {text}: not a non-negative number"))
+}
+
+/// Returns the flag of the field `name`: `probe_timeout` is `--probe-timeout`.
+fn dashed(name: &str) -> String {
+    name.replace('_', "-")
 }
