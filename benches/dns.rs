@@ -701,7 +701,7 @@ impl Drop for PinnedClient {
 
 /// Keeps `window` queries outstanding for `duration` and counts the responses.
 fn closed_loop(
-    (target, thread): (SocketAddr, &str),
+    (target, thread): Target,
     query: &[u8],
     window: usize,
     duration: Duration,

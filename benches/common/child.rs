@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 /// A running child process, killed (and reaped) on drop unless [`Running::terminate`]
 /// saw it exit.
 #[derive(Debug)]
-pub struct Running(Option<Child>);
+pub struct Running {
+    /// The child until it was seen to exit.
+    child: Option<Child>,
+    pid: u32,
+}
 
 impl Running {
     /// Spawns `command`.
@@ -18,12 +22,16 @@ impl Running {
     /// # Errors
     /// When the program cannot be started.
     pub fn spawn(command: &mut Command) -> io::Result<Running> {
-        Ok(Running(Some(command.spawn()?)))
+        let child = command.spawn()?;
+        Ok(Running {
+            pid: child.id(),
+            child: Some(child),
+        })
     }
 
     /// Returns the child's process id.
     pub fn id(&self) -> u32 {
-        self.0.as_ref().map_or(0, Child::id)
+        self.pid
     }
 
     /// Takes the child's standard error (piped by the command), for a reader thread.
@@ -31,7 +39,7 @@ impl Running {
     /// # Errors
     /// When the command did not pipe it, or it was taken already.
     pub fn take_stderr(&mut self) -> anyhow::Result<ChildStderr> {
-        self.0
+        self.child
             .as_mut()
             .and_then(|c| c.stderr.take())
             .ok_or_else(|| anyhow::anyhow!("no stderr: spawn the child with Stdio::piped()"))
@@ -44,25 +52,28 @@ impl Running {
     /// When `kill` fails, or the child is still running after `timeout` (it is then
     /// killed on drop).
     pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<String> {
-        let pid = self.id();
+        let pid = self.pid;
+        let child = self
+            .child
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("process {pid} has already exited"))?;
         let status = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status()?;
         anyhow::ensure!(status.success(), "kill -TERM {pid} failed");
         let start = Instant::now();
-        let child = self
-            .0
-            .as_mut()
-            .ok_or_else(|| anyhow::anyhow!("not running"))?;
         loop {
             if let Some(status) = child.try_wait()? {
-                self.0 = None;
+                self.child = None;
                 return Ok(format!(
                     "{status} after SIGTERM in {:.1} s",
                     start.elapsed().as_secs_f64()
                 ));
             }
-            anyhow::ensure!(start.elapsed() < timeout, "no exit within {timeout:?}");
+            anyhow::ensure!(
+                start.elapsed() < timeout,
+                "process {pid} did not exit within {timeout:?} of SIGTERM (it is killed now)"
+            );
             thread::sleep(Duration::from_millis(20));
         }
     }
@@ -70,7 +81,7 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
+        if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
