@@ -22,7 +22,17 @@
 //! `--silent`, `--dead`, `--probe-timeout` (s), `--connect-timeout` (s), `--linger` (s),
 //! `--max-secs` (give up after this long).
 
-use std::collections::{HashMap, HashSet};
+#[path = "common/flags.rs"]
+mod flags;
+#[path = "common/process.rs"]
+mod process;
+#[path = "common/run.rs"]
+mod run;
+#[path = "common/threads.rs"]
+mod threads;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -30,11 +40,11 @@ use std::time::{Duration, Instant};
 
 use bitcoin::Network;
 use bitcoin::p2p::Magic;
-use dnsseeder::crawler::Policy;
-use dnsseeder::crawler::{CrawlConfig, CrawlCounters, Crawler};
+
+use dnsseeder::crawler::{CrawlConfig, CrawlCounters, Crawler, Policy};
 use dnsseeder::p2p::ProbeOptions;
 use dnsseeder::sim::{SimConfig, SimNetwork};
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, OpenFlags, Statement, params};
 
 /// Regtest's default P2P port.
 const PORT: u16 = 18444;
@@ -43,75 +53,22 @@ const POLL: Duration = Duration::from_millis(50);
 /// Open file descriptors are counted every this many polls (each count lists `/proc/self/fd`).
 const FD_SAMPLE_EVERY: u64 = 40;
 
-/// The bench's knobs.
-#[derive(Debug, Clone)]
-struct Params {
-    nodes: usize,
-    threads: usize,
-    silent: f64,
-    dead: f64,
-    probe_timeout: f64,
-    connect_timeout: f64,
-    linger: f64,
-    max_secs: f64,
+flags::params! {
+    nodes: usize = 5000;
+    threads: usize = 256;
+    silent: f64 = 0.10;
+    dead: f64 = 0.0;
+    probe_timeout: f64 = 2.0;
+    connect_timeout: f64 = 1.0;
+    linger: f64 = 1.0;
+    max_secs: f64 = 600.0;
 }
 
 impl Params {
-    /// Defaults, then `CRAWL_*` environment variables, then flags.
+    /// Defaults (the same with or without `--bench`), then `CRAWL_*` environment
+    /// variables, then flags.
     fn parse() -> Result<Params, String> {
-        let mut values: HashMap<String, String> = HashMap::new();
-        for name in Params::NAMES {
-            let var = format!("CRAWL_{}", name.replace('-', "_").to_uppercase());
-            if let Ok(v) = std::env::var(&var) {
-                values.insert((*name).to_owned(), v);
-            }
-        }
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            // `cargo bench` passes `--bench` to every bench binary.
-            if arg == "--bench" {
-                continue;
-            }
-            let flag = arg.strip_prefix("--").unwrap_or("");
-            let (name, inline) = match flag.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_owned())),
-                None => (flag, None),
-            };
-            if !Params::NAMES.contains(&name) {
-                return Err(format!(
-                    "unknown argument '{arg}' (flags: --{})",
-                    Params::NAMES.join(", --")
-                ));
-            }
-            let value = match inline.or_else(|| args.next()) {
-                Some(v) => v,
-                None => return Err(format!("--{name} needs a value")),
-            };
-            values.insert(name.to_owned(), value);
-        }
-        let get = |name: &str, default: f64| -> Result<f64, String> {
-            values.get(name).map_or(Ok(default), |v| {
-                v.parse::<f64>()
-                    .map_err(|e| format!("--{name} {v}: {e}"))
-                    .and_then(|x| {
-                        if x.is_finite() && x >= 0.0 {
-                            Ok(x)
-                        } else {
-                            Err(format!("--{name} {v}: must be a non-negative number"))
-                        }
-                    })
-            })
-        };
-        let p = Params {
-            nodes: get("nodes", 5000.0)? as usize,
-            threads: get("threads", 256.0)? as usize,
-            silent: get("silent", 0.10)?,
-            dead: get("dead", 0.0)?,
-            probe_timeout: get("probe-timeout", 2.0)?,
-            connect_timeout: get("connect-timeout", 1.0)?,
-            linger: get("linger", 1.0)?,
-            max_secs: get("max-secs", 600.0)?,
-        };
+        let p = Params::from_flags(Some("CRAWL"))?;
         if p.nodes < 2 || p.threads == 0 || p.silent + p.dead >= 1.0 || p.probe_timeout <= 0.0 {
             return Err("need --nodes >= 2, --threads >= 1, --silent + --dead < 1, \
                         --probe-timeout > 0"
@@ -119,17 +76,6 @@ impl Params {
         }
         Ok(p)
     }
-
-    const NAMES: &'static [&'static str] = &[
-        "nodes",
-        "threads",
-        "silent",
-        "dead",
-        "probe-timeout",
-        "connect-timeout",
-        "linger",
-        "max-secs",
-    ];
 }
 
 /// One look at the database and the counters.
@@ -138,6 +84,9 @@ struct Sample {
     at: Duration,
     known: u64,
     probed: u64,
+    /// Probes in flight, and results committed, by the crawler's counters.
+    in_flight: usize,
+    committed: u64,
 }
 
 /// What the polling loop saw.
@@ -165,21 +114,9 @@ struct Timeline {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let params = match Params::parse() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("crawl bench: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match bench(&params) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("crawl bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    run::run("crawl", Params::parse(), |p| {
+        bench(p).map_err(anyhow::Error::msg)
+    })
 }
 
 /// Runs the bench; returns whether the pass completed.
@@ -192,24 +129,7 @@ fn bench(p: &Params) -> Result<bool, String> {
     let nodes: Vec<String> = sim.nodes().iter().map(|n| n.addr.to_string()).collect();
     let dir = tempfile::tempdir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
     let db = dir.path().join("crawl.db");
-    let mut probe = ProbeOptions::new(magic);
-    probe.connect_timeout = Duration::from_secs_f64(p.connect_timeout);
-    probe.deadline = Duration::from_secs_f64(p.probe_timeout);
-    probe.addr_linger = Duration::from_secs_f64(p.linger);
-    let config = CrawlConfig {
-        db: db.clone(),
-        threads: p.threads,
-        probe,
-        policy: Policy {
-            scale: 1.0,
-            default_port: PORT,
-            min_height: 0,
-            allow_private: true,
-            max_addresses: 1_000_000,
-        },
-        seeds: vec![sim.seed()],
-        dns_seeds: Vec::new(),
-    };
+    let config = crawl_config(p, magic, &db, sim.seed());
     let cpu_before = Cpu::now();
     let started = Instant::now();
     let crawler = Crawler::start(config).map_err(|e| format!("cannot start the crawler: {e:#}"))?;
@@ -223,6 +143,29 @@ fn bench(p: &Params) -> Result<bool, String> {
     sim.shutdown();
     report(p, &timeline, &snapshot, nodes.len(), listeners);
     Ok(timeline.all_probed.is_some())
+}
+
+/// The crawler's settings: `--threads` workers with the bench's timeouts, on regtest,
+/// private addresses allowed, starting from `seed` alone.
+fn crawl_config(p: &Params, magic: Magic, db: &Path, seed: SocketAddr) -> CrawlConfig {
+    let mut probe = ProbeOptions::new(magic);
+    probe.connect_timeout = Duration::from_secs_f64(p.connect_timeout);
+    probe.deadline = Duration::from_secs_f64(p.probe_timeout);
+    probe.addr_linger = Duration::from_secs_f64(p.linger);
+    CrawlConfig {
+        db: db.to_owned(),
+        threads: p.threads,
+        probe,
+        policy: Policy {
+            scale: 1.0,
+            default_port: PORT,
+            min_height: 0,
+            allow_private: true,
+            max_addresses: 1_000_000,
+        },
+        seeds: vec![seed],
+        dns_seeds: Vec::new(),
+    }
 }
 
 /// Opens a read connection with the simulated nodes' addresses in a temporary table.
@@ -267,101 +210,168 @@ fn poll(
     nodes: &[String],
     started: Instant,
 ) -> Result<Timeline, String> {
-    let sql = |e: rusqlite::Error| format!("polling the database: {e}");
     let n = nodes.len() as u64;
-    let sim: HashSet<&str> = nodes.iter().map(String::as_str).collect();
-    let mut new_rows = conn
-        .prepare("SELECT id, address FROM peers WHERE id > ?1 ORDER BY id")
-        .map_err(sql)?;
-    let mut probed_count = conn
-        .prepare("SELECT coalesce(sum(tries > 0), 0) FROM peers JOIN temp.sim USING (address)")
-        .map_err(sql)?;
-    let mut tries_of = conn
-        .prepare("SELECT tries FROM peers WHERE id = ?1")
-        .map_err(sql)?;
+    let mut watch = Watch::new(conn, nodes)?;
     let mut t = Timeline::default();
-    let mut last_id = 0i64;
-    let mut known = 0u64;
-    let mut last_sim_id = None;
     let limit = Duration::from_secs_f64(p.max_secs);
     let mut round = 0u64;
     loop {
         round += 1;
         std::thread::sleep(POLL);
         if round % FD_SAMPLE_EVERY == 1 {
-            t.peak_fds = t.peak_fds.max(open_fds());
+            t.peak_fds = t.peak_fds.max(process::open_fds());
         }
-        let in_flight = counters.in_flight.load(Ordering::Relaxed);
-        let committed = counters.committed.load(Ordering::Relaxed);
-        let rows = new_rows
-            .query_map([last_id], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })
-            .map_err(sql)?;
-        for row in rows {
-            let (id, address) = row.map_err(sql)?;
-            last_id = id;
-            if sim.contains(address.as_str()) {
-                known += 1;
-                last_sim_id = Some(id);
-            }
-        }
-        let probed: u64 = if committed >= n {
-            probed_count.query_row([], |r| r.get(0)).map_err(sql)?
-        } else {
-            0
-        };
-        let s = Sample {
-            at: started.elapsed(),
-            known,
-            probed,
-        };
-        t.occupancy_sum += in_flight as f64;
-        t.samples += 1;
-        if in_flight * 100 >= p.threads * 95 {
-            t.pool_full.get_or_insert(s.at);
-            t.pool_last_full = Some(s.at);
-        }
-        if t.all_known.is_none() && known >= n {
-            // Probed-so-far at that moment, from the counter (the exact count would cost a join).
-            t.all_known = Some(Sample {
-                probed: committed,
-                ..s
-            });
-            t.last_learned = last_sim_id;
-        }
+        let s = watch.sample(counters, n, started)?;
+        t.record(s, p.threads, n, watch.last_sim_id);
         if let (Some(id), None) = (t.last_learned, t.last_learned_probed) {
-            let tries: i64 = tries_of.query_row([id], |r| r.get(0)).map_err(sql)?;
-            if tries > 0 {
+            if watch.tries(id)? > 0 {
                 t.last_learned_probed = Some(s.at);
             }
         }
-        if probed >= n {
+        if s.probed >= n {
             t.all_probed = Some(s);
-            (t.tries, t.reprobed) = conn
-                .query_row(
-                    "SELECT sum(tries), sum(tries > 1) FROM peers JOIN temp.sim USING (address)",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .map_err(sql)?;
-            t.peak_fds = t.peak_fds.max(open_fds());
+            (t.tries, t.reprobed) = watch.totals()?;
+            t.peak_fds = t.peak_fds.max(process::open_fds());
             return Ok(t);
         }
         if s.at > limit {
             eprintln!(
-                "crawl bench: gave up after {:.1} s: {committed} results committed, {known} of {n} \
+                "crawl bench: gave up after {:.1} s: {} results committed, {} of {n} \
                  nodes known",
-                s.at.as_secs_f64()
+                s.at.as_secs_f64(),
+                s.committed,
+                s.known
             );
             return Ok(t);
         }
     }
 }
 
-/// Open file descriptors of the process now.
-fn open_fds() -> u64 {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
+impl Timeline {
+    /// Notes the pool's occupancy in `s`, and the first sample where all `n` nodes are known
+    /// (`last_sim_id` then being the last node learned).
+    fn record(&mut self, s: Sample, threads: usize, n: u64, last_sim_id: Option<i64>) {
+        self.occupancy_sum += s.in_flight as f64;
+        self.samples += 1;
+        if s.in_flight * 100 >= threads * 95 {
+            self.pool_full.get_or_insert(s.at);
+            self.pool_last_full = Some(s.at);
+        }
+        if self.all_known.is_none() && s.known >= n {
+            // Probed-so-far at that moment, from the counter (the exact count would cost a join).
+            self.all_known = Some(Sample {
+                probed: s.committed,
+                ..s
+            });
+            self.last_learned = last_sim_id;
+        }
+    }
+}
+
+/// The polling queries on the bench's own connection, and what they have seen so far.
+struct Watch<'a> {
+    conn: &'a Connection,
+    new_rows: Statement<'a>,
+    probed_count: Statement<'a>,
+    tries_of: Statement<'a>,
+    /// The simulated nodes' addresses.
+    sim: HashSet<&'a str>,
+    /// The largest row id read.
+    last_id: i64,
+    /// Simulated nodes in the table.
+    known: u64,
+    /// The row id of the last simulated node learned.
+    last_sim_id: Option<i64>,
+}
+
+impl<'a> Watch<'a> {
+    fn new(conn: &'a Connection, nodes: &'a [String]) -> Result<Watch<'a>, String> {
+        Ok(Watch {
+            conn,
+            new_rows: conn
+                .prepare("SELECT id, address FROM peers WHERE id > ?1 ORDER BY id")
+                .map_err(polling)?,
+            probed_count: conn
+                .prepare(
+                    "SELECT coalesce(sum(tries > 0), 0) FROM peers JOIN temp.sim USING (address)",
+                )
+                .map_err(polling)?,
+            tries_of: conn
+                .prepare("SELECT tries FROM peers WHERE id = ?1")
+                .map_err(polling)?,
+            sim: nodes.iter().map(String::as_str).collect(),
+            last_id: 0,
+            known: 0,
+            last_sim_id: None,
+        })
+    }
+
+    /// Reads the crawler's counters, then the rows added since the last sample; counts the
+    /// nodes probed (the join) only once `n` results are committed.
+    fn sample(
+        &mut self,
+        counters: &CrawlCounters,
+        n: u64,
+        started: Instant,
+    ) -> Result<Sample, String> {
+        let in_flight = counters.in_flight.load(Ordering::Relaxed);
+        let committed = counters.committed.load(Ordering::Relaxed);
+        self.read_new_rows()?;
+        let probed: u64 = if committed >= n {
+            self.probed_count
+                .query_row([], |r| r.get(0))
+                .map_err(polling)?
+        } else {
+            0
+        };
+        Ok(Sample {
+            at: started.elapsed(),
+            known: self.known,
+            probed,
+            in_flight,
+            committed,
+        })
+    }
+
+    /// Reads the rows added since the last call and counts the simulated nodes among them.
+    fn read_new_rows(&mut self) -> Result<(), String> {
+        let rows = self
+            .new_rows
+            .query_map([self.last_id], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(polling)?;
+        for row in rows {
+            let (id, address) = row.map_err(polling)?;
+            self.last_id = id;
+            if self.sim.contains(address.as_str()) {
+                self.known += 1;
+                self.last_sim_id = Some(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// The committed probes of the row `id`.
+    fn tries(&mut self, id: i64) -> Result<i64, String> {
+        self.tries_of.query_row([id], |r| r.get(0)).map_err(polling)
+    }
+
+    /// Committed probes of the nodes, and nodes probed more than once.
+    fn totals(&self) -> Result<(u64, u64), String> {
+        self.conn
+            .query_row(
+                "SELECT sum(tries), sum(tries > 1) FROM peers JOIN temp.sim USING (address)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(polling)
+    }
+}
+
+/// The error of a polling query.
+fn polling(e: rusqlite::Error) -> String {
+    format!("polling the database: {e}")
 }
 
 /// How many listening sockets the simulated network holds (one per node that is not dead).
@@ -407,12 +417,8 @@ impl Snapshot {
     }
 }
 
+/// Prints the setup, the pass against its ideal, how it unfolded, and what it cost.
 fn report(p: &Params, t: &Timeline, s: &Snapshot, n: usize, listeners: usize) {
-    let ideal = s.probe_secs / p.threads as f64;
-    let ratio = s.wall / ideal;
-    let secs =
-        |d: Option<Duration>| d.map_or("never".to_owned(), |d| format!("{:.2} s", d.as_secs_f64()));
-    let per_probe = |x: f64| x / s.probes.max(1) as f64 * 1e3;
     println!("crawl bench");
     println!(
         "  network            {n} simulated nodes ({:.0}% silent, {:.0}% dead), regtest, 127.0.0.0/8",
@@ -423,6 +429,15 @@ fn report(p: &Params, t: &Timeline, s: &Snapshot, n: usize, listeners: usize) {
         "  crawler            {} threads, probe deadline {} s, connect timeout {} s, addr linger {} s",
         p.threads, p.probe_timeout, p.connect_timeout, p.linger
     );
+    report_pass(p, t, s, n);
+    report_timeline(t, s, n);
+    report_costs(p, t, s, listeners);
+}
+
+/// Prints the pass's wall time against the ideal (probe time / threads).
+fn report_pass(p: &Params, t: &Timeline, s: &Snapshot, n: usize) {
+    let ideal = s.probe_secs / p.threads as f64;
+    let ratio = s.wall / ideal;
     println!(
         "  first full pass    {:.2} s (every node probed once, as committed)",
         s.wall
@@ -451,6 +466,13 @@ fn report(p: &Params, t: &Timeline, s: &Snapshot, n: usize, listeners: usize) {
         "  duplicates         {} nodes probed more than once ({} committed probes of {n} nodes)",
         t.reprobed, t.tries
     );
+}
+
+/// Prints when every node was known, when the pool was full, and when the last node
+/// learned was first probed.
+fn report_timeline(t: &Timeline, s: &Snapshot, n: usize) {
+    let secs =
+        |d: Option<Duration>| d.map_or("never".to_owned(), |d| format!("{:.2} s", d.as_secs_f64()));
     println!(
         "  discovery          all {n} known at {}, when about {} were still unprobed",
         secs(t.all_known.map(|k| k.at)),
@@ -466,6 +488,11 @@ fn report(p: &Params, t: &Timeline, s: &Snapshot, n: usize, listeners: usize) {
         secs(t.last_learned_probed),
         s.wall
     );
+}
+
+/// Prints the writer's batches, the descriptors and the CPU per probe.
+fn report_costs(p: &Params, t: &Timeline, s: &Snapshot, listeners: usize) {
+    let per_probe = |x: f64| x / s.probes.max(1) as f64 * 1e3;
     println!(
         "  writer             {} batches committed, results per batch: mean {:.1}, max {}; \
          {} learned addresses written ({:.1} per result), {} skipped as known; {:.2} s committing \
@@ -522,33 +549,17 @@ struct Cpu {
 }
 
 impl Cpu {
-    /// Reads `/proc/self/stat` and `/proc/self/task/*/{comm,schedstat}`.
+    /// Reads the process's CPU time and its threads' (see [`threads::threads`]).
     fn now() -> Cpu {
         let mut cpu = Cpu {
-            process: std::fs::read_to_string("/proc/self/stat")
-                .ok()
-                .and_then(|s| stat_ticks(&s))
-                .map_or(f64::NAN, |ticks| ticks / clock_ticks()),
+            process: process::cpu_secs(),
             ..Cpu::default()
         };
-        let main = std::process::id().to_string();
-        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-            return cpu;
-        };
-        for task in tasks.filter_map(Result::ok) {
-            let path = task.path();
-            let (Ok(name), Some(secs)) = (
-                std::fs::read_to_string(path.join("comm")),
-                std::fs::read_to_string(path.join("schedstat"))
-                    .ok()
-                    .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-                    .map(|ns| ns / 1e9),
-            ) else {
-                continue;
-            };
-            let name = name.trim_end();
+        let main = std::process::id() as i32;
+        for thread in threads::threads() {
+            let name = thread.name.as_str();
             // The main thread is named after the bench binary (`crawl-<hash>`): tell it by id.
-            let slot = if task.file_name().to_str() == Some(main.as_str()) {
+            let slot = if thread.tid == main {
                 &mut cpu.bench
             } else if name == "writer" {
                 &mut cpu.writer
@@ -562,7 +573,7 @@ impl Cpu {
             } else {
                 continue;
             };
-            *slot += secs;
+            *slot += thread.cpu_ns as f64 / 1e9;
         }
         cpu
     }
@@ -587,26 +598,4 @@ impl Cpu {
     fn rest(&self) -> f64 {
         self.process - self.crawler() - self.bench
     }
-}
-
-/// Clock ticks per second of `/proc` CPU times (`getconf CLK_TCK`, 100 on Linux).
-fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .unwrap_or(100.0)
-}
-
-/// User + system time from a `/proc/.../stat` line, in ticks. Fields 14 and 15 follow the
-/// parenthesised command name, which may itself contain spaces.
-fn stat_ticks(stat: &str) -> Option<f64> {
-    let close = stat.rfind(')')?;
-    let fields: Vec<&str> = stat.get(close + 2..)?.split_whitespace().collect();
-    // After the name: state is field 3, utime 14, stime 15 (1-based over the whole line).
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
 }

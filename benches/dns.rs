@@ -47,15 +47,22 @@
 //! (offered load of the latency run; 0: half the measured maximum), `--moderate`. Without `--bench` (as
 //! `cargo test --benches` runs it) everything is small and short: a smoke test.
 
-#[allow(dead_code)] // this bench uses only `fill` and what `workload` uses
 mod common;
+#[path = "common/flags.rs"]
+mod flags;
+#[path = "common/load.rs"]
+mod load;
+#[path = "common/run.rs"]
+mod run;
+#[path = "common/threads.rs"]
+mod threads;
 #[path = "common/workload.rs"]
 mod workload;
 
 use std::io::{self, IoSliceMut};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,6 +76,7 @@ use dnsseeder::seeder::StoreSource;
 use dnsseeder::store::Store;
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
+use load::load_average;
 use nix::errno::Errno;
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
@@ -77,6 +85,7 @@ use nix::unistd::Pid;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use socket2::{Domain, Protocol, Socket, Type};
+use threads::Thread;
 use workload::{POLICY, Workload};
 
 const QNAME: &str = "x9.seed.example.com.";
@@ -95,92 +104,22 @@ const SPIN_BELOW: Duration = Duration::from_micros(120);
 /// How long the latency run waits for the last responses.
 const STRAGGLERS: Duration = Duration::from_millis(300);
 
-/// The bench's knobs.
-#[derive(Debug, Clone)]
-struct Params {
-    rows: usize,
-    good: usize,
-    secs: f64,
-    rounds: usize,
-    window: usize,
-    latency_secs: f64,
-    rate: f64,
-    moderate: f64,
+flags::params! {
+    rows: usize = 1_000_000, smoke 20_000;
+    good: usize = 50_000, smoke 1_000;
+    secs: f64 = 1.5, smoke 0.2;
+    rounds: usize = 10, smoke 1;
+    window: usize = 32, smoke 8;
+    latency_secs: f64 = 10.0, smoke 0.3;
+    /// Offered load of the latency run; 0: half the measured maximum.
+    rate: f64 = 0.0;
+    moderate: f64 = 5000.0, smoke 2000.0;
 }
 
 impl Params {
-    const NAMES: &'static [&'static str] = &[
-        "rows",
-        "good",
-        "secs",
-        "rounds",
-        "window",
-        "latency-secs",
-        "rate",
-        "moderate",
-    ];
-
+    /// Full size under `cargo bench`, a smoke test without `--bench`; then the flags.
     fn parse() -> Result<Params, String> {
-        let full = std::env::args().any(|a| a == "--bench");
-        let mut p = if full {
-            Params {
-                rows: 1_000_000,
-                good: 50_000,
-                secs: 1.5,
-                rounds: 10,
-                window: 32,
-                latency_secs: 10.0,
-                rate: 0.0,
-                moderate: 5000.0,
-            }
-        } else {
-            Params {
-                rows: 20_000,
-                good: 1_000,
-                secs: 0.2,
-                rounds: 1,
-                window: 8,
-                latency_secs: 0.3,
-                rate: 0.0,
-                moderate: 2000.0,
-            }
-        };
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            // `cargo bench` passes `--bench`; `cargo test --benches` nothing.
-            if arg == "--bench" {
-                continue;
-            }
-            let flag = arg.strip_prefix("--").unwrap_or("");
-            let (name, inline) = match flag.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_owned())),
-                None => (flag, None),
-            };
-            if !Params::NAMES.contains(&name) {
-                return Err(format!(
-                    "unknown argument '{arg}' (flags: --{})",
-                    Params::NAMES.join(", --")
-                ));
-            }
-            let value = inline
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("--{name} needs a value"))?;
-            let x: f64 = value
-                .parse()
-                .ok()
-                .filter(|x: &f64| x.is_finite() && *x >= 0.0)
-                .ok_or_else(|| format!("--{name} {value}: not a non-negative number"))?;
-            match name {
-                "rows" => p.rows = x as usize,
-                "good" => p.good = x as usize,
-                "secs" => p.secs = x,
-                "rounds" => p.rounds = x as usize,
-                "window" => p.window = x as usize,
-                "latency-secs" => p.latency_secs = x,
-                "moderate" => p.moderate = x,
-                _ => p.rate = x,
-            }
-        }
+        let p = Params::from_flags(None)?;
         if p.good == 0 || p.good > p.rows || p.rounds == 0 || p.window == 0 || p.secs <= 0.0 {
             return Err(
                 "need 0 < --good <= --rows, --rounds >= 1, --window >= 1, --secs > 0".into(),
@@ -191,212 +130,47 @@ impl Params {
 }
 
 fn main() -> ExitCode {
-    let params = match Params::parse() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("dns bench: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&params) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("dns bench failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    run::run("dns", Params::parse(), |p| bench(p).map(|()| true))
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").map_or_else(
-        |_| "?".to_owned(),
-        |s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
-    )
-}
+/// A target of the load: its address and the name of its serving thread in `/proc`.
+type Target = (SocketAddr, &'static str);
 
-fn run(p: &Params) -> anyhow::Result<()> {
-    println!("load average at start: {}", loadavg());
+fn bench(p: &Params) -> anyhow::Result<()> {
+    println!("load average at start: {}", load_average());
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("peers.db");
-    let started = Instant::now();
-    {
-        let store = Store::open(&path)?;
-        common::fill(store.connection(), p.rows, p.good, 7)?;
-    }
-    println!(
-        "generated {} peers ({} good) in {:.1?}",
-        p.rows,
-        p.good,
-        started.elapsed()
-    );
-
-    let mut config = DnsConfig::new(
-        "seed.example.com",
-        "ns.example.com",
-        "hostmaster.example.com",
-    );
-    config.listen = vec!["127.0.0.1:0".parse()?];
-    config.rate_limit = None;
+    fill_database(&path, p)?;
+    let config = dns_config()?;
     let per_answer = respond_cost(&config, &path, &build_query())?;
     let server = DnsServer::bind(config, StoreSource::new(Store::open(&path)?))?;
     let handle = server.spawn()?;
     let server_addr = handle.local_addrs()[0];
-
     let query = build_query();
-    let answer = capture_answer(server_addr, &query)?;
-    println!(
-        "query: {QNAME} A, EDNS0 {EDNS_PAYLOAD}, {} bytes; answer: {} A records, {} bytes",
-        query.len(),
-        answer.records,
-        answer.bytes.len()
-    );
-    let responder = FixedResponder::start(answer.bytes.clone())?;
-    let server_pin = pin_server(SERVER_THREAD);
-    let pinned = server_pin.is_some() && pin_server(RESPONDER_THREAD).is_some();
-    if pinned {
-        println!(
-            "client on CPU {CLIENT_CPU}, serving threads ({SERVER_THREAD}, {RESPONDER_THREAD}) on CPU {SERVER_CPU}"
-        );
-    } else {
-        println!("threads not pinned to cores");
-    }
-
-    // Warm-up: caches, page faults, CPU frequency.
-    let warm = Duration::from_secs_f64((p.secs / 3.0).min(1.0));
+    let responder = start_responder(server_addr, &query)?;
+    let server_pin = pin_serving_threads();
     let server_target = (server_addr, SERVER_THREAD);
-    let responder_target = (responder.addr, RESPONDER_THREAD);
-    closed_loop(server_target, &query, p.window, warm)?;
-    closed_loop(responder_target, &query, p.window, warm)?;
-
-    let duration = Duration::from_secs_f64(p.secs);
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for round in 0..p.rounds {
-        let targets = if round % 2 == 0 {
-            [(server_target, true), (responder_target, false)]
-        } else {
-            [(responder_target, false), (server_target, true)]
-        };
-        for (target, is_server) in targets {
-            let r = closed_loop(target, &query, p.window, duration)?;
-            if is_server && r.wrong_size > 0 {
-                anyhow::bail!("{} responses of an unexpected size", r.wrong_size);
-            }
-            if is_server { &mut ours } else { &mut theirs }.push(r);
-        }
-    }
-    let server_max = median(ours.iter().map(|r| r.rate));
-    let fixed_max = median(theirs.iter().map(|r| r.rate));
-    // Each round measures both back to back, under the same load from the rest of the
-    // machine: the ratio is the median of the rounds' ratios.
-    let ratio = median(ours.iter().zip(&theirs).map(|(a, b)| a.rate / b.rate));
-
+    let max = max_rates(p, &query, server_target, (responder.addr, RESPONDER_THREAD))?;
     let rate = if p.rate > 0.0 {
         p.rate
     } else {
-        server_max / 2.0
+        max.server() / 2.0
     };
     let latency_for = Duration::from_secs_f64(p.latency_secs);
     let lat_server = open_loop(server_addr, &query, rate, latency_for)?;
     let lat_fixed = open_loop(responder.addr, &query, rate, latency_for)?;
     responder.stop();
-
     // At scale: a moderate load, idle and while the crawler's writer commits at full speed,
     // the serving thread free to run on any core, as in production.
     if let Some((tid, before)) = &server_pin {
         sched_setaffinity(Pid::from_raw(*tid), before)?;
     }
-    let idle_moderate = open_loop(server_addr, &query, p.moderate, latency_for)?;
-    let writer = BusyWriter::start(&path)?;
-    thread::sleep(warm);
-    let busy_rounds = (0..p.rounds.div_ceil(2))
-        .map(|_| closed_loop(server_target, &query, p.window, duration))
-        .collect::<io::Result<Vec<_>>>()?;
-    let busy_moderate = open_loop(server_addr, &query, p.moderate, latency_for)?;
-    let written = writer.stop()?;
-    let busy_max = median(busy_rounds.iter().map(|r| r.rate));
+    let scale = at_scale(p, &path, server_target, &query)?;
     let stats = handle.counters().snapshot();
     handle.shutdown();
-
-    println!();
-    println!(
-        "max rate, closed loop: 1 client thread, {} outstanding, {} x {:.1} s per target",
-        p.window, p.rounds, p.secs
-    );
-    println!(
-        "{:<18} {:>10} {:>12} {:>9}  qps per round",
-        "", "qps", "CPU/answer", "timeouts"
-    );
-    let server_cpu = median(ours.iter().map(|r| r.cpu_per_query));
-    let fixed_cpu = median(theirs.iter().map(|r| r.cpu_per_query));
-    for (name, runs, max, cpu) in [
-        ("dnsseeder", &ours, server_max, server_cpu),
-        ("fixed responder", &theirs, fixed_max, fixed_cpu),
-    ] {
-        let rounds: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.rate)).collect();
-        let timeouts: u64 = runs.iter().map(|r| r.timeouts).sum();
-        println!(
-            "{name:<18} {max:>10.0} {:>9.2} us {timeouts:>9}  {}",
-            cpu * 1e6,
-            rounds.join(", ")
-        );
-    }
-    let per_round: Vec<String> = ours
-        .iter()
-        .zip(&theirs)
-        .map(|(a, b)| format!("{:.2}", a.rate / b.rate))
-        .collect();
-    println!(
-        "ratio (median of the rounds) {ratio:.3}; ratio of the medians {:.3}; target >= 0.90: {}",
-        server_max / fixed_max,
-        verdict(ratio >= 0.9)
-    );
-    println!("ratio per round: {}", per_round.join(", "));
-    println!(
-        "CPU per answer of the serving thread, responder / server: {:.3}",
-        fixed_cpu / server_cpu
-    );
-    println!();
-    println!(
-        "latency, open loop at {rate:.0} qps offered for {:.1} s (send -> receive, ms):",
-        p.latency_secs
-    );
-    print_latency_header();
-    print_latency("dnsseeder", &lat_server);
-    print_latency("fixed responder", &lat_fixed);
-    println!(
-        "achieved send rate {:.0} qps; target p99 < 2 ms: {}",
-        lat_server.sent as f64 / lat_server.send_secs,
-        verdict(lat_server.percentile(0.99) < 2.0)
-    );
-    println!();
-    println!(
-        "at scale: {} rows, {} good; {:.0} qps offered for {:.1} s, idle and while a writer \
-         commits probe results at full speed (ms):",
-        p.rows, p.good, p.moderate, p.latency_secs
-    );
-    print_latency_header();
-    print_latency("idle", &idle_moderate);
-    print_latency("writer busy", &busy_moderate);
-    println!(
-        "target p99 < 2 ms while the writer is busy: {}",
-        verdict(busy_moderate.percentile(0.99) < 2.0)
-    );
-    let rounds: Vec<String> = busy_rounds
-        .iter()
-        .map(|r| format!("{:.0}", r.rate))
-        .collect();
-    println!(
-        "max rate idle {server_max:.0} qps, writer busy {busy_max:.0} qps (ratio {:.3}; rounds {})",
-        busy_max / server_max,
-        rounds.join(", ")
-    );
-    println!(
-        "writer: {} results in {} batches of {WRITER_BATCH} in {:.1} s: {:.0} results/s",
-        written.results,
-        written.batches,
-        written.secs,
-        written.results as f64 / written.secs
-    );
+    max.print(p);
+    print_latency_run(p, rate, &lat_server, &lat_fixed);
+    scale.print(p, max.server());
     println!();
     println!(
         "server counters: {} queries, {} answered, {} dropped",
@@ -406,8 +180,253 @@ fn run(p: &Params) -> anyhow::Result<()> {
         "respond_into alone (in-process, no sockets): {:.0} ns per answer",
         per_answer * 1e9
     );
-    println!("load average at end: {}", loadavg());
+    println!("load average at end: {}", load_average());
     Ok(())
+}
+
+/// Fills a new database with `--rows` generated peers, `--good` of them good.
+fn fill_database(path: &Path, p: &Params) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let store = Store::open(path)?;
+    common::fill(store.connection(), p.rows, p.good, 7)?;
+    drop(store);
+    println!(
+        "generated {} peers ({} good) in {:.1?}",
+        p.rows,
+        p.good,
+        started.elapsed()
+    );
+    Ok(())
+}
+
+/// The server's settings: the zone `seed.example.com` on an ephemeral port of 127.0.0.1,
+/// rate limiting off (the load comes from one address).
+fn dns_config() -> anyhow::Result<DnsConfig> {
+    let mut config = DnsConfig::new(
+        "seed.example.com",
+        "ns.example.com",
+        "hostmaster.example.com",
+    );
+    config.listen = vec!["127.0.0.1:0".parse()?];
+    config.rate_limit = None;
+    Ok(config)
+}
+
+/// Captures the server's answer to `query` and starts the responder sending it.
+fn start_responder(server: SocketAddr, query: &[u8]) -> anyhow::Result<FixedResponder> {
+    let answer = capture_answer(server, query)?;
+    println!(
+        "query: {QNAME} A, EDNS0 {EDNS_PAYLOAD}, {} bytes; answer: {} A records, {} bytes",
+        query.len(),
+        answer.records,
+        answer.bytes.len()
+    );
+    Ok(FixedResponder::start(answer.bytes)?)
+}
+
+/// Pins the server's and the responder's serving threads to [`SERVER_CPU`] and says
+/// whether it did; returns the server thread's id and former CPU set, to free it for the
+/// run at scale.
+fn pin_serving_threads() -> Option<(i32, CpuSet)> {
+    let server_pin = pin_server(SERVER_THREAD);
+    let pinned = server_pin.is_some() && pin_server(RESPONDER_THREAD).is_some();
+    if pinned {
+        println!(
+            "client on CPU {CLIENT_CPU}, serving threads ({SERVER_THREAD}, {RESPONDER_THREAD}) on CPU {SERVER_CPU}"
+        );
+    } else {
+        println!("threads not pinned to cores");
+    }
+    server_pin
+}
+
+/// How long each target is warmed up (caches, page faults, CPU frequency) before it is
+/// measured, and the writer before the run at scale.
+fn warm_up(p: &Params) -> Duration {
+    Duration::from_secs_f64((p.secs / 3.0).min(1.0))
+}
+
+/// The closed-loop rounds of the server and of the responder.
+struct MaxRates {
+    ours: Vec<Throughput>,
+    theirs: Vec<Throughput>,
+}
+
+/// After a warm-up of each, measures the server and the responder back to back in each of
+/// `--rounds` rounds, the server first in odd rounds, so both see the same load from the
+/// rest of the machine.
+fn max_rates(
+    p: &Params,
+    query: &[u8],
+    server: Target,
+    responder: Target,
+) -> anyhow::Result<MaxRates> {
+    let warm = warm_up(p);
+    closed_loop(server, query, p.window, warm)?;
+    closed_loop(responder, query, p.window, warm)?;
+    let duration = Duration::from_secs_f64(p.secs);
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for round in 0..p.rounds {
+        let targets = if round % 2 == 0 {
+            [(server, true), (responder, false)]
+        } else {
+            [(responder, false), (server, true)]
+        };
+        for (target, is_server) in targets {
+            let r = closed_loop(target, query, p.window, duration)?;
+            if is_server && r.wrong_size > 0 {
+                anyhow::bail!("{} responses of an unexpected size", r.wrong_size);
+            }
+            if is_server { &mut ours } else { &mut theirs }.push(r);
+        }
+    }
+    Ok(MaxRates { ours, theirs })
+}
+
+impl MaxRates {
+    /// The server's rate: the median of its rounds.
+    fn server(&self) -> f64 {
+        median(self.ours.iter().map(|r| r.rate))
+    }
+
+    /// The responder's rate: the median of its rounds.
+    fn fixed(&self) -> f64 {
+        median(self.theirs.iter().map(|r| r.rate))
+    }
+
+    /// Prints both rates, their CPU per answer and the ratio of the rates.
+    fn print(&self, p: &Params) {
+        println!();
+        println!(
+            "max rate, closed loop: 1 client thread, {} outstanding, {} x {:.1} s per target",
+            p.window, p.rounds, p.secs
+        );
+        println!(
+            "{:<18} {:>10} {:>12} {:>9}  qps per round",
+            "", "qps", "CPU/answer", "timeouts"
+        );
+        let server_cpu = median(self.ours.iter().map(|r| r.cpu_per_query));
+        let fixed_cpu = median(self.theirs.iter().map(|r| r.cpu_per_query));
+        print_rounds("dnsseeder", &self.ours, self.server(), server_cpu);
+        print_rounds("fixed responder", &self.theirs, self.fixed(), fixed_cpu);
+        self.print_ratio();
+        println!(
+            "CPU per answer of the serving thread, responder / server: {:.3}",
+            fixed_cpu / server_cpu
+        );
+    }
+
+    /// Prints the ratio of the rates: the median of the rounds' ratios (each round
+    /// measures both under the same load from the rest of the machine), and each round's.
+    fn print_ratio(&self) {
+        let pairs = || self.ours.iter().zip(&self.theirs);
+        let ratio = median(pairs().map(|(a, b)| a.rate / b.rate));
+        let per_round: Vec<String> = pairs()
+            .map(|(a, b)| format!("{:.2}", a.rate / b.rate))
+            .collect();
+        println!(
+            "ratio (median of the rounds) {ratio:.3}; ratio of the medians {:.3}; target >= 0.90: {}",
+            self.server() / self.fixed(),
+            verdict(ratio >= 0.9)
+        );
+        println!("ratio per round: {}", per_round.join(", "));
+    }
+}
+
+/// Prints one target's line of the closed-loop table.
+fn print_rounds(name: &str, runs: &[Throughput], max: f64, cpu: f64) {
+    let rounds: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.rate)).collect();
+    let timeouts: u64 = runs.iter().map(|r| r.timeouts).sum();
+    println!(
+        "{name:<18} {max:>10.0} {:>9.2} us {timeouts:>9}  {}",
+        cpu * 1e6,
+        rounds.join(", ")
+    );
+}
+
+/// Prints the latencies of the server and the responder under the same offered load.
+fn print_latency_run(p: &Params, rate: f64, server: &Latency, fixed: &Latency) {
+    println!();
+    println!(
+        "latency, open loop at {rate:.0} qps offered for {:.1} s (send -> receive, ms):",
+        p.latency_secs
+    );
+    print_latency_header();
+    print_latency("dnsseeder", server);
+    print_latency("fixed responder", fixed);
+    println!(
+        "achieved send rate {:.0} qps; target p99 < 2 ms: {}",
+        server.sent as f64 / server.send_secs,
+        verdict(server.percentile(0.99) < 2.0)
+    );
+}
+
+/// The server at scale, idle and while a writer commits at full speed.
+struct AtScale {
+    idle: Latency,
+    busy: Latency,
+    busy_rounds: Vec<Throughput>,
+    written: Written,
+}
+
+/// Measures the server's latency at `--moderate` qps, idle, then with a [`BusyWriter`]
+/// running, and its maximum rate (closed loop) while the writer runs.
+fn at_scale(p: &Params, path: &Path, server: Target, query: &[u8]) -> anyhow::Result<AtScale> {
+    let latency_for = Duration::from_secs_f64(p.latency_secs);
+    let idle = open_loop(server.0, query, p.moderate, latency_for)?;
+    let writer = BusyWriter::start(path)?;
+    thread::sleep(warm_up(p));
+    let duration = Duration::from_secs_f64(p.secs);
+    let busy_rounds = (0..p.rounds.div_ceil(2))
+        .map(|_| closed_loop(server, query, p.window, duration))
+        .collect::<io::Result<Vec<_>>>()?;
+    let busy = open_loop(server.0, query, p.moderate, latency_for)?;
+    let written = writer.stop()?;
+    Ok(AtScale {
+        idle,
+        busy,
+        busy_rounds,
+        written,
+    })
+}
+
+impl AtScale {
+    /// Prints the latencies, the maximum rate against `server_max` (idle), and what the
+    /// writer committed.
+    fn print(&self, p: &Params, server_max: f64) {
+        println!();
+        println!(
+            "at scale: {} rows, {} good; {:.0} qps offered for {:.1} s, idle and while a writer \
+             commits probe results at full speed (ms):",
+            p.rows, p.good, p.moderate, p.latency_secs
+        );
+        print_latency_header();
+        print_latency("idle", &self.idle);
+        print_latency("writer busy", &self.busy);
+        println!(
+            "target p99 < 2 ms while the writer is busy: {}",
+            verdict(self.busy.percentile(0.99) < 2.0)
+        );
+        let busy_max = median(self.busy_rounds.iter().map(|r| r.rate));
+        let rounds: Vec<String> = self
+            .busy_rounds
+            .iter()
+            .map(|r| format!("{:.0}", r.rate))
+            .collect();
+        println!(
+            "max rate idle {server_max:.0} qps, writer busy {busy_max:.0} qps (ratio {:.3}; rounds {})",
+            busy_max / server_max,
+            rounds.join(", ")
+        );
+        let w = &self.written;
+        println!(
+            "writer: {} results in {} batches of {WRITER_BATCH} in {:.1} s: {:.0} results/s",
+            w.results,
+            w.batches,
+            w.secs,
+            w.results as f64 / w.secs
+        );
+    }
 }
 
 /// Nanoseconds since the UNIX epoch (`CLOCK_REALTIME`, the clock of kernel receive
@@ -628,23 +647,14 @@ struct Throughput {
     cpu_per_query: f64,
 }
 
-/// Returns the `/proc` directory of this process's thread named `name`.
-fn task_dir(name: &str) -> Option<PathBuf> {
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let dir = task.ok()?.path();
-        let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
-        if comm.trim_end() == name {
-            return Some(dir);
-        }
-    }
-    None
+/// Returns this process's thread named `name`.
+fn thread_named(name: &str) -> Option<Thread> {
+    threads::threads().into_iter().find(|t| t.name == name)
 }
 
-/// Returns the CPU time so far of this process's thread named `name`
-/// (`/proc/self/task/*/schedstat`, nanoseconds).
+/// Returns the CPU time so far of this process's thread named `name`, in nanoseconds.
 fn thread_cpu(name: &str) -> Option<u64> {
-    let stat = std::fs::read_to_string(task_dir(name)?.join("schedstat")).ok()?;
-    stat.split_whitespace().next()?.parse().ok()
+    thread_named(name).map(|t| t.cpu_ns)
 }
 
 /// Pins the thread `tid` (0: the calling thread) to `cpu`; returns its former CPU set.
@@ -660,7 +670,7 @@ fn pin(tid: i32, cpu: usize) -> Option<CpuSet> {
 /// Pins this process's thread named `name` to [`SERVER_CPU`] (on a machine with at
 /// least two cores); returns its thread ID and former CPU set if it did.
 fn pin_server(name: &str) -> Option<(i32, CpuSet)> {
-    let tid = task_dir(name)?.file_name()?.to_str()?.parse::<i32>().ok()?;
+    let tid = thread_named(name)?.tid;
     if tid <= 0 || !two_cores() {
         return None;
     }
@@ -691,7 +701,7 @@ impl Drop for PinnedClient {
 
 /// Keeps `window` queries outstanding for `duration` and counts the responses.
 fn closed_loop(
-    (target, thread): (SocketAddr, &str),
+    (target, thread): Target,
     query: &[u8],
     window: usize,
     duration: Duration,
@@ -784,50 +794,7 @@ fn open_loop(
     duration: Duration,
 ) -> io::Result<Latency> {
     let _pinned = PinnedClient::new();
-    let socket = udp_socket()?;
-    socket.connect(target)?;
-    socket.set_nonblocking(true)?;
-    setsockopt(&socket, sockopt::ReceiveTimestampns, &true).map_err(io::Error::from)?;
-    // Send time per ID, in nanoseconds since the UNIX epoch plus one (0: nothing outstanding).
-    let mut sent_at = vec![0u64; usize::from(u16::MAX) + 1];
-    let mut samples = Vec::new();
-    let mut buf = [0u8; 2048];
-    let mut control = nix::cmsg_space!(TimeSpec);
-    let mut receive = |sent_at: &mut [u64], samples: &mut Vec<u64>| -> io::Result<()> {
-        loop {
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            let (bytes, arrived) = match recvmsg::<()>(
-                socket.as_raw_fd(),
-                &mut iov,
-                Some(&mut control),
-                MsgFlags::MSG_DONTWAIT,
-            ) {
-                Ok(message) => {
-                    let stamp = message
-                        .cmsgs()
-                        .map_err(io::Error::from)?
-                        .find_map(|c| match c {
-                            ControlMessageOwned::ScmTimestampns(ts) => {
-                                Some(ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64)
-                            }
-                            _ => None,
-                        });
-                    (message.bytes, stamp)
-                }
-                Err(Errno::EAGAIN) => return Ok(()),
-                Err(e) => return Err(e.into()),
-            };
-            if bytes < 12 {
-                continue;
-            }
-            let arrived = arrived.unwrap_or_else(realtime_nanos);
-            let id = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
-            let sent = std::mem::take(&mut sent_at[id]);
-            if sent != 0 {
-                samples.push(arrived.saturating_sub(sent - 1));
-            }
-        }
-    };
+    let mut client = StampedClient::connect(target)?;
     let mut packet = query.to_vec();
     let interval = 1.0 / rate;
     let start = Instant::now();
@@ -837,7 +804,7 @@ fn open_loop(
         if due.duration_since(start) >= duration {
             break;
         }
-        receive(&mut sent_at, &mut samples)?;
+        client.receive()?;
         let now = Instant::now();
         if now < due {
             let wait = due - now;
@@ -848,27 +815,109 @@ fn open_loop(
             }
             continue;
         }
-        let id = sent as u16;
-        packet[..2].copy_from_slice(&id.to_be_bytes());
-        sent_at[usize::from(id)] = realtime_nanos() + 1;
-        match socket.send(&packet) {
-            Ok(_) => {}
-            // A full send buffer is a lost query, as it would be on a real network.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => sent_at[usize::from(id)] = 0,
-            Err(e) => return Err(e),
-        }
+        client.send(&mut packet, sent as u16)?;
         sent += 1;
     }
     let send_secs = start.elapsed().as_secs_f64();
     let stragglers = Instant::now() + STRAGGLERS;
     while Instant::now() < stragglers {
-        receive(&mut sent_at, &mut samples)?;
+        client.receive()?;
         thread::sleep(Duration::from_micros(200));
     }
+    let mut samples = client.samples;
     samples.sort_unstable();
     Ok(Latency {
         sent,
         send_secs,
         samples,
     })
+}
+
+/// The open loop's socket, with the send time of each query in flight and the round trips
+/// measured so far.
+struct StampedClient {
+    socket: UdpSocket,
+    /// Send time per ID, in nanoseconds since the UNIX epoch plus one (0: nothing outstanding).
+    sent_at: Vec<u64>,
+    /// Round trips in nanoseconds, in the order the responses were read.
+    samples: Vec<u64>,
+    buf: [u8; 2048],
+    /// Room for the receive timestamp.
+    control: Vec<u8>,
+}
+
+impl StampedClient {
+    /// Opens a non-blocking socket to `target` on which the kernel stamps every datagram
+    /// received (`SO_TIMESTAMPNS`).
+    fn connect(target: SocketAddr) -> io::Result<StampedClient> {
+        let socket = udp_socket()?;
+        socket.connect(target)?;
+        socket.set_nonblocking(true)?;
+        setsockopt(&socket, sockopt::ReceiveTimestampns, &true).map_err(io::Error::from)?;
+        Ok(StampedClient {
+            socket,
+            sent_at: vec![0u64; usize::from(u16::MAX) + 1],
+            samples: Vec::new(),
+            buf: [0u8; 2048],
+            control: nix::cmsg_space!(TimeSpec),
+        })
+    }
+
+    /// Sends `packet` as query `id`, noting when; a full send buffer loses the query, as
+    /// it would be lost on a real network.
+    fn send(&mut self, packet: &mut [u8], id: u16) -> io::Result<()> {
+        packet[..2].copy_from_slice(&id.to_be_bytes());
+        self.sent_at[usize::from(id)] = realtime_nanos() + 1;
+        match self.socket.send(packet) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.sent_at[usize::from(id)] = 0;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads every response that has arrived and times those of queries in flight.
+    fn receive(&mut self) -> io::Result<()> {
+        while let Some((bytes, arrived)) = self.recv_stamped()? {
+            if bytes < 12 {
+                continue;
+            }
+            let arrived = arrived.unwrap_or_else(realtime_nanos);
+            let id = usize::from(u16::from_be_bytes([self.buf[0], self.buf[1]]));
+            let sent = std::mem::take(&mut self.sent_at[id]);
+            if sent != 0 {
+                self.samples.push(arrived.saturating_sub(sent - 1));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one datagram without waiting: its size and the kernel's receive timestamp in
+    /// nanoseconds since the UNIX epoch; `None` when nothing has arrived.
+    fn recv_stamped(&mut self) -> io::Result<Option<(usize, Option<u64>)>> {
+        let mut iov = [IoSliceMut::new(&mut self.buf)];
+        match recvmsg::<()>(
+            self.socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut self.control),
+            MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(message) => {
+                let stamp = message
+                    .cmsgs()
+                    .map_err(io::Error::from)?
+                    .find_map(|c| match c {
+                        ControlMessageOwned::ScmTimestampns(ts) => {
+                            Some(ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64)
+                        }
+                        _ => None,
+                    });
+                Ok(Some((message.bytes, stamp)))
+            }
+            Err(Errno::EAGAIN) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
 }

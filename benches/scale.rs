@@ -1,13 +1,13 @@
 //! The scale bench: the real `dnsseeder run` on a database of 1M generated peers, 50k of
 //! them good (issue 6, item 2).
 //!
-//! 1. `dnsseeder generate --loopback` builds the database (every address in 127.0.0.0/8,
-//!    checked before anything runs), then, on that database and before the seeder starts:
-//!    the scheduler's due-address selection (`Store::due(now, 1000)`) and the DNS
-//!    answer-set rebuild (`StoreSource::good_peers` for masks 0x1, 0x9 and 0x409, both
-//!    families, as the cache refresher calls it), each the median of `--reps` calls after
-//!    one cold call, with `EXPLAIN QUERY PLAN` of their queries (checked to use the
-//!    partial indexes).
+//! 1. The library's generator (`dnsseeder::testkit::generate`, loopback mode, seed 1) builds the
+//!    database (every address in 127.0.0.0/8, checked before anything runs), then, on that
+//!    database and before the seeder starts: the scheduler's due-address selection
+//!    (`Store::due(now, 1000)`) and the DNS answer-set rebuild (`StoreSource::good_peers`
+//!    for masks 0x1, 0x9 and 0x409, both families, as the cache refresher calls it), each
+//!    the median of `--reps` calls after one cold call, with `EXPLAIN QUERY PLAN` of their
+//!    queries (checked to use the partial indexes).
 //! 2. A simulated network in this process (`dnsseeder::sim`, mainnet magic, port 8333 on
 //!    127.1.0.0/16): `--sim-nodes` nodes, `--flood-percent` of them `AddrFlood` (each
 //!    answer to `getaddr` followed by `--flood-messages` messages of 1000 new addresses in
@@ -39,24 +39,41 @@
 //! `cargo test --benches` runs it) everything is small and short: a smoke test. Only
 //! loopback addresses are ever dialed.
 
+#[path = "common/child.rs"]
+mod child;
+#[path = "common/explain.rs"]
+mod explain;
+#[path = "common/flags.rs"]
+mod flags;
+#[path = "common/load.rs"]
+mod load;
+#[path = "common/memory.rs"]
+mod memory;
+#[path = "common/run.rs"]
+mod run;
+
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bitcoin::p2p::{Magic, ServiceFlags};
+use child::Running;
 use dnsseeder::addr::{Family, PeerAddr};
 use dnsseeder::crawler::{NewPeer, Source};
 use dnsseeder::dns::PeerSource;
 use dnsseeder::seeder::StoreSource;
 use dnsseeder::sim::{Behaviour, SimConfig, SimNetwork};
-use dnsseeder::store::{DUE_SQL, GOOD_SQL, Store};
+use dnsseeder::store::Store;
+use dnsseeder::testkit::generate::{self, LOOPBACK_MAX_ROWS};
+use explain::explain_queries;
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
+use memory::status_field;
 
 const ZONE: &str = "seed.example.com";
 /// `run`'s P2P port on mainnet, the network this bench runs.
@@ -67,71 +84,26 @@ const RSS_LIMIT_MB: f64 = 100.0;
 const START_LIMIT: Duration = Duration::from_secs(1);
 const QUERY_LIMIT: Duration = Duration::from_millis(20);
 
-/// The bench's knobs.
-#[derive(Debug, Clone)]
-struct Params {
-    rows: usize,
-    good: usize,
-    secs: u64,
-    threads: usize,
-    reps: usize,
+flags::params! {
+    rows: usize = 1_000_000, smoke 5_000;
+    good: usize = 50_000, smoke 250;
+    secs: f64 = 60, smoke 1;
+    threads: usize = 96, smoke 8;
+    reps: usize = 21, smoke 3;
     /// Simulated nodes answering the seeder during the RSS sampling (0: none).
-    sim_nodes: usize,
-    /// Share of them that are `AddrFlood`.
-    flood_share: f64,
+    sim_nodes: usize = 400, smoke 20;
+    /// Share of them that are `AddrFlood`, in percent (at most 100).
+    flood_percent: f64 = 50;
     /// 1000-address messages each `AddrFlood` node sends after its answer.
-    flood_messages: usize,
+    flood_messages: usize = 5;
 }
 
 impl Params {
-    fn from_args() -> Result<Params, String> {
-        // `cargo bench` passes `--bench`; `cargo test --benches` nothing.
-        let full = std::env::args().any(|a| a == "--bench");
-        let mut p = if full {
-            Params {
-                rows: 1_000_000,
-                good: 50_000,
-                secs: 60,
-                threads: 96,
-                reps: 21,
-                sim_nodes: 400,
-                flood_share: 0.5,
-                flood_messages: 5,
-            }
-        } else {
-            Params {
-                rows: 5_000,
-                good: 250,
-                secs: 1,
-                threads: 8,
-                reps: 3,
-                sim_nodes: 20,
-                flood_share: 0.5,
-                flood_messages: 5,
-            }
-        };
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            let mut value = |name: &str| -> Result<u64, String> {
-                let v = args.next().ok_or_else(|| format!("{name} needs a value"))?;
-                v.parse()
-                    .map_err(|_| format!("{name}: '{v}' is not a number"))
-            };
-            match arg.as_str() {
-                "--rows" => p.rows = value("--rows")? as usize,
-                "--good" => p.good = value("--good")? as usize,
-                "--secs" => p.secs = value("--secs")?,
-                "--threads" => p.threads = value("--threads")? as usize,
-                "--reps" => p.reps = value("--reps")?.max(1) as usize,
-                "--sim-nodes" => p.sim_nodes = value("--sim-nodes")? as usize,
-                "--flood-messages" => p.flood_messages = value("--flood-messages")? as usize,
-                "--flood-percent" => {
-                    p.flood_share = value("--flood-percent")?.min(100) as f64 / 100.0;
-                }
-                // `--bench` and whatever else the harness passes (filters).
-                _ => {}
-            }
-        }
+    /// Full size under `cargo bench`, a smoke test without `--bench`; then the flags.
+    fn parse() -> Result<Params, String> {
+        let mut p = Params::from_flags(None)?;
+        p.reps = p.reps.max(1);
+        p.flood_percent = p.flood_percent.min(100.0);
         if p.good > p.rows || p.good == 0 {
             return Err(format!(
                 "--good {} must be in 1..=--rows {}",
@@ -143,20 +115,7 @@ impl Params {
 }
 
 fn main() -> ExitCode {
-    let params = match Params::from_args() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("scale bench: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match bench(&params) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("scale bench failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    run::run("scale", Params::parse(), |p| bench(p).map(|()| true))
 }
 
 /// One row of the closing table.
@@ -165,6 +124,23 @@ struct Figure {
     value: String,
     limit: String,
     met: bool,
+}
+
+impl Figure {
+    /// A figure checked against `limit`.
+    fn new(what: impl Into<String>, value: String, limit: impl Into<String>, met: bool) -> Figure {
+        Figure {
+            what: what.into(),
+            value,
+            limit: limit.into(),
+            met,
+        }
+    }
+
+    /// A figure without a limit.
+    fn info(what: &str, value: String) -> Figure {
+        Figure::new(what, value, "-", true)
+    }
 }
 
 fn bench(p: &Params) -> anyhow::Result<()> {
@@ -182,48 +158,27 @@ fn bench(p: &Params) -> anyhow::Result<()> {
         p.threads,
         bin.display()
     );
-    println!("load average at the start: {}", load_average());
+    println!("load average at the start: {}", load::load_average());
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("scale.db");
-    let start = Instant::now();
-    let out = Command::new(bin)
-        .args(["generate", "--db", path_arg(&db)?, "--loopback", "--rows"])
-        .arg(p.rows.to_string())
-        .arg("--good")
-        .arg(p.good.to_string())
-        .env_remove("DNSSEEDER_DB")
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "dnsseeder generate failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!(
-        "generate: {} ({:.1} s, database {:.0} MB)",
-        String::from_utf8_lossy(&out.stdout).trim(),
-        start.elapsed().as_secs_f64(),
-        std::fs::metadata(&db)?.len() as f64 / 1e6
-    );
+    fill_database(&db, p)?;
     let mut good = good_network_peers(&db, p.rows)?;
     let mut figures = queries(&db, p.reps)?;
     let started_at = dnsseeder::unix_now();
     let sim = start_sim(&db, p, &mut good)?;
     figures.extend(run_seeder(bin, &db, p, &good, started_at)?);
     if let Some(sim) = sim {
-        let answered = sim
-            .nodes()
-            .iter()
-            .filter(|n| sim.connections(n.addr) > 0)
-            .count();
-        println!(
-            "sim: {answered} of {} nodes were connected to",
-            sim.nodes().len()
-        );
-        sim.shutdown();
+        stop_sim(sim);
     }
-    println!("\nload average at the end: {}", load_average());
+    println!("\nload average at the end: {}", load::load_average());
+    print_figures(&figures);
+    Ok(())
+}
+
+/// Prints the closing table.
+fn print_figures(figures: &[Figure]) {
     println!("\n{:<44} {:>14} {:>10}  met", "figure", "value", "limit");
-    for f in &figures {
+    for f in figures {
         println!(
             "{:<44} {:>14} {:>10}  {}",
             f.what,
@@ -232,15 +187,55 @@ fn bench(p: &Params) -> anyhow::Result<()> {
             if f.met { "yes" } else { "NO" }
         );
     }
+}
+
+/// Fills the new database `db` (see [`generate_loopback`]) and prints what it took.
+fn fill_database(db: &Path, p: &Params) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let generated = generate_loopback(db, p)?;
+    println!(
+        "generate: {generated} ({:.1} s, database {:.0} MB)",
+        start.elapsed().as_secs_f64(),
+        std::fs::metadata(db)?.len() as f64 / 1e6
+    );
     Ok(())
 }
 
-/// The first three fields of `/proc/loadavg`.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg").map_or_else(
-        |e| format!("unknown ({e})"),
-        |s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
-    )
+/// Fills the new database `db` with `--rows` generated peers, `--good` of them good, every
+/// address in 127.0.0.0/8, as the hidden `dnsseeder generate --loopback` did (seed 1,
+/// timestamps relative to now); returns the line it printed. The store is closed before
+/// the seeder opens the file.
+fn generate_loopback(db: &Path, p: &Params) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        p.rows <= LOOPBACK_MAX_ROWS,
+        "--rows {}: 127.0.0.0/8 holds at most {LOOPBACK_MAX_ROWS} generated addresses; \
+         ask for fewer rows",
+        p.rows
+    );
+    let store = Store::open(db)?;
+    let existing = store.count()?;
+    anyhow::ensure!(
+        existing == 0,
+        "database {} already holds {existing} peers; the bench fills only a new one",
+        db.display()
+    );
+    let start = Instant::now();
+    let options = generate::Options {
+        rows: p.rows,
+        good: p.good,
+        seed: 1,
+        loopback: true,
+        now: dnsseeder::unix_now(),
+    };
+    generate::generate(store.connection(), &options)?;
+    let elapsed = start.elapsed().as_secs_f64();
+    drop(store);
+    Ok(format!(
+        "generated {} peers ({} good, loopback) into {} in {elapsed:.1} s",
+        p.rows,
+        p.good,
+        db.display()
+    ))
 }
 
 fn path_arg(path: &Path) -> anyhow::Result<&str> {
@@ -278,6 +273,20 @@ fn good_network_peers(db: &Path, rows: usize) -> anyhow::Result<HashSet<IpAddr>>
     Ok(good)
 }
 
+/// Says how many simulated nodes the seeder connected to, and stops them.
+fn stop_sim(sim: SimNetwork) {
+    let answered = sim
+        .nodes()
+        .iter()
+        .filter(|n| sim.connections(n.addr) > 0)
+        .count();
+    println!(
+        "sim: {answered} of {} nodes were connected to",
+        sim.nodes().len()
+    );
+    sim.shutdown();
+}
+
 /// Starts `--sim-nodes` simulated nodes (mainnet magic, port 8333, as `run` uses), a
 /// `--flood-percent` share of them `AddrFlood`, the rest `Good`, and writes them into the
 /// database as never-tried peers due before every other never-tried row, so the seeder
@@ -299,10 +308,42 @@ fn start_sim(
         println!("no simulated nodes (--sim-nodes 0): no gossip");
         return Ok(None);
     }
+    let behaviours = sim_behaviours(p);
+    let sim = SimNetwork::start(sim_config(p, &behaviours)?)?;
+    let rows = write_sim_nodes(db, &sim, good)?;
+    let floods = behaviours
+        .iter()
+        .filter(|b| **b == Behaviour::AddrFlood)
+        .count();
+    println!(
+        "\nsim: {} nodes ({floods} AddrFlood x {} messages of 1000 addresses, the rest Good), \
+         mainnet magic, port {MAINNET_PORT}, in {}; {} generated rows on their \
+         addresses deleted, {} inserted; all made due at t=1 (after {} due peers \
+         that answered before); {} generated rows lie in the flood range \
+         127.200-254.x.x",
+        p.sim_nodes,
+        p.flood_messages,
+        sim_blocks(&sim),
+        rows.replaced,
+        rows.inserted,
+        rows.answered_due,
+        rows.flood_range
+    );
+    good.extend(
+        sim.nodes()
+            .iter()
+            .filter(|node| node.services.has(ServiceFlags::NETWORK))
+            .map(|node| node.addr.ip()),
+    );
+    Ok(Some(sim))
+}
+
+/// The nodes' behaviours: a `--flood-percent` share `AddrFlood`, spread evenly, the rest
+/// `Good`; node 0 is always `Good` (the library seeds from a good node).
+fn sim_behaviours(p: &Params) -> Vec<Behaviour> {
     let n = p.sim_nodes;
-    let floods = ((n as f64 * p.flood_share).round() as usize).min(n - 1);
-    // Spread evenly; node 0 is always `Good` (the library seeds from a good node).
-    let behaviours: Vec<Behaviour> = (0..n)
+    let floods = ((n as f64 * (p.flood_percent / 100.0)).round() as usize).min(n - 1);
+    (0..n)
         .map(|i| {
             if (i + 1) * floods / n > i * floods / n && i > 0 {
                 Behaviour::AddrFlood
@@ -310,8 +351,13 @@ fn start_sim(
                 Behaviour::Good
             }
         })
-        .collect();
-    let mut config = SimConfig::new(Magic::BITCOIN, MAINNET_PORT, &behaviours);
+        .collect()
+}
+
+/// The simulated network: mainnet magic and port, `--flood-messages`, no poison list;
+/// checked to hold only loopback addresses.
+fn sim_config(p: &Params, behaviours: &[Behaviour]) -> anyhow::Result<SimConfig> {
+    let mut config = SimConfig::new(Magic::BITCOIN, MAINNET_PORT, behaviours);
     config.flood_messages = p.flood_messages;
     // The default poison list holds non-loopback addresses the seeder must never dial; it
     // never does (the crawl test proves it), but this bench offers it none at all.
@@ -323,34 +369,88 @@ fn start_sim(
             node.addr
         );
     }
-    let floods = behaviours
+    Ok(config)
+}
+
+/// The /16 blocks the simulated nodes sit in, as `127.1.0.0/16, ...`.
+fn sim_blocks(sim: &SimNetwork) -> String {
+    let blocks: HashSet<String> = sim
+        .nodes()
         .iter()
-        .filter(|b| **b == Behaviour::AddrFlood)
-        .count();
-    let sim = SimNetwork::start(config)?;
+        .map(|node| {
+            let text = PeerAddr::from_socket(node.addr).to_string();
+            text.split('.').take(2).collect::<Vec<_>>().join(".")
+        })
+        .collect();
+    blocks
+        .into_iter()
+        .map(|b| b + ".0.0/16")
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What writing the simulated nodes into the database found and did.
+struct SimRows {
+    /// Generated rows in the flood addresses' range (counted before any change).
+    flood_range: u64,
+    /// Generated rows on a node's address, deleted.
+    replaced: usize,
+    inserted: usize,
+    /// Peers that answered before and are due now: probed before the nodes.
+    answered_due: u64,
+}
+
+/// Replaces the generated rows on the nodes' addresses by the nodes, never tried and due
+/// at second 1, ahead of every never-tried generated row; a replaced row leaves `good`
+/// (the node's own answers decide).
+fn write_sim_nodes(
+    db: &Path,
+    sim: &SimNetwork,
+    good: &mut HashSet<IpAddr>,
+) -> anyhow::Result<SimRows> {
     let addrs: Vec<PeerAddr> = sim
         .nodes()
         .iter()
         .map(|node| PeerAddr::from_socket(node.addr))
         .collect();
     let mut store = Store::open_existing(db)?;
-    let collide = |store: &Store, sql: &str| -> anyhow::Result<u64> {
+    let count = |store: &Store, sql: &str| -> anyhow::Result<u64> {
         Ok(store.connection().query_row(sql, [], |r| r.get(0))?)
     };
-    let blocks: HashSet<String> = addrs
-        .iter()
-        .map(|a| {
-            let text = a.to_string();
-            text.split('.').take(2).collect::<Vec<_>>().join(".")
-        })
-        .collect();
-    let flood_range_rows = collide(
-        &store,
-        "SELECT count(*) FROM peers WHERE address LIKE '127.%' AND CAST(substr(address, 5, \
-         instr(substr(address, 5), '.') - 1) AS INTEGER) BETWEEN 200 AND 254",
-    )?;
+    let flood_range = count(&store, FLOOD_RANGE_SQL)?;
     let now = dnsseeder::unix_now();
-    let new_peers: Vec<NewPeer> = addrs
+    let mut replaced = 0;
+    for addr in &addrs {
+        replaced += store
+            .connection()
+            .execute("DELETE FROM peers WHERE address = ?1", [addr.to_string()])?;
+    }
+    for node in sim.nodes() {
+        good.remove(&node.addr.ip());
+    }
+    let inserted = store.add_peers(&seed_peers(&addrs, now), now)?;
+    // Due at second 1: ahead of every never-tried generated row (only peers that answered
+    // before come first in the scheduler's order).
+    store.make_due(&addrs, 1)?;
+    let answered_due = count(
+        &store,
+        &format!("SELECT count(*) FROM peers WHERE last_success IS NOT NULL AND next_try <= {now}"),
+    )?;
+    Ok(SimRows {
+        flood_range,
+        replaced,
+        inserted,
+        answered_due,
+    })
+}
+
+/// Generated rows in the flood range 127.200.0.0-127.254.255.255.
+const FLOOD_RANGE_SQL: &str = "SELECT count(*) FROM peers WHERE address LIKE '127.%' AND \
+    CAST(substr(address, 5, instr(substr(address, 5), '.') - 1) AS INTEGER) BETWEEN 200 AND 254";
+
+/// `addrs` as peers first heard of now, from a seed, without services.
+fn seed_peers(addrs: &[PeerAddr], now: i64) -> Vec<NewPeer> {
+    addrs
         .iter()
         .map(|&addr| NewPeer {
             addr,
@@ -358,44 +458,7 @@ fn start_sim(
             seen: now,
             source: Source::Seed,
         })
-        .collect();
-    let mut replaced = 0;
-    for node in sim.nodes() {
-        replaced += store.connection().execute(
-            "DELETE FROM peers WHERE address = ?1",
-            [PeerAddr::from_socket(node.addr).to_string()],
-        )?;
-        // No longer a generated good peer: the node's own answers decide (below).
-        good.remove(&node.addr.ip());
-    }
-    let inserted = store.add_peers(&new_peers, now)?;
-    // Due at second 1: ahead of every never-tried generated row (only peers that answered
-    // before come first in the scheduler's order).
-    store.make_due(&addrs, 1)?;
-    let answered_due = collide(
-        &store,
-        &format!("SELECT count(*) FROM peers WHERE last_success IS NOT NULL AND next_try <= {now}"),
-    )?;
-    println!(
-        "\nsim: {n} nodes ({floods} AddrFlood x {} messages of 1000 addresses, the rest Good), \
-         mainnet magic, port {MAINNET_PORT}, in {}; {replaced} generated rows on their \
-         addresses deleted, {inserted} inserted; all made due at t=1 (after {answered_due} due peers \
-         that answered before); {flood_range_rows} generated rows lie in the flood range \
-         127.200-254.x.x",
-        p.flood_messages,
-        blocks
-            .into_iter()
-            .map(|b| b + ".0.0/16")
-            .collect::<Vec<_>>()
-            .join(", "),
-    );
-    good.extend(
-        sim.nodes()
-            .iter()
-            .filter(|node| node.services.has(ServiceFlags::NETWORK))
-            .map(|node| node.addr.ip()),
-    );
-    Ok(Some(sim))
+        .collect()
 }
 
 /// The scheduler's and the DNS cache's queries on the database as generated, with their
@@ -404,15 +467,7 @@ fn queries(db: &Path, reps: usize) -> anyhow::Result<Vec<Figure>> {
     let store = Store::open_existing(db)?;
     let now = dnsseeder::unix_now();
     println!();
-    explain(
-        &store,
-        GOOD_SQL,
-        &[&(Family::Ipv4 as i64), &1],
-        "peers_good",
-    )?;
-    for (sql, index) in DUE_SQL {
-        explain(&store, sql, &[&now, &1000], index)?;
-    }
+    explain_queries(store.connection(), 1, now)?;
     println!();
     let mut figures = Vec::new();
     let (cold, median, n) = time(reps, || Ok(store.due(now, 1000)?.len()))?;
@@ -434,12 +489,8 @@ fn queries(db: &Path, reps: usize) -> anyhow::Result<Vec<Figure>> {
 }
 
 fn query_figure(what: &str, t: Duration) -> Figure {
-    Figure {
-        what: what.to_owned(),
-        value: format!("{:.2} ms", t.as_secs_f64() * 1e3),
-        limit: "20 ms".to_owned(),
-        met: t <= QUERY_LIMIT,
-    }
+    let value = format!("{:.2} ms", t.as_secs_f64() * 1e3);
+    Figure::new(what, value, "20 ms", t <= QUERY_LIMIT)
 }
 
 /// The first call's time, the median of `reps` more, and the first call's result.
@@ -460,56 +511,97 @@ fn time(
     Ok((cold, times[times.len() / 2], n))
 }
 
-/// Prints `EXPLAIN QUERY PLAN` of `sql` and checks that it uses `index`.
-fn explain(
-    store: &Store,
-    sql: &str,
-    params: &[&dyn rusqlite::ToSql],
-    index: &str,
-) -> anyhow::Result<()> {
-    let mut stmt = store
-        .connection()
-        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
-    let plan = stmt
-        .query_map(params, |r| r.get::<_, String>(3))?
-        .collect::<rusqlite::Result<Vec<String>>>()?;
-    println!("EXPLAIN QUERY PLAN {sql}");
-    for detail in &plan {
-        println!("  {detail}");
-    }
-    anyhow::ensure!(
-        plan.iter().any(|d| d.contains(index)),
-        "the plan of {sql} does not use {index}"
-    );
-    Ok(())
-}
-
-/// Kills the seeder if the bench fails half-way.
-struct Running(Option<Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// What the log reader saw, with the time it saw it.
 enum Seen {
     Listening(SocketAddr, Instant),
     Line(String),
 }
 
-fn run_seeder(
-    bin: &Path,
-    db: &Path,
-    p: &Params,
-    good: &HashSet<IpAddr>,
-    started_at: i64,
-) -> anyhow::Result<Vec<Figure>> {
-    let args = [
+/// The seeder as a child process (killed if the bench fails half-way), with a thread
+/// reading its log.
+struct Seeder {
+    running: Running,
+    /// When it was spawned: the start of the stopwatch.
+    spawned: Instant,
+    rx: mpsc::Receiver<Seen>,
+    reader: Option<thread::JoinHandle<()>>,
+    /// The log lines passed on so far.
+    log: Vec<String>,
+}
+
+impl Seeder {
+    /// Spawns `bin` with `args` (info logging, stdout discarded) and a thread that passes on
+    /// its log lines, and the DNS address once it is logged.
+    fn spawn(bin: &Path, args: &[&str]) -> anyhow::Result<Seeder> {
+        let spawned = Instant::now();
+        let mut running = Running::spawn(
+            Command::new(bin)
+                .args(args)
+                .env_remove("DNSSEEDER_DB")
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        )?;
+        let stderr = running.take_stderr()?;
+        let (tx, rx) = mpsc::channel();
+        let reader = thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.split("DNS listening on udp+tcp ").nth(1) {
+                    if let Ok(addr) = addr.trim().parse() {
+                        let _ = tx.send(Seen::Listening(addr, Instant::now()));
+                    }
+                }
+                let _ = tx.send(Seen::Line(line));
+            }
+        });
+        Ok(Seeder {
+            running,
+            spawned,
+            rx,
+            reader: Some(reader),
+            log: Vec::new(),
+        })
+    }
+
+    /// Waits up to 30 s for the line `DNS listening on udp+tcp ADDR`; returns the address
+    /// and when the line was read.
+    fn listening(&mut self) -> anyhow::Result<(SocketAddr, Instant)> {
+        loop {
+            match self.rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(Seen::Listening(addr, at)) => return Ok((addr, at)),
+                Ok(Seen::Line(line)) => self.log.push(line),
+                Err(_) => anyhow::bail!(
+                    "no `DNS listening` line within 30 s:\n{}",
+                    self.log.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Keeps the log lines read since the last call.
+    fn drain(&mut self) {
+        self.log.extend(self.rx.try_iter().filter_map(|s| match s {
+            Seen::Line(l) => Some(l),
+            Seen::Listening(..) => None,
+        }));
+    }
+
+    /// Stops the seeder with SIGTERM (60 s at most); returns how it exited, and its log.
+    fn stop(mut self) -> anyhow::Result<(String, Vec<String>)> {
+        let exited = self.running.terminate(Duration::from_secs(60))?;
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        self.drain();
+        Ok((exited, self.log))
+    }
+}
+
+/// `dnsseeder run`'s arguments: private (loopback) addresses allowed, no DNS seeds, DNS
+/// on an ephemeral port of 127.0.0.1 without rate limiting, `threads` crawler threads.
+fn seeder_args<'a>(db: &'a Path, threads: &'a str) -> anyhow::Result<Vec<&'a str>> {
+    Ok(vec![
         "run",
         "--db",
         path_arg(db)?,
@@ -532,65 +624,27 @@ fn run_seeder(
         "--probe-timeout",
         "2",
         "--threads",
-        &p.threads.to_string(),
-    ];
+        threads,
+    ])
+}
+
+/// Runs the seeder: times its start, samples its memory while it crawls for `--secs`,
+/// stops it and reads its totals; returns the figures.
+fn run_seeder(
+    bin: &Path,
+    db: &Path,
+    p: &Params,
+    good: &HashSet<IpAddr>,
+    started_at: i64,
+) -> anyhow::Result<Vec<Figure>> {
+    let threads = p.threads.to_string();
+    let args = seeder_args(db, &threads)?;
     println!("\ndnsseeder {}", args.join(" "));
-    let spawned = Instant::now();
-    let mut child = Command::new(bin)
-        .args(args)
-        .env_remove("DNSSEEDER_DB")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
-    let pid = child.id();
-    let mut running = Running(Some(child));
-    let (tx, rx) = mpsc::channel();
-    let reader = thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Some(addr) = line.split("DNS listening on udp+tcp ").nth(1) {
-                if let Ok(addr) = addr.trim().parse() {
-                    let _ = tx.send(Seen::Listening(addr, Instant::now()));
-                }
-            }
-            let _ = tx.send(Seen::Line(line));
-        }
-    });
-    let mut log = Vec::new();
-    let (dns, listening) = loop {
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Seen::Listening(addr, at)) => break (addr, at),
-            Ok(Seen::Line(line)) => log.push(line),
-            Err(_) => anyhow::bail!("no `DNS listening` line within 30 s:\n{}", log.join("\n")),
-        }
-    };
-    let (answered, tries, wrong) = first_correct_answer(dns, good)?;
-    let to_port = listening - spawned;
-    let to_answer = answered - spawned;
-    println!(
-        "start: port logged after {:.1} ms, first correct answer after {:.1} ms \
-         ({:.1} ms after the port; {tries} queries, {wrong} answers not yet correct)",
-        to_port.as_secs_f64() * 1e3,
-        to_answer.as_secs_f64() * 1e3,
-        (answered - listening).as_secs_f64() * 1e3
-    );
-    let (peak_rss, hwm) = sample_rss(pid, Duration::from_secs(p.secs), &rx, &mut log)?;
+    let mut seeder = Seeder::spawn(bin, &args)?;
+    let start = time_start(&mut seeder, good)?;
+    let memory = sample_rss(&mut seeder, Duration::from_secs_f64(p.secs))?;
     let during = Store::open_existing(db)?.count()?;
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()?;
-    anyhow::ensure!(status.success(), "kill -TERM {pid} failed");
-    let exited = wait_exit(&mut running, Duration::from_secs(60))?;
-    let _ = reader.join();
-    log.extend(rx.try_iter().filter_map(|s| match s {
-        Seen::Line(l) => Some(l),
-        Seen::Listening(..) => None,
-    }));
+    let (exited, log) = seeder.stop()?;
     for line in log.iter().filter(|l| {
         (l.contains("good ") && l.contains("known"))
             || l.contains("pruned")
@@ -599,6 +653,51 @@ fn run_seeder(
         println!("  log: {line}");
     }
     let gossip = gossip_totals(&log)?;
+    let after = report_rows(db, p, during, &exited, started_at)?;
+    println!(
+        "gossip: the writer received {} learned addresses, wrote {} ({} skipped as known); \
+         {} rows evicted over --max-addresses {MAX_ADDRESSES}",
+        gossip.written + gossip.skipped,
+        gossip.written,
+        gossip.skipped,
+        gossip.evicted
+    );
+    Ok(seeder_figures(p, &start, &memory, &gossip, after))
+}
+
+/// How long the seeder took, from its spawn, to log its DNS port and to answer correctly.
+struct StartTimes {
+    to_port: Duration,
+    to_answer: Duration,
+}
+
+/// Waits for the seeder's DNS port, then queries it until an answer is correct; prints
+/// and returns the times.
+fn time_start(seeder: &mut Seeder, good: &HashSet<IpAddr>) -> anyhow::Result<StartTimes> {
+    let (dns, listening) = seeder.listening()?;
+    let (answered, tries, wrong) = first_correct_answer(dns, good)?;
+    let to_port = listening - seeder.spawned;
+    let to_answer = answered - seeder.spawned;
+    println!(
+        "start: port logged after {:.1} ms, first correct answer after {:.1} ms \
+         ({:.1} ms after the port; {tries} queries, {wrong} answers not yet correct)",
+        to_port.as_secs_f64() * 1e3,
+        to_answer.as_secs_f64() * 1e3,
+        (answered - listening).as_secs_f64() * 1e3
+    );
+    Ok(StartTimes { to_port, to_answer })
+}
+
+/// Prints the rows during the run (`during`) and after the seeder exited, and the rows
+/// first heard of from gossip since `started_at` still in the table; returns the count
+/// after exit.
+fn report_rows(
+    db: &Path,
+    p: &Params,
+    during: u64,
+    exited: &str,
+    started_at: i64,
+) -> anyhow::Result<u64> {
     let store = Store::open_existing(db)?;
     let after = store.count()?;
     let learned_rows: u64 = store.connection().query_row(
@@ -612,65 +711,59 @@ fn run_seeder(
          rows first heard of from gossip during the run are still in the table",
         p.secs
     );
-    println!(
-        "gossip: the writer received {} learned addresses, wrote {} ({} skipped as known); \
-         {} rows evicted over --max-addresses {MAX_ADDRESSES}",
-        gossip.written + gossip.skipped,
-        gossip.written,
-        gossip.skipped,
-        gossip.evicted
-    );
-    let mb = |kb: u64| kb as f64 / 1024.0;
-    Ok(vec![
-        Figure {
-            what: "start → DNS port logged".to_owned(),
-            value: format!("{:.1} ms", to_port.as_secs_f64() * 1e3),
-            limit: "-".to_owned(),
-            met: true,
-        },
-        Figure {
-            what: "start → first correct answer".to_owned(),
-            value: format!("{:.1} ms", to_answer.as_secs_f64() * 1e3),
-            limit: "1000 ms".to_owned(),
-            met: to_answer <= START_LIMIT,
-        },
-        Figure {
-            what: format!("peak VmRSS (100 ms samples, {} s)", p.secs),
-            value: format!("{:.1} MiB", mb(peak_rss)),
-            limit: "100 MB".to_owned(),
-            met: mb(peak_rss) * 1.048_576 <= RSS_LIMIT_MB,
-        },
-        Figure {
-            what: "VmHWM at the end".to_owned(),
-            value: format!("{:.1} MiB", mb(hwm)),
-            limit: "100 MB".to_owned(),
-            met: mb(hwm) * 1.048_576 <= RSS_LIMIT_MB,
-        },
-        Figure {
-            what: "learned addresses received by the writer".to_owned(),
-            value: (gossip.written + gossip.skipped).to_string(),
-            limit: "-".to_owned(),
-            met: true,
-        },
-        Figure {
-            what: "learned addresses written (after the filter)".to_owned(),
-            value: gossip.written.to_string(),
-            limit: "-".to_owned(),
-            met: true,
-        },
-        Figure {
-            what: "rows evicted over --max-addresses".to_owned(),
-            value: gossip.evicted.to_string(),
-            limit: "-".to_owned(),
-            met: true,
-        },
-        Figure {
-            what: "rows after the run".to_owned(),
-            value: after.to_string(),
-            limit: format!("<= {MAX_ADDRESSES}"),
-            met: after <= MAX_ADDRESSES,
-        },
-    ])
+    Ok(after)
+}
+
+/// The rows of the closing table about the seeder's run.
+fn seeder_figures(
+    p: &Params,
+    start: &StartTimes,
+    memory: &Memory,
+    gossip: &GossipTotals,
+    after: u64,
+) -> Vec<Figure> {
+    let mib = |kb: u64| kb as f64 / 1024.0;
+    let within = |kb: u64| mib(kb) * 1.048_576 <= RSS_LIMIT_MB;
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+    vec![
+        Figure::info("start → DNS port logged", ms(start.to_port)),
+        Figure::new(
+            "start → first correct answer",
+            ms(start.to_answer),
+            "1000 ms",
+            start.to_answer <= START_LIMIT,
+        ),
+        Figure::new(
+            format!("peak VmRSS (100 ms samples, {} s)", p.secs),
+            format!("{:.1} MiB", mib(memory.peak)),
+            "100 MB",
+            within(memory.peak),
+        ),
+        Figure::new(
+            "VmHWM at the end",
+            format!("{:.1} MiB", mib(memory.hwm)),
+            "100 MB",
+            within(memory.hwm),
+        ),
+        Figure::info(
+            "learned addresses received by the writer",
+            (gossip.written + gossip.skipped).to_string(),
+        ),
+        Figure::info(
+            "learned addresses written (after the filter)",
+            gossip.written.to_string(),
+        ),
+        Figure::info(
+            "rows evicted over --max-addresses",
+            gossip.evicted.to_string(),
+        ),
+        Figure::new(
+            "rows after the run",
+            after.to_string(),
+            format!("<= {MAX_ADDRESSES}"),
+            after <= MAX_ADDRESSES,
+        ),
+    ]
 }
 
 /// The crawler's totals, from the line `run` logs when the crawler has stopped.
@@ -767,23 +860,27 @@ fn is_correct(m: &Message, good: &HashSet<IpAddr>) -> bool {
         && ips.iter().all(|ip| good.contains(ip))
 }
 
-/// Samples `VmRSS` of `pid` every 100 ms for `span` (printing it every 5 s), passing
-/// log lines on; returns the largest sample and the final `VmHWM`, in KiB.
-fn sample_rss(
-    pid: u32,
-    span: Duration,
-    rx: &mpsc::Receiver<Seen>,
-    log: &mut Vec<String>,
-) -> anyhow::Result<(u64, u64)> {
+/// The seeder's resident memory, in KiB.
+struct Memory {
+    /// The largest `VmRSS` sampled.
+    peak: u64,
+    /// `VmHWM` at the end.
+    hwm: u64,
+}
+
+/// Samples `VmRSS` of the seeder every 100 ms for `span` (printing it every 5 s), keeping
+/// its log lines; prints and returns the largest sample and the final `VmHWM`.
+fn sample_rss(seeder: &mut Seeder, span: Duration) -> anyhow::Result<Memory> {
+    let pid = seeder.running.id();
     let start = Instant::now();
     let mut peak = 0;
     let mut peak_at = (Duration::ZERO, 0);
     let mut next_print = start;
     while start.elapsed() < span {
-        let rss = proc_status(pid, "VmRSS")?;
+        let rss = status_field(pid, "VmRSS")?;
         if rss > peak {
             peak = rss;
-            peak_at = (start.elapsed(), proc_status(pid, "RssAnon")?);
+            peak_at = (start.elapsed(), status_field(pid, "RssAnon")?);
         }
         if Instant::now() >= next_print {
             next_print += Duration::from_secs(5);
@@ -793,13 +890,10 @@ fn sample_rss(
                 rss as f64 / 1024.0
             );
         }
-        log.extend(rx.try_iter().filter_map(|s| match s {
-            Seen::Line(l) => Some(l),
-            Seen::Listening(..) => None,
-        }));
+        seeder.drain();
         thread::sleep(Duration::from_millis(100));
     }
-    let hwm = proc_status(pid, "VmHWM")?;
+    let hwm = status_field(pid, "VmHWM")?;
     let mib = |kb: u64| kb as f64 / 1024.0;
     println!(
         "  peak: VmRSS {:.1} MiB at t+{:.1} s (anonymous {:.1})",
@@ -809,39 +903,11 @@ fn sample_rss(
     );
     println!(
         "  end: VmRSS {:.1} MiB (anonymous {:.1}, files {:.1}), VmHWM {:.1} MiB, {} threads",
-        mib(proc_status(pid, "VmRSS")?),
-        mib(proc_status(pid, "RssAnon")?),
-        mib(proc_status(pid, "RssFile")? + proc_status(pid, "RssShmem")?),
+        mib(status_field(pid, "VmRSS")?),
+        mib(status_field(pid, "RssAnon")?),
+        mib(status_field(pid, "RssFile")? + status_field(pid, "RssShmem")?),
         mib(hwm),
-        proc_status(pid, "Threads")?
+        status_field(pid, "Threads")?
     );
-    Ok((peak, hwm))
-}
-
-/// A numeric field of `/proc/PID/status` (`kB` for sizes).
-fn proc_status(pid: u32, field: &str) -> anyhow::Result<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no {field} in /proc/{pid}/status (did it exit?)"))
-}
-
-fn wait_exit(running: &mut Running, timeout: Duration) -> anyhow::Result<String> {
-    let start = Instant::now();
-    let child = running
-        .0
-        .as_mut()
-        .ok_or_else(|| anyhow::anyhow!("not running"))?;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            running.0 = None;
-            return Ok(format!(
-                "{status} after SIGTERM in {:.1} s",
-                start.elapsed().as_secs_f64()
-            ));
-        }
-        anyhow::ensure!(start.elapsed() < timeout, "no exit within {timeout:?}");
-        thread::sleep(Duration::from_millis(20));
-    }
+    Ok(Memory { peak, hwm })
 }

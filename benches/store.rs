@@ -17,6 +17,8 @@
 //! smoke run stays quick.
 
 mod common;
+#[path = "common/explain.rs"]
+mod explain;
 #[path = "common/workload.rs"]
 mod workload;
 
@@ -31,8 +33,8 @@ use criterion::{
 };
 use dnsseeder::addr::{Family, Host, PeerAddr};
 use dnsseeder::crawler::{NewPeer, Policy, Source};
-use dnsseeder::store::{DUE_SQL, GOOD_SQL, Store};
-use rusqlite::params;
+use dnsseeder::store::Store;
+use explain::explain_queries;
 use tempfile::TempDir;
 use workload::{POLICY, Workload};
 
@@ -187,41 +189,12 @@ fn describe(store: &Store) {
     }
     let due = store.due(NOW, 1000).expect("due runs");
     println!("due(now, 1000): {} addresses", due.len());
-    explain(
-        store,
-        GOOD_SQL,
-        params![Family::Ipv4 as i64, 9],
-        "peers_good",
-    );
-    for (sql, index) in DUE_SQL {
-        explain(store, sql, params![NOW, 1000], index);
-    }
+    explain_queries(store.connection(), 9, NOW).expect("the queries use their indexes");
     let start = Instant::now();
     let count = store.count().expect("count runs");
     println!(
         "SELECT count(*) FROM peers ({count} rows, as evict_over_cap runs it): {:.2?}",
         start.elapsed()
-    );
-}
-
-/// Prints `EXPLAIN QUERY PLAN` of `sql` and checks that it uses `index`.
-fn explain(store: &Store, sql: &str, params: &[&dyn rusqlite::ToSql], index: &str) {
-    let mut stmt = store
-        .connection()
-        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-        .expect("the query plan prepares");
-    let plan: Vec<String> = stmt
-        .query_map(params, |r| r.get::<_, String>(3))
-        .expect("the query plan runs")
-        .map(|detail| detail.expect("a plan row reads"))
-        .collect();
-    println!("EXPLAIN QUERY PLAN {sql}");
-    for detail in &plan {
-        println!("  {detail}");
-    }
-    assert!(
-        plan.iter().any(|d| d.contains(index)),
-        "the plan of {sql} does not use {index}"
     );
 }
 
