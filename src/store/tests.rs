@@ -27,15 +27,20 @@ fn three_peers_one_refused_one_answered() -> (tempfile::TempDir, Store) {
             0,
         )
         .unwrap();
-    let batch = Batch {
-        results: vec![
-            failure("1.1.1.1:8333", 5, "refused", false),
-            success("2.2.2.2:8333", 5, 1),
-        ],
-        learned: vec![],
-    };
+    let batch = results_only(vec![
+        failure("1.1.1.1:8333", 5, "refused", false),
+        success("2.2.2.2:8333", 5, 1),
+    ]);
     store.commit_batch(&batch, &POLICY, 5).unwrap();
     (dir, store)
+}
+
+/// A batch of probe results that taught us no address.
+fn results_only(results: Vec<ProbeResult>) -> Batch {
+    Batch {
+        results,
+        learned: vec![],
+    }
 }
 
 fn addr(s: &str) -> PeerAddr {
@@ -179,10 +184,7 @@ fn gossip_never_overwrites_observed_services() {
         store.add_peers(&[gossip("1.2.3.4:8333", 1)], 100).unwrap(),
         1
     );
-    let batch = Batch {
-        results: vec![success("1.2.3.4:8333", 200, 0x409)],
-        learned: vec![],
-    };
+    let batch = results_only(vec![success("1.2.3.4:8333", 200, 0x409)]);
     store.commit_batch(&batch, &POLICY, 200).unwrap();
     assert_eq!(
         store.add_peers(&[gossip("1.2.3.4:8333", 1)], 300).unwrap(),
@@ -198,10 +200,7 @@ fn success_then_failure_updates_every_column() {
     let t0 = 1_000_000;
     store
         .commit_batch(
-            &Batch {
-                results: vec![success("1.2.3.4:8333", t0, 9)],
-                learned: vec![],
-            },
+            &results_only(vec![success("1.2.3.4:8333", t0, 9)]),
             &POLICY,
             t0,
         )
@@ -216,10 +215,7 @@ fn success_then_failure_updates_every_column() {
     let t1 = t0 + 600;
     store
         .commit_batch(
-            &Batch {
-                results: vec![failure("1.2.3.4:8333", t1, "timeout", false)],
-                learned: vec![],
-            },
+            &results_only(vec![failure("1.2.3.4:8333", t1, "timeout", false)]),
             &POLICY,
             t1,
         )
@@ -246,10 +242,7 @@ fn violation_bans_for_a_scaled_day() {
     };
     store
         .commit_batch(
-            &Batch {
-                results: vec![failure("1.2.3.4:8333", 1000, "bad-magic", true)],
-                learned: vec![],
-            },
+            &results_only(vec![failure("1.2.3.4:8333", 1000, "bad-magic", true)]),
             &policy,
             1000,
         )
@@ -273,14 +266,7 @@ fn old_version_is_banned_and_not_good() {
         *version = 31800;
     }
     store
-        .commit_batch(
-            &Batch {
-                results: vec![result],
-                learned: vec![],
-            },
-            &POLICY,
-            1000,
-        )
+        .commit_batch(&results_only(vec![result]), &POLICY, 1000)
         .unwrap();
     let r = row(&store, "1.2.3.4:8333");
     assert!(!r.good);
@@ -299,13 +285,10 @@ fn due_orders_answered_then_new_then_failing() {
         scale: 0.0001,
         ..POLICY
     };
-    let batch = Batch {
-        results: vec![
-            success("1.1.1.1:8333", 10, 1),
-            failure("3.3.3.3:8333", 10, "refused", false),
-        ],
-        learned: vec![],
-    };
+    let batch = results_only(vec![
+        success("1.1.1.1:8333", 10, 1),
+        failure("3.3.3.3:8333", 10, "refused", false),
+    ]);
     store.commit_batch(&batch, &policy, 10).unwrap();
     let order: Vec<String> = store
         .due(1000, 10)
