@@ -61,11 +61,7 @@ impl SimNetwork {
     /// limit cannot hold one descriptor per listener plus some spare, or if an address
     /// cannot be bound (already in use, or not a local address).
     pub fn start(config: SimConfig) -> io::Result<SimNetwork> {
-        let seed = config
-            .nodes
-            .iter()
-            .position(|n| n.behaviour == Behaviour::Good)
-            .ok_or_else(|| io::Error::new(ErrorKind::InvalidInput, "no good node to seed from"))?;
+        let seed = seed_node(&config)?;
         let listening: Vec<usize> = (0..config.nodes.len())
             .filter(|&i| config.nodes[i].behaviour != Behaviour::Dead)
             .collect();
@@ -74,13 +70,7 @@ impl SimNetwork {
         let listeners = bind_listeners(&config, &listening, &poll)?;
         let waker = Waker::new(poll.registry(), WAKE)?;
         let shared = Arc::new(shared_state(config));
-        let index = shared
-            .config
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.addr, i))
-            .collect();
+        let index = node_index(&shared.config);
         let acceptor = spawn_acceptor(poll, listeners, &shared)?;
         log::debug!(
             "simulated network: {} nodes, {} listening",
@@ -156,6 +146,25 @@ impl Drop for SimNetwork {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The index of the first `Good` node, the seed a crawl starts from.
+fn seed_node(config: &SimConfig) -> io::Result<usize> {
+    config
+        .nodes
+        .iter()
+        .position(|n| n.behaviour == Behaviour::Good)
+        .ok_or_else(|| io::Error::new(ErrorKind::InvalidInput, "no good node to seed from"))
+}
+
+/// Each node's index by its address.
+fn node_index(config: &SimConfig) -> HashMap<SocketAddr, usize> {
+    config
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.addr, i))
+        .collect()
 }
 
 /// Binds a non-blocking listener for each of the `nodes` (indices into the configured
