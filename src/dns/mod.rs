@@ -25,7 +25,7 @@
 //!
 //! # Layout
 //! The pure responder, one request's bytes in, one response's bytes out:
-//! - `respond`: [`respond`] (and [`respond_into`], which reuses a buffer), what each
+//! - `respond`: [`respond()`] (and [`respond_into`], which reuses a buffer), what each
 //!   request gets, and the size limit of each [`Transport`];
 //! - `request`: parsing; the question and a plain OPT record are read by hand, anything
 //!   else in the request by hickory-proto;
