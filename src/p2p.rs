@@ -5,20 +5,25 @@
 //! checked, a length over [`MAX_PAYLOAD`] is refused before anything is allocated, the
 //! checksum is verified, and only the messages a probe needs are decoded (with their
 //! own, tighter caps); other payloads are skipped through a fixed buffer. Every read and
-//! write is bounded by the probe's overall deadline.
+//! write is bounded by the probe's overall deadline. The checks on what a peer sends are
+//! pure functions in `decode`; this module holds the conversation and the socket.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use bitcoin::consensus::encode::{self, Decodable, VarInt};
-use bitcoin::hashes::{Hash, sha256d};
-use bitcoin::p2p::address::{AddrV2, AddrV2Message, Address};
+use bitcoin::consensus::encode;
+use bitcoin::p2p::address::Address;
 use bitcoin::p2p::message::{NetworkMessage, RawNetworkMessage};
 use bitcoin::p2p::message_network::VersionMessage;
 use bitcoin::p2p::{Magic, ServiceFlags};
 
-use crate::addr::{Host, PeerAddr};
+use crate::addr::PeerAddr;
+
+mod decode;
+
+use decode::is_decoded;
+pub use decode::{Header, Message, decode_payload, parse_header};
 
 /// Largest payload any header may announce (SPEC §4); larger is a protocol violation.
 pub const MAX_PAYLOAD: u32 = 4_000_000;
@@ -209,17 +214,6 @@ pub fn probe(addr: SocketAddr, opts: &ProbeOptions) -> Result<PeerInfo, ProbeErr
     result
 }
 
-/// A decoded message, as far as a probe cares.
-#[derive(Debug)]
-pub enum Message {
-    Version(VersionMessage),
-    Verack,
-    Ping(u64),
-    Addr(Vec<Learned>),
-    /// Anything else, by command name.
-    Other(String),
-}
-
 /// Runs the handshake and address collection on an open stream.
 ///
 /// # Errors
@@ -231,6 +225,42 @@ pub fn converse<C: Conn>(
     deadline: Instant,
 ) -> Result<PeerInfo, ProbeError> {
     let mut io = Framed::new(conn, opts.magic, deadline);
+    let version = handshake(&mut io, peer, opts)?;
+    let mut info = PeerInfo::from_version(&version);
+    if opts.getaddr && version.version >= 31402 {
+        info.asked_getaddr = true;
+        // Failures here do not undo the handshake: keep what arrived.
+        if let Err(e) = io.send(NetworkMessage::GetAddr) {
+            log::debug!("{peer}: getaddr not sent: {e}");
+            return Ok(info);
+        }
+        collect_addrs(&mut io, peer, opts, &mut info.addrs);
+    }
+    Ok(info)
+}
+
+impl PeerInfo {
+    /// What the peer's `version` says, before any `getaddr`.
+    fn from_version(v: &VersionMessage) -> PeerInfo {
+        PeerInfo {
+            version: v.version,
+            services: v.services.to_u64(),
+            user_agent: sanitize_agent(&v.user_agent),
+            start_height: v.start_height,
+            asked_getaddr: false,
+            addrs: Vec::new(),
+        }
+    }
+}
+
+/// Sends our `version` and `sendaddrv2`, then answers the peer (`verack` to its
+/// `version`, `pong` to its pings) until both its `version` and its `verack` arrived.
+/// Returns its `version`.
+fn handshake<C: Conn>(
+    io: &mut Framed<'_, C>,
+    peer: SocketAddr,
+    opts: &ProbeOptions,
+) -> Result<VersionMessage, ProbeError> {
     // One write for both: one segment for the peer to read, one system call here.
     io.send_all([
         NetworkMessage::Version(our_version(peer, opts)),
@@ -251,27 +281,12 @@ pub fn converse<C: Conn>(
             Message::Addr(_) | Message::Other(_) => {}
         }
     }
-    let v = version.expect("the loop ends only once the version arrived");
-    let mut info = PeerInfo {
-        version: v.version,
-        services: v.services.to_u64(),
-        user_agent: sanitize_agent(&v.user_agent),
-        start_height: v.start_height,
-        asked_getaddr: false,
-        addrs: Vec::new(),
-    };
-    if opts.getaddr && v.version >= 31402 {
-        info.asked_getaddr = true;
-        // Failures here do not undo the handshake: keep what arrived.
-        if let Err(e) = io.send(NetworkMessage::GetAddr) {
-            log::debug!("{peer}: getaddr not sent: {e}");
-            return Ok(info);
-        }
-        collect_addrs(&mut io, peer, opts, &mut info.addrs);
-    }
-    Ok(info)
+    Ok(version.expect("the loop ends only once the version arrived"))
 }
 
+/// Collects the addresses the peer sends into `out`, answering its pings, until `out`
+/// holds `max_addrs`, the deadline passes (cut to `addr_linger` after a real answer), or
+/// the peer closes or breaks the protocol.
 fn collect_addrs<C: Conn>(
     io: &mut Framed<'_, C>,
     peer: SocketAddr,
@@ -279,33 +294,42 @@ fn collect_addrs<C: Conn>(
     out: &mut Vec<Learned>,
 ) {
     loop {
-        match io.receive() {
-            Ok(Message::Addr(entries)) => {
-                let real_answer = entries.len() > 1;
-                let room = opts.max_addrs.saturating_sub(out.len());
-                // Exactly what is kept: doubling took 2500 entries to a capacity of 4000.
-                out.reserve_exact(entries.len().min(room));
-                out.extend(entries.into_iter().take(room));
-                if out.len() >= opts.max_addrs {
-                    return;
-                }
-                if real_answer {
-                    io.deadline = io.deadline.min(Instant::now() + opts.addr_linger);
-                }
-            }
-            Ok(Message::Ping(nonce)) => {
-                if io.send(NetworkMessage::Pong(nonce)).is_err() {
-                    return;
-                }
-            }
-            Ok(_) => {}
-            Err(ProbeError::Timeout | ProbeError::Closed) => return,
+        let done = match io.receive() {
+            Ok(Message::Addr(entries)) => keep_addrs(io, entries, opts, out),
+            Ok(Message::Ping(nonce)) => io.send(NetworkMessage::Pong(nonce)).is_err(),
+            Ok(_) => false,
+            Err(ProbeError::Timeout | ProbeError::Closed) => true,
             Err(e) => {
                 log::debug!("{peer}: after handshake: {e}");
-                return;
+                true
             }
+        };
+        if done {
+            return;
         }
     }
+}
+
+/// Keeps what fits of `entries` in `out`; after a real answer (more than one entry, not
+/// a self-announcement) listens only `addr_linger` longer. Returns whether `out` is full.
+fn keep_addrs<C: Conn>(
+    io: &mut Framed<'_, C>,
+    entries: Vec<Learned>,
+    opts: &ProbeOptions,
+    out: &mut Vec<Learned>,
+) -> bool {
+    let real_answer = entries.len() > 1;
+    let room = opts.max_addrs.saturating_sub(out.len());
+    // Exactly what is kept: doubling took 2500 entries to a capacity of 4000.
+    out.reserve_exact(entries.len().min(room));
+    out.extend(entries.into_iter().take(room));
+    if out.len() >= opts.max_addrs {
+        return true;
+    }
+    if real_answer {
+        io.deadline = io.deadline.min(Instant::now() + opts.addr_linger);
+    }
+    false
 }
 
 fn our_version(peer: SocketAddr, opts: &ProbeOptions) -> VersionMessage {
@@ -469,130 +493,6 @@ enum ReadInto<'b> {
     Buffer,
     /// Straight into the caller's slice.
     Slice(&'b mut [u8]),
-}
-
-/// A checked message header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    pub command: String,
-    pub length: u32,
-    pub checksum: [u8; 4],
-}
-
-/// Reads a 24-byte header: checks the magic, the command's characters and the length cap.
-///
-/// # Errors
-/// `BadMagic`, `Oversize` or `Protocol`.
-pub fn parse_header(bytes: &[u8; HEADER_LEN], magic: Magic) -> Result<Header, ProbeError> {
-    let got: [u8; 4] = bytes[0..4].try_into().expect("a header has 4 magic bytes");
-    if got != magic.to_bytes() {
-        return Err(ProbeError::BadMagic(got));
-    }
-    let raw = &bytes[4..16];
-    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    if !raw[..end].iter().all(|b| b.is_ascii_graphic()) || raw[end..].iter().any(|&b| b != 0) {
-        return Err(ProbeError::Protocol("malformed command name".into()));
-    }
-    let command = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let length = u32::from_le_bytes(bytes[16..20].try_into().expect("4 length bytes"));
-    if length > MAX_PAYLOAD {
-        return Err(ProbeError::Oversize { command, length });
-    }
-    let checksum = bytes[20..24].try_into().expect("4 checksum bytes");
-    Ok(Header {
-        command,
-        length,
-        checksum,
-    })
-}
-
-fn is_decoded(command: &str) -> bool {
-    matches!(command, "version" | "verack" | "ping" | "addr" | "addrv2")
-}
-
-/// Verifies the checksum and decodes the payload of the messages a probe needs.
-///
-/// # Errors
-/// `BadChecksum`, `Oversize` (too many addr entries) or `Protocol`.
-pub fn decode_payload(header: &Header, payload: &[u8]) -> Result<Message, ProbeError> {
-    let hash = sha256d::Hash::hash(payload);
-    if hash.as_byte_array()[..4] != header.checksum {
-        return Err(ProbeError::BadChecksum(header.command.clone()));
-    }
-    let bad = |e: encode::Error| ProbeError::Protocol(format!("bad '{}': {e}", header.command));
-    Ok(match header.command.as_str() {
-        "version" => Message::Version(decode_version(payload).map_err(bad)?),
-        "verack" => Message::Verack,
-        "ping" => Message::Ping(encode::deserialize_partial::<u64>(payload).map_err(bad)?.0),
-        "addr" => Message::Addr(decode_addrs(payload, &header.command, decode_addr_v1)?),
-        "addrv2" => Message::Addr(decode_addrs(payload, &header.command, decode_addr_v2)?),
-        other => Message::Other(other.to_owned()),
-    })
-}
-
-/// Decodes a `version`, tolerating trailing bytes (some nodes send them) and a missing
-/// `relay` byte (protocol versions before BIP37).
-fn decode_version(payload: &[u8]) -> Result<VersionMessage, encode::Error> {
-    match encode::deserialize_partial::<VersionMessage>(payload) {
-        Ok((v, _)) => Ok(v),
-        Err(e) => {
-            let mut padded = payload.to_vec();
-            padded.push(0);
-            encode::deserialize_partial::<VersionMessage>(&padded)
-                .map(|(v, _)| v)
-                .map_err(|_| e)
-        }
-    }
-}
-
-fn decode_addrs(
-    payload: &[u8],
-    command: &str,
-    entry: fn(&mut &[u8]) -> Result<Option<Learned>, encode::Error>,
-) -> Result<Vec<Learned>, ProbeError> {
-    let bad = |e: encode::Error| ProbeError::Protocol(format!("bad '{command}': {e}"));
-    let mut reader = payload;
-    let count = VarInt::consensus_decode(&mut reader).map_err(bad)?.0;
-    if count > MAX_ADDR_PER_MESSAGE {
-        return Err(ProbeError::Oversize {
-            command: format!("{command} with {count} entries"),
-            length: payload.len() as u32,
-        });
-    }
-    let mut out = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        if let Some(learned) = entry(&mut reader).map_err(bad)? {
-            out.push(learned);
-        }
-    }
-    Ok(out)
-}
-
-fn decode_addr_v1(reader: &mut &[u8]) -> Result<Option<Learned>, encode::Error> {
-    let time = u32::consensus_decode(reader)?;
-    let address = Address::consensus_decode(reader)?;
-    Ok(address.socket_addr().ok().map(|sock| Learned {
-        addr: PeerAddr::from_socket(sock),
-        services: address.services.to_u64(),
-        time,
-    }))
-}
-
-fn decode_addr_v2(reader: &mut &[u8]) -> Result<Option<Learned>, encode::Error> {
-    let m = AddrV2Message::consensus_decode(reader)?;
-    let host = match m.addr {
-        AddrV2::Ipv4(ip) => Host::V4(ip),
-        AddrV2::Ipv6(ip) => Host::from_ip(IpAddr::V6(ip)),
-        AddrV2::TorV3(key) => Host::TorV3(key),
-        AddrV2::I2p(hash) => Host::I2p(hash),
-        AddrV2::Cjdns(ip) => Host::Cjdns(ip),
-        AddrV2::TorV2(_) | AddrV2::Unknown(..) => return Ok(None),
-    };
-    Ok(Some(Learned {
-        addr: PeerAddr { host, port: m.port },
-        services: m.services.to_u64(),
-        time: m.time,
-    }))
 }
 
 #[cfg(test)]

@@ -172,29 +172,44 @@ impl<T: Copy + Ord> Grouped<T> {
         // The first `diverse` come from distinct netgroups, which are drawn in random
         // order, so the answer's order is random too.
         let diverse = want.min(self.netgroups());
+        // Indices into `addrs` of the chosen peers.
+        let mut chosen = [0u32; MAX_ANSWERS];
+        self.one_per_netgroup(rng, &mut chosen[..diverse], &mut out[..diverse]);
+        if diverse < want {
+            self.fill_rest(rng, diverse, &mut chosen[..want], &mut out[..want]);
+        }
+        want
+    }
+
+    /// Fills `out` with a random member each of `out.len()` distinct random netgroups,
+    /// and `chosen` with their indices.
+    fn one_per_netgroup<R: Rng + ?Sized>(&self, rng: &mut R, chosen: &mut [u32], out: &mut [T]) {
         let mut groups = [0u32; MAX_ANSWERS];
-        sample_distinct(rng, self.netgroups(), &mut groups[..diverse]);
-        // Indices into `addrs` of the chosen peers: a random member of each netgroup.
+        let groups = &mut groups[..out.len()];
+        sample_distinct(rng, self.netgroups(), groups);
         // No branch depends on the memory read, so the CPU overlaps the cache misses
         // of the 30 records (most of the cost of an answer from a large set).
-        let mut chosen = [0u32; MAX_ANSWERS];
-        for ((slot, o), &group) in chosen
-            .iter_mut()
-            .zip(out.iter_mut())
-            .zip(&groups[..diverse])
-        {
+        for ((slot, o), &group) in chosen.iter_mut().zip(out.iter_mut()).zip(&*groups) {
             let (start, end) = (self.starts[group as usize], self.starts[group as usize + 1]);
             *slot = start + below(rng, (end - start) as usize) as u32;
             *o = self.addrs[*slot as usize];
         }
-        if diverse < want {
-            fill_distinct(rng, self.addrs.len(), diverse, &mut chosen[..want]);
-            chosen[diverse..want].shuffle(rng);
-            for (o, &i) in out[diverse..want].iter_mut().zip(&chosen[diverse..want]) {
-                *o = self.addrs[i as usize];
-            }
+    }
+
+    /// Completes `out[first..]` with random peers other than the `first` already in
+    /// `chosen`, in random order.
+    fn fill_rest<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        first: usize,
+        chosen: &mut [u32],
+        out: &mut [T],
+    ) {
+        fill_distinct(rng, self.addrs.len(), first, chosen);
+        chosen[first..].shuffle(rng);
+        for (o, &i) in out[first..].iter_mut().zip(&chosen[first..]) {
+            *o = self.addrs[i as usize];
         }
-        want
     }
 }
 
@@ -260,8 +275,8 @@ fn fill_distinct<R: Rng + ?Sized>(rng: &mut R, len: usize, first: usize, chosen:
     }
 }
 
-#[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap
+#[cfg(test)]
 mod tests {
     use super::*;
     use rand::SeedableRng;

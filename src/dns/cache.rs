@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use super::PeerSource;
@@ -85,7 +85,7 @@ impl AnswerCache {
         }
         let set = self.fetch(mask, None);
         let now = Instant::now();
-        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        let mut entries = self.write();
         if entries.len() < self.max_masks || entries.contains_key(&mask) {
             entries.insert(mask, self.entry(Arc::clone(&set), now));
         }
@@ -96,20 +96,7 @@ impl AnswerCache {
     /// refresher thread. The source is queried without holding the map's lock.
     pub(crate) fn refresh(&self, now: Instant) {
         self.clock.fetch_max(self.millis(now), Ordering::Relaxed);
-        let idle_before = self
-            .millis(now)
-            .saturating_sub(MASK_IDLE.as_millis() as u64);
-        let due: Vec<(u64, Arc<AnswerSet>)> = {
-            let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
-            entries.retain(|mask, e| {
-                self.pinned.contains(mask) || e.last_used.load(Ordering::Relaxed) >= idle_before
-            });
-            entries
-                .iter()
-                .filter(|(_, e)| now.saturating_duration_since(e.built) >= self.ttl)
-                .map(|(&mask, e)| (mask, Arc::clone(&e.set)))
-                .collect()
-        };
+        let due = self.sweep(now);
         if due.is_empty() {
             return;
         }
@@ -124,11 +111,32 @@ impl AnswerCache {
             } else {
                 self.fetch(mask, Some(old))
             };
-            let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
-            if let Some(entry) = entries.get_mut(&mask) {
-                entry.set = set;
-                entry.built = now;
-            }
+            self.replace(mask, set, now);
+        }
+    }
+
+    /// Drops the unpinned masks unused for [`MASK_IDLE`] and returns the sets older than
+    /// the TTL, under one write lock.
+    fn sweep(&self, now: Instant) -> Vec<(u64, Arc<AnswerSet>)> {
+        let idle_before = self
+            .millis(now)
+            .saturating_sub(MASK_IDLE.as_millis() as u64);
+        let mut entries = self.write();
+        entries.retain(|mask, e| {
+            self.pinned.contains(mask) || e.last_used.load(Ordering::Relaxed) >= idle_before
+        });
+        entries
+            .iter()
+            .filter(|(_, e)| now.saturating_duration_since(e.built) >= self.ttl)
+            .map(|(&mask, e)| (mask, Arc::clone(&e.set)))
+            .collect()
+    }
+
+    /// Puts the rebuilt `set` of `mask` in place, unless the mask was dropped meanwhile.
+    fn replace(&self, mask: u64, set: Arc<AnswerSet>, now: Instant) {
+        if let Some(entry) = self.write().get_mut(&mask) {
+            entry.set = set;
+            entry.built = now;
         }
     }
 
@@ -158,8 +166,13 @@ impl AnswerCache {
 
     fn store(&self, mask: u64, set: Arc<AnswerSet>, now: Instant) {
         let entry = self.entry(set, now);
-        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
-        entries.insert(mask, entry);
+        self.write().insert(mask, entry);
+    }
+
+    /// The map, locked for writing (a panicked holder left it consistent: each change is
+    /// one insert, retain or field update).
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<u64, Entry>> {
+        self.entries.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn entry(&self, set: Arc<AnswerSet>, now: Instant) -> Entry {
@@ -175,8 +188,8 @@ impl AnswerCache {
     }
 }
 
-#[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::net::{IpAddr, Ipv4Addr};

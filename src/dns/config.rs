@@ -180,8 +180,8 @@ pub(crate) fn normalize_mbox(mbox: &str) -> Result<String, ConfigError> {
     }
 }
 
-#[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -24,14 +24,26 @@
 //!   for EDNS versions above 0; silence for responses and packets under 12 bytes.
 //!
 //! # Layout
-//! - `wire`: the pure function [`respond`] (and [`respond_into`], which reuses a buffer):
-//!   the question and a plain OPT record are read by hand, anything else in the request
-//!   by hickory-proto; the response is written directly, with the question copied, owner
-//!   names as compression pointers into it, and SOA/NS RDATA encoded once by
-//!   hickory-proto in [`ZoneContext`]. No allocation for typical queries; about 0.2 µs
-//!   per 30-record answer (see docs/PERFORMANCE.md, `## DNS`).
-//! - `answer`: [`AnswerSet`], the peers of one mask grouped by netgroup, and the choice.
-//! - `cache`, `ratelimit` ([`RateLimiter`]) and `server` ([`DnsServer`], [`DnsHandle`]).
+//! The pure responder, one request's bytes in, one response's bytes out:
+//! - `respond`: [`respond()`] (and [`respond_into`], which reuses a buffer), what each
+//!   request gets, and the size limit of each [`Transport`];
+//! - `request`: parsing; the question and a plain OPT record are read by hand, anything
+//!   else in the request by hickory-proto;
+//! - `response`: the response written directly, with the question copied and owner
+//!   names as compression pointers into it;
+//! - `zone`: [`ZoneContext`], the zone's names, masks and SOA/NS RDATA encoded once by
+//!   hickory-proto.
+//!
+//! No allocation for typical queries; about 0.2 µs per 30-record answer (see
+//! docs/PERFORMANCE.md, `## DNS`). Then the data it answers from:
+//! - `answer`: [`AnswerSet`], the peers of one mask grouped by netgroup, and the choice;
+//! - `cache`: the answer sets per mask; `ratelimit`: [`RateLimiter`].
+//!
+//! And the sockets and threads:
+//! - `server`: [`DnsServer`] and [`DnsHandle`], starting and stopping the threads;
+//! - `bind`: the sockets and [`BindError`]; `counters`: [`DnsCounters`];
+//! - `serve_udp`: the UDP loop, over `udp`'s batched receive and send;
+//! - `serve_tcp`: the TCP acceptor and connections.
 //!
 //! # Answer cache
 //! One `Arc<AnswerSet>` per mask in a `RwLock<HashMap>`; a serving thread holds the read
@@ -74,21 +86,30 @@
 //! and joins them promptly.
 
 mod answer;
+mod bind;
 mod cache;
 mod config;
+mod counters;
 mod ratelimit;
+mod request;
+mod respond;
+mod response;
+mod serve_tcp;
+mod serve_udp;
 mod server;
 mod udp;
-mod wire;
+mod zone;
 
 pub use answer::{AnswerSet, MAX_ANSWERS, PREBUILT_ANSWERS};
+pub use bind::BindError;
 pub use config::{ConfigError, DnsConfig};
+pub use counters::{DnsCounters, DnsStats};
 pub use ratelimit::{RateLimiter, Verdict};
-pub use server::{BindError, DnsCounters, DnsHandle, DnsServer, DnsStats};
-pub use wire::{
-    MAX_UDP_EDNS, MAX_UDP_PLAIN, Outcome, Transport, ZoneContext, parse_mask_label, respond,
-    respond_into, respond_truncated_into,
+pub use respond::{
+    MAX_UDP_EDNS, MAX_UDP_PLAIN, Outcome, Transport, respond, respond_into, respond_truncated_into,
 };
+pub use server::{DnsHandle, DnsServer};
+pub use zone::{ZoneContext, parse_mask_label};
 
 /// Where answer sets come from: the SQLite peer store implements it with an indexed
 /// query (good peers whose services include `mask`).

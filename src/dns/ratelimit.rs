@@ -141,8 +141,8 @@ fn source_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-#[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -135,36 +135,19 @@ mod mmsg {
             Ok(())
         }
 
+        /// Sends every non-empty response to the source of its request, in as few
+        /// `sendmmsg` calls as the system allows; a message the system refuses is logged
+        /// and skipped.
         pub(super) fn send(
             &mut self,
             socket: &UdpSocket,
             responses: &[Vec<u8>],
             received: &[(usize, usize, SocketAddr)],
         ) {
-            self.outgoing.clear();
-            self.destinations.clear();
-            for (i, &(_, _, peer)) in received.iter().enumerate() {
-                if !responses[i].is_empty() {
-                    self.outgoing.push(i);
-                    self.destinations.push(Some(SockaddrStorage::from(peer)));
-                }
-            }
+            self.queue(responses, received);
             let mut start = 0;
             while start < self.outgoing.len() {
-                let slices: Vec<[IoSlice<'_>; 1]> = self.outgoing[start..]
-                    .iter()
-                    .map(|&i| [IoSlice::new(&responses[i])])
-                    .collect();
-                let sent = sendmmsg(
-                    socket.as_raw_fd(),
-                    &mut self.send,
-                    &slices,
-                    &self.destinations[start..],
-                    [],
-                    MsgFlags::empty(),
-                )
-                .map(Iterator::count);
-                match sent {
+                match self.send_from(socket, responses, start) {
                     Ok(0) => break,
                     Ok(n) => start += n,
                     Err(e) => {
@@ -175,6 +158,43 @@ mod mmsg {
                     }
                 }
             }
+        }
+
+        /// Notes which received requests have a response, and where each goes.
+        #[inline]
+        fn queue(&mut self, responses: &[Vec<u8>], received: &[(usize, usize, SocketAddr)]) {
+            self.outgoing.clear();
+            self.destinations.clear();
+            for (i, &(_, _, peer)) in received.iter().enumerate() {
+                if !responses[i].is_empty() {
+                    self.outgoing.push(i);
+                    self.destinations.push(Some(SockaddrStorage::from(peer)));
+                }
+            }
+        }
+
+        /// One `sendmmsg` of the queued responses from the `start`th on; returns how
+        /// many the system took.
+        #[inline]
+        fn send_from(
+            &mut self,
+            socket: &UdpSocket,
+            responses: &[Vec<u8>],
+            start: usize,
+        ) -> nix::Result<usize> {
+            let slices: Vec<[IoSlice<'_>; 1]> = self.outgoing[start..]
+                .iter()
+                .map(|&i| [IoSlice::new(&responses[i])])
+                .collect();
+            sendmmsg(
+                socket.as_raw_fd(),
+                &mut self.send,
+                &slices,
+                &self.destinations[start..],
+                [],
+                MsgFlags::empty(),
+            )
+            .map(Iterator::count)
         }
     }
 
@@ -187,8 +207,8 @@ mod mmsg {
     }
 }
 
-#[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;

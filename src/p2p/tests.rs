@@ -3,6 +3,7 @@
 use std::net::TcpListener;
 
 use bitcoin::Network;
+use bitcoin::consensus::encode::VarInt;
 
 use super::*;
 use crate::testkit::{self, ScriptedPeer, peer_handshake, peer_version};

@@ -18,53 +18,81 @@ use super::SimConfig;
 /// 3. Each answering list is topped up with distinct random nodes to `addrs_per_answer`.
 pub(crate) fn plan(config: &SimConfig) -> Vec<Vec<usize>> {
     let n = config.nodes.len();
-    let mut lists: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut lists = Lists::new(n);
     let mut rng = StdRng::seed_from_u64(config.gossip_seed);
     let mut ring: Vec<usize> = (0..n)
         .filter(|&i| config.nodes[i].behaviour.answers_getaddr())
         .collect();
     if ring.is_empty() {
-        return lists;
+        return lists.lists;
     }
     ring.shuffle(&mut rng);
-    let mut members: Vec<HashSet<usize>> = vec![HashSet::new(); n];
-    let mut add = |lists: &mut Vec<Vec<usize>>, owner: usize, listed: usize| {
-        if owner != listed && members[owner].insert(listed) {
-            lists[owner].push(listed);
-        }
-    };
     for (pos, &owner) in ring.iter().enumerate() {
         for step in 1..=config.ring_successors.min(ring.len() - 1) {
-            add(&mut lists, owner, ring[(pos + step) % ring.len()]);
+            lists.add(owner, ring[(pos + step) % ring.len()]);
         }
     }
+    vouch_for_the_others(&mut lists, &ring, config);
+    top_up(
+        &mut lists,
+        &ring,
+        config.addrs_per_answer.min(n - 1),
+        &mut rng,
+    );
+    lists.lists
+}
+
+/// Gossip lists under construction: a list names a node at most once, and never its owner.
+struct Lists {
+    lists: Vec<Vec<usize>>,
+    members: Vec<HashSet<usize>>,
+}
+
+impl Lists {
+    fn new(n: usize) -> Self {
+        Self {
+            lists: vec![Vec::new(); n],
+            members: vec![HashSet::new(); n],
+        }
+    }
+
+    fn add(&mut self, owner: usize, listed: usize) {
+        if owner != listed && self.members[owner].insert(listed) {
+            self.lists[owner].push(listed);
+        }
+    }
+}
+
+/// Step 2: lists each node that does not answer `getaddr` in two lists of the ring,
+/// dependable nodes' if there are any.
+fn vouch_for_the_others(lists: &mut Lists, ring: &[usize], config: &SimConfig) {
+    let nodes = &config.nodes;
     let dependable: Vec<usize> = ring
         .iter()
         .copied()
-        .filter(|&i| config.nodes[i].behaviour.is_dependable())
+        .filter(|&i| nodes[i].behaviour.is_dependable())
         .collect();
     let vouchers = if dependable.is_empty() {
-        &ring
+        ring
     } else {
         &dependable
     };
-    let others = (0..n).filter(|&i| !config.nodes[i].behaviour.answers_getaddr());
+    let others = (0..nodes.len()).filter(|&i| !nodes[i].behaviour.answers_getaddr());
     for (k, listed) in others.enumerate() {
-        add(&mut lists, vouchers[k % vouchers.len()], listed);
-        add(
-            &mut lists,
-            vouchers[(k + vouchers.len() / 2) % vouchers.len()],
-            listed,
-        );
+        lists.add(vouchers[k % vouchers.len()], listed);
+        lists.add(vouchers[(k + vouchers.len() / 2) % vouchers.len()], listed);
     }
-    let target = config.addrs_per_answer.min(n - 1);
-    for &owner in &ring {
+}
+
+/// Step 3: tops up each list of the ring with random nodes to `target` entries.
+fn top_up(lists: &mut Lists, ring: &[usize], target: usize, rng: &mut StdRng) {
+    let n = lists.lists.len();
+    for &owner in ring {
         // Random draws with rejection: bounded so tiny networks terminate.
         let mut attempts = 0;
-        while lists[owner].len() < target && attempts < 20 * target {
-            add(&mut lists, owner, rng.random_range(0..n));
+        while lists.lists[owner].len() < target && attempts < 20 * target {
+            lists.add(owner, rng.random_range(0..n));
             attempts += 1;
         }
     }
-    lists
 }

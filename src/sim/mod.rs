@@ -21,9 +21,6 @@ mod node;
 mod server;
 mod wire;
 
-#[cfg(test)]
-mod tests;
-
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -228,22 +225,7 @@ impl SimConfig {
         let nodes = behaviours
             .iter()
             .enumerate()
-            .map(|(i, &behaviour)| {
-                let port = match behaviour {
-                    Behaviour::AltPort => alt_port(port),
-                    _ => port,
-                };
-                let services = match behaviour {
-                    Behaviour::NoServices => ServiceFlags::NONE,
-                    _ => ServiceFlags::from(SERVICE_MIX[i % SERVICE_MIX.len()]),
-                };
-                NodeSpec {
-                    addr: SocketAddr::new(IpAddr::V4(node_ip(block, i)), port),
-                    behaviour,
-                    services,
-                    start_height: 900_000 + i32::try_from(i % 1000).unwrap_or(0),
-                }
-            })
+            .map(|(i, &behaviour)| node_spec(block, i, behaviour, port))
             .collect();
         let poison_ip = node_ip(block, 4);
         SimConfig {
@@ -313,6 +295,24 @@ impl SimConfig {
     }
 }
 
+/// Node `i` of a configuration whose first block is `block`, on the network's `port`.
+fn node_spec(block: usize, i: usize, behaviour: Behaviour, port: u16) -> NodeSpec {
+    let port = match behaviour {
+        Behaviour::AltPort => alt_port(port),
+        _ => port,
+    };
+    let services = match behaviour {
+        Behaviour::NoServices => ServiceFlags::NONE,
+        _ => ServiceFlags::from(SERVICE_MIX[i % SERVICE_MIX.len()]),
+    };
+    NodeSpec {
+        addr: SocketAddr::new(IpAddr::V4(node_ip(block, i)), port),
+        behaviour,
+        services,
+        start_height: 900_000 + i32::try_from(i % 1000).unwrap_or(0),
+    }
+}
+
 /// The default poison list: unspecified, multicast, broadcast, reserved and port 0.
 fn default_poison(port: u16, port_zero_ip: Ipv4Addr) -> Vec<SocketAddr> {
     [
@@ -335,3 +335,6 @@ fn other_magic(magic: Magic) -> Magic {
         Magic::TESTNET4
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,11 +9,12 @@ use bitcoin::p2p::message::NetworkMessage;
 use bitcoin::p2p::message_compact_blocks::SendCmpct;
 use bitcoin::p2p::message_network::VersionMessage;
 use bitcoin::p2p::{Magic, ServiceFlags};
+use rand::seq::SliceRandom;
 use rand::{Rng, RngExt};
 
 use super::Behaviour;
 use super::server::Shared;
-use super::wire::{Conn, HEADER_LEN, encode_message};
+use super::wire::{Conn, HEADER_LEN, Incoming, encode_message};
 
 /// Protocol version of the good nodes (Bitcoin Core 22+).
 const PROTOCOL_VERSION: u32 = 70016;
@@ -36,8 +37,7 @@ const USER_AGENTS: [&str; 4] = [
 /// Serves connection number `nth` (1-based) accepted by node `node`, until the client
 /// closes, the node's behaviour ends it, or the network stops.
 pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, node: usize, nth: u64, shared: &Shared) {
-    let spec = &shared.config.nodes[node];
-    let conn = Conn {
+    let mut conn = Conn {
         stream,
         stop: &shared.stop,
         idle: shared.config.idle_timeout,
@@ -45,79 +45,76 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, node: usize, nth: u64, 
     if conn.setup().is_err() {
         return;
     }
-    let mut conn = conn;
-    match spec.behaviour {
+    match shared.config.nodes[node].behaviour {
         Behaviour::Dead => {}
         Behaviour::Silent => conn.drain(),
-        Behaviour::Garbage => {
-            let mut bytes = vec![0u8; 2048];
-            rand::rng().fill_bytes(&mut bytes);
-            if conn.write_all(&bytes).is_ok() {
-                conn.drain();
-            }
-        }
-        Behaviour::OversizeHeader => {
-            let mut bytes = Vec::with_capacity(HEADER_LEN + 8);
-            bytes.extend_from_slice(&shared.config.magic.to_bytes());
-            bytes.extend_from_slice(b"version\0\0\0\0\0");
-            bytes.extend_from_slice(&OVERSIZE_LEN.to_le_bytes());
-            bytes.extend_from_slice(&[0x5d, 0xf6, 0xe0, 0xe2]);
-            bytes.extend_from_slice(&[0x7f, 0x11, 0x01, 0x00, 0x09, 0x04, 0x00, 0x00]);
-            if conn.write_all(&bytes).is_ok() {
-                conn.drain();
-            }
-        }
+        Behaviour::Garbage => send_then_drain(conn, &garbage()),
+        Behaviour::OversizeHeader => send_then_drain(conn, &oversize_header(shared.config.magic)),
         Behaviour::Flaky if nth % 2 == 0 => {}
-        Behaviour::Slowloris => {
-            let version = NetworkMessage::Version(handshake_version(shared, node, peer));
-            let version = encode_message(shared.config.magic, version);
-            for byte in version {
-                if conn.write_all(&[byte]).is_err() || !conn.pause(Duration::from_secs(1)) {
-                    return;
-                }
-            }
-            conn.drain();
-        }
-        Behaviour::EndlessStream => {
-            let magic = shared.config.magic;
-            let mut msgs = vec![NetworkMessage::Version(handshake_version(
-                shared, node, peer,
-            ))];
-            for i in 0u64.. {
-                msgs.push(match i % 3 {
-                    0 => NetworkMessage::Ping(i),
-                    1 => NetworkMessage::SendHeaders,
-                    _ => NetworkMessage::FeeFilter(1000),
-                });
-                for msg in msgs.drain(..) {
-                    if conn.send(magic, msg).is_err() {
-                        return;
-                    }
-                }
-                if i % 16 == 0 && !conn.pause(Duration::from_millis(1)) {
-                    return;
-                }
-            }
-        }
+        Behaviour::Slowloris => slowloris(conn, shared, node, peer),
+        Behaviour::EndlessStream => endless_stream(conn, shared, node, peer),
         _ => {
-            let magic = match spec.behaviour {
-                Behaviour::WrongMagic => shared.config.wrong_magic,
-                _ => shared.config.magic,
-            };
-            let mut session = Session {
-                conn,
-                shared,
-                node,
-                nth,
-                peer,
-                magic,
-                got_version: false,
-                got_verack: false,
-                addrv2: false,
-                answered: false,
-            };
+            let mut session = Session::new(conn, shared, node, nth, peer);
             // Errors only mean the client went away or misbehaved: the connection just ends.
             let _ = session.run();
+        }
+    }
+}
+
+/// Sends `bytes`, then reads and discards until the client goes away.
+fn send_then_drain(mut conn: Conn<'_>, bytes: &[u8]) {
+    if conn.write_all(bytes).is_ok() {
+        conn.drain();
+    }
+}
+
+/// What a [`Behaviour::Garbage`] node sends: 2 KiB of random bytes.
+fn garbage() -> Vec<u8> {
+    let mut bytes = vec![0u8; 2048];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes
+}
+
+/// What a [`Behaviour::OversizeHeader`] node sends: a `version` header with the right
+/// magic announcing a payload of [`OVERSIZE_LEN`] bytes, then the start of a payload.
+fn oversize_header(magic: Magic) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(HEADER_LEN + 8);
+    bytes.extend_from_slice(&magic.to_bytes());
+    bytes.extend_from_slice(b"version\0\0\0\0\0");
+    bytes.extend_from_slice(&OVERSIZE_LEN.to_le_bytes());
+    bytes.extend_from_slice(&[0x5d, 0xf6, 0xe0, 0xe2]);
+    bytes.extend_from_slice(&[0x7f, 0x11, 0x01, 0x00, 0x09, 0x04, 0x00, 0x00]);
+    bytes
+}
+
+/// A [`Behaviour::Slowloris`] node: its `version` one byte per second, then silence.
+fn slowloris(mut conn: Conn<'_>, shared: &Shared, node: usize, peer: SocketAddr) {
+    let version = NetworkMessage::Version(handshake_version(shared, node, peer));
+    for byte in encode_message(shared.config.magic, version) {
+        if conn.write_all(&[byte]).is_err() || !conn.pause(Duration::from_secs(1)) {
+            return;
+        }
+    }
+    conn.drain();
+}
+
+/// A [`Behaviour::EndlessStream`] node: its `version`, then `ping`, `sendheaders` and
+/// `feefilter` in turn (a short pause every 16) until the client goes away.
+fn endless_stream(mut conn: Conn<'_>, shared: &Shared, node: usize, peer: SocketAddr) {
+    let magic = shared.config.magic;
+    let version = NetworkMessage::Version(handshake_version(shared, node, peer));
+    if conn.send(magic, version).is_err() {
+        return;
+    }
+    for i in 0u64.. {
+        let msg = match i % 3 {
+            0 => NetworkMessage::Ping(i),
+            1 => NetworkMessage::SendHeaders,
+            _ => NetworkMessage::FeeFilter(1000),
+        };
+        if conn.send(magic, msg).is_err() || (i % 16 == 0 && !conn.pause(Duration::from_millis(1)))
+        {
+            return;
         }
     }
 }
@@ -181,7 +178,52 @@ enum Entry {
     V2Only(AddrV2, u16),
 }
 
-impl Session<'_> {
+impl Entry {
+    /// The entry as `addrv2` carries it, seen at `time`.
+    fn to_v2(&self, time: u32) -> AddrV2Message {
+        let (addr, port, services) = match self {
+            Entry::Ip(sa, services) => (v2_addr(sa.ip()), sa.port(), *services),
+            Entry::V2Only(addr, port) => (addr.clone(), *port, flood_services()),
+        };
+        AddrV2Message {
+            time,
+            services,
+            addr,
+            port,
+        }
+    }
+
+    /// The entry as `addr` carries it; `None` for an entry only `addrv2` can carry.
+    fn to_v1(&self) -> Option<Address> {
+        match self {
+            Entry::Ip(sa, services) => Some(Address::new(sa, *services)),
+            Entry::V2Only(..) => None,
+        }
+    }
+}
+
+impl<'a> Session<'a> {
+    /// A session speaking the network's magic, or the wrong one for a
+    /// [`Behaviour::WrongMagic`] node.
+    fn new(conn: Conn<'a>, shared: &'a Shared, node: usize, nth: u64, peer: SocketAddr) -> Self {
+        let magic = match shared.config.nodes[node].behaviour {
+            Behaviour::WrongMagic => shared.config.wrong_magic,
+            _ => shared.config.magic,
+        };
+        Session {
+            conn,
+            shared,
+            node,
+            nth,
+            peer,
+            magic,
+            got_version: false,
+            got_verack: false,
+            addrv2: false,
+            answered: false,
+        }
+    }
+
     fn behaviour(&self) -> Behaviour {
         self.shared.config.nodes[self.node].behaviour
     }
@@ -190,41 +232,54 @@ impl Session<'_> {
         node_services(&self.shared.config.nodes[self.node])
     }
 
+    /// Answers the client's messages until it closes or sends a foreign magic.
     fn run(&mut self) -> io::Result<()> {
         while let Some(msg) = self.conn.read_message()? {
             if self.behaviour() != Behaviour::WrongMagic && msg.magic != self.shared.config.magic {
                 return Ok(()); // Core disconnects on a foreign magic.
             }
-            match msg.command.as_str() {
-                "version" if !self.got_version => {
-                    self.got_version = true;
-                    self.wait()?;
-                    let replies = self.handshake();
-                    self.send_all(replies)?;
-                }
-                "sendaddrv2" if self.got_version && !self.got_verack => self.addrv2 = true,
-                "verack" if self.got_version && !self.got_verack => {
-                    self.got_verack = true;
-                    self.wait()?;
-                    let replies = self.after_verack();
-                    self.send_all(replies)?;
-                }
-                "getaddr" if self.got_verack && !self.answered => {
-                    self.answered = true;
-                    self.wait()?;
-                    self.answer_getaddr()?;
-                }
-                "ping" if msg.payload.len() >= 8 => {
-                    let mut nonce = [0u8; 8];
-                    nonce.copy_from_slice(&msg.payload[..8]);
-                    self.wait()?;
-                    self.conn
-                        .send(self.magic, NetworkMessage::Pong(u64::from_le_bytes(nonce)))?;
-                }
-                _ => {}
-            }
+            self.handle(&msg)?;
         }
         Ok(())
+    }
+
+    /// Answers one message as Core would at this point of the handshake; ignores what
+    /// Core would ignore.
+    fn handle(&mut self, msg: &Incoming) -> io::Result<()> {
+        match msg.command.as_str() {
+            "version" if !self.got_version => {
+                self.got_version = true;
+                self.wait()?;
+                let replies = self.handshake();
+                self.send_all(replies)
+            }
+            "sendaddrv2" if self.got_version && !self.got_verack => {
+                self.addrv2 = true;
+                Ok(())
+            }
+            "verack" if self.got_version && !self.got_verack => {
+                self.got_verack = true;
+                self.wait()?;
+                let replies = self.after_verack();
+                self.send_all(replies)
+            }
+            "getaddr" if self.got_verack && !self.answered => {
+                self.answered = true;
+                self.wait()?;
+                self.answer_getaddr()
+            }
+            "ping" if msg.payload.len() >= 8 => self.pong(&msg.payload[..8]),
+            _ => Ok(()),
+        }
+    }
+
+    /// Answers a `ping` whose nonce is `nonce`.
+    fn pong(&mut self, nonce: &[u8]) -> io::Result<()> {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(nonce);
+        self.wait()?;
+        self.conn
+            .send(self.magic, NetworkMessage::Pong(u64::from_le_bytes(bytes)))
     }
 
     /// The delay of a `Slow` node before a reply.
@@ -277,29 +332,38 @@ impl Session<'_> {
         if entries.is_empty() {
             return Ok(());
         }
-        {
-            let mut rng = rand::rng();
-            rand::seq::SliceRandom::shuffle(entries.as_mut_slice(), &mut rng);
-        }
+        entries.shuffle(&mut rand::rng());
         let split = (self.nth + self.node as u64) % 3 == 0 && entries.len() >= 2;
         let (first, second) = entries.split_at(if split { entries.len() / 2 } else { 0 });
-        for part in [first, second] {
-            for chunk in part.chunks(MAX_ADDR_PER_MSG) {
-                let msg = self.addr_message(chunk);
-                self.conn.send(self.magic, msg)?;
-            }
-        }
+        self.send_addrs(first)?;
+        self.send_addrs(second)?;
         if self.behaviour() == Behaviour::AddrFlood {
-            let rank = self.shared.flood_rank[self.node];
-            let count = self.shared.config.flood_messages;
-            for m in 0..count {
-                let first = (rank * count + m) * MAX_ADDR_PER_MSG;
-                let chunk: Vec<Entry> = (first..first + MAX_ADDR_PER_MSG)
-                    .map(|k| Entry::Ip(flood_addr(k, self.shared.config.port), flood_services()))
-                    .collect();
-                let msg = self.addr_message(&chunk);
-                self.conn.send(self.magic, msg)?;
-            }
+            self.flood()?;
+        }
+        Ok(())
+    }
+
+    /// Sends `entries` in messages of at most [`MAX_ADDR_PER_MSG`].
+    fn send_addrs(&mut self, entries: &[Entry]) -> io::Result<()> {
+        for chunk in entries.chunks(MAX_ADDR_PER_MSG) {
+            let msg = self.addr_message(chunk);
+            self.conn.send(self.magic, msg)?;
+        }
+        Ok(())
+    }
+
+    /// The flood of an `AddrFlood` node: `flood_messages` full messages of addresses
+    /// where nothing listens, from a range of its own among the flooding nodes.
+    fn flood(&mut self) -> io::Result<()> {
+        let rank = self.shared.flood_rank[self.node];
+        let count = self.shared.config.flood_messages;
+        for m in 0..count {
+            let first = (rank * count + m) * MAX_ADDR_PER_MSG;
+            let chunk: Vec<Entry> = (first..first + MAX_ADDR_PER_MSG)
+                .map(|k| Entry::Ip(flood_addr(k, self.shared.config.port), flood_services()))
+                .collect();
+            let msg = self.addr_message(&chunk);
+            self.conn.send(self.magic, msg)?;
         }
         Ok(())
     }
@@ -337,33 +401,10 @@ impl Session<'_> {
         let mut rng = rand::rng();
         let mut time = || now.saturating_sub(rng.random_range(60..3 * 3600));
         if self.addrv2 {
-            NetworkMessage::AddrV2(
-                entries
-                    .iter()
-                    .map(|entry| {
-                        let (addr, port, services) = match entry {
-                            Entry::Ip(sa, services) => (v2_addr(sa.ip()), sa.port(), *services),
-                            Entry::V2Only(addr, port) => (addr.clone(), *port, flood_services()),
-                        };
-                        AddrV2Message {
-                            time: time(),
-                            services,
-                            addr,
-                            port,
-                        }
-                    })
-                    .collect(),
-            )
+            NetworkMessage::AddrV2(entries.iter().map(|e| e.to_v2(time())).collect())
         } else {
-            NetworkMessage::Addr(
-                entries
-                    .iter()
-                    .filter_map(|entry| match entry {
-                        Entry::Ip(sa, services) => Some((time(), Address::new(sa, *services))),
-                        Entry::V2Only(..) => None,
-                    })
-                    .collect(),
-            )
+            let v1 = entries.iter().filter_map(Entry::to_v1);
+            NetworkMessage::Addr(v1.map(|address| (time(), address)).collect())
         }
     }
 }

@@ -61,46 +61,17 @@ impl SimNetwork {
     /// limit cannot hold one descriptor per listener plus some spare, or if an address
     /// cannot be bound (already in use, or not a local address).
     pub fn start(config: SimConfig) -> io::Result<SimNetwork> {
-        let seed = config
-            .nodes
-            .iter()
-            .position(|n| n.behaviour == Behaviour::Good)
-            .ok_or_else(|| io::Error::new(ErrorKind::InvalidInput, "no good node to seed from"))?;
+        let seed = seed_node(&config)?;
         let listening: Vec<usize> = (0..config.nodes.len())
             .filter(|&i| config.nodes[i].behaviour != Behaviour::Dead)
             .collect();
         ensure_fd_limit(listening.len() as u64 + SPARE_FDS)?;
         let poll = Poll::new()?;
-        let mut listeners = HashMap::with_capacity(listening.len());
-        for &i in &listening {
-            let addr = config.nodes[i].addr;
-            let listener = TcpListener::bind(addr)
-                .map_err(|e| io::Error::new(e.kind(), format!("bind {addr}: {e}")))?;
-            listener.set_nonblocking(true)?;
-            poll.registry().register(
-                &mut SourceFd(&listener.as_raw_fd()),
-                Token(i),
-                Interest::READABLE,
-            )?;
-            listeners.insert(i, listener);
-        }
+        let listeners = bind_listeners(&config, &listening, &poll)?;
         let waker = Waker::new(poll.registry(), WAKE)?;
         let shared = Arc::new(shared_state(config));
-        let index = shared
-            .config
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.addr, i))
-            .collect();
-        let acceptor = {
-            let shared = Arc::clone(&shared);
-            crate::thread::spawn("sim-accept", move || {
-                accept_loop(poll, &listeners, &shared);
-                Ok(())
-            })
-            .map_err(io::Error::other)?
-        };
+        let index = node_index(&shared.config);
+        let acceptor = spawn_acceptor(poll, listeners, &shared)?;
         log::debug!(
             "simulated network: {} nodes, {} listening",
             shared.config.nodes.len(),
@@ -177,6 +148,64 @@ impl Drop for SimNetwork {
     }
 }
 
+/// The index of the first `Good` node, the seed a crawl starts from.
+fn seed_node(config: &SimConfig) -> io::Result<usize> {
+    config
+        .nodes
+        .iter()
+        .position(|n| n.behaviour == Behaviour::Good)
+        .ok_or_else(|| io::Error::new(ErrorKind::InvalidInput, "no good node to seed from"))
+}
+
+/// Each node's index by its address.
+fn node_index(config: &SimConfig) -> HashMap<SocketAddr, usize> {
+    config
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.addr, i))
+        .collect()
+}
+
+/// Binds a non-blocking listener for each of the `nodes` (indices into the configured
+/// nodes) and registers it with `poll` under its node's index.
+fn bind_listeners(
+    config: &SimConfig,
+    nodes: &[usize],
+    poll: &Poll,
+) -> io::Result<HashMap<usize, TcpListener>> {
+    let mut listeners = HashMap::with_capacity(nodes.len());
+    for &i in nodes {
+        let addr = config.nodes[i].addr;
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("bind {addr}: {e}")))?;
+        listener.set_nonblocking(true)?;
+        poll.registry().register(
+            &mut SourceFd(&listener.as_raw_fd()),
+            Token(i),
+            Interest::READABLE,
+        )?;
+        listeners.insert(i, listener);
+    }
+    Ok(listeners)
+}
+
+/// Starts the thread that accepts on every listener until the network stops.
+fn spawn_acceptor(
+    poll: Poll,
+    listeners: HashMap<usize, TcpListener>,
+    shared: &Arc<Shared>,
+) -> io::Result<JoinHandle<()>> {
+    let shared = Arc::clone(shared);
+    crate::thread::spawn("sim-accept", move || {
+        accept_loop(poll, &listeners, &shared);
+        Ok(())
+    })
+    .map_err(io::Error::other)
+}
+
+/// The state shared with the connection threads: the configuration and what is derived
+/// from it once (gossip plan, poisoning nodes, flood ranks), and the counters.
 fn shared_state(config: SimConfig) -> Shared {
     let plan = gossip::plan(&config);
     let mut good_rank = 0;

@@ -1,0 +1,100 @@
+//! The server's counters: what it has done since it started, updated by every serving
+//! thread without locks and read as a [`DnsStats`] snapshot.
+//!
+//! They exist apart from the serving loops so that what is counted, and which counter
+//! each response [`Outcome`] goes to, is read in one place.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::respond::Outcome;
+
+/// What the server has done since it started; every field only grows.
+#[derive(Debug, Default)]
+pub struct DnsCounters {
+    /// Requests received (UDP datagrams and TCP messages), whatever became of them.
+    pub queries: AtomicU64,
+    /// NOERROR responses, with or without records.
+    pub answered: AtomicU64,
+    /// REFUSED responses.
+    pub refused: AtomicU64,
+    /// NXDOMAIN responses.
+    pub nxdomain: AtomicU64,
+    /// FORMERR (and BADVERS) responses.
+    pub formerr: AtomicU64,
+    /// NOTIMP responses.
+    pub notimp: AtomicU64,
+    /// Empty truncated replies sent to rate-limited sources.
+    pub rate_limited: AtomicU64,
+    /// Requests that got no response (malformed, responses, over the rate limit).
+    pub dropped: AtomicU64,
+    /// TCP connections served.
+    pub tcp_connections: AtomicU64,
+    /// TCP connections closed at once because the cap was reached.
+    pub tcp_rejected: AtomicU64,
+}
+
+/// A copy of [`DnsCounters`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DnsStats {
+    /// See [`DnsCounters::queries`].
+    pub queries: u64,
+    /// See [`DnsCounters::answered`].
+    pub answered: u64,
+    /// See [`DnsCounters::refused`].
+    pub refused: u64,
+    /// See [`DnsCounters::nxdomain`].
+    pub nxdomain: u64,
+    /// See [`DnsCounters::formerr`].
+    pub formerr: u64,
+    /// See [`DnsCounters::notimp`].
+    pub notimp: u64,
+    /// See [`DnsCounters::rate_limited`].
+    pub rate_limited: u64,
+    /// See [`DnsCounters::dropped`].
+    pub dropped: u64,
+    /// See [`DnsCounters::tcp_connections`].
+    pub tcp_connections: u64,
+    /// See [`DnsCounters::tcp_rejected`].
+    pub tcp_rejected: u64,
+}
+
+impl DnsCounters {
+    /// Returns the current values.
+    pub fn snapshot(&self) -> DnsStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        DnsStats {
+            queries: get(&self.queries),
+            answered: get(&self.answered),
+            refused: get(&self.refused),
+            nxdomain: get(&self.nxdomain),
+            formerr: get(&self.formerr),
+            notimp: get(&self.notimp),
+            rate_limited: get(&self.rate_limited),
+            dropped: get(&self.dropped),
+            tcp_connections: get(&self.tcp_connections),
+            tcp_rejected: get(&self.tcp_rejected),
+        }
+    }
+
+    /// Counts one request and what its response said.
+    #[inline]
+    pub(super) fn record(&self, outcome: Outcome) {
+        let counter = match outcome {
+            Outcome::Answered => &self.answered,
+            Outcome::NxDomain => &self.nxdomain,
+            Outcome::Refused => &self.refused,
+            Outcome::FormErr => &self.formerr,
+            Outcome::NotImp => &self.notimp,
+            Outcome::Truncated => &self.rate_limited,
+            Outcome::Dropped => &self.dropped,
+        };
+        bump(&self.queries);
+        bump(counter);
+    }
+}
+
+/// Adds one to `counter`.
+#[inline]
+pub(super) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
