@@ -165,11 +165,7 @@ impl Crawler {
     /// # Errors
     /// When the database cannot be opened or a thread cannot start.
     pub fn start(config: CrawlConfig) -> anyhow::Result<Crawler> {
-        let writer_store = Store::open(&config.db)?;
-        writer_store
-            .tune_for_writer()
-            .context("tuning the writer connection")?;
-        let scheduler_store = Store::open(&config.db)?;
+        let (writer_store, scheduler_store) = open_stores(&config)?;
         let threads = config.threads.max(1);
         let mut crawler = Crawler {
             stop: Arc::new(AtomicBool::new(false)),
@@ -244,6 +240,15 @@ impl Crawler {
             let _ = t.join();
         }
     }
+}
+
+/// The writer's connection (tuned for writing) and the scheduler's.
+fn open_stores(config: &CrawlConfig) -> anyhow::Result<(Store, Store)> {
+    let writer = Store::open(&config.db)?;
+    writer
+        .tune_for_writer()
+        .context("tuning the writer connection")?;
+    Ok((writer, Store::open(&config.db)?))
 }
 
 impl Drop for Crawler {

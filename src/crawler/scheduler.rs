@@ -3,6 +3,7 @@
 //! failing ones), never one already in flight; and bootstraps from `--seed` and DNS seeds
 //! while too few peers have answered lately.
 
+use std::collections::HashSet;
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,6 +91,11 @@ impl Scheduler {
         // between, an address still due in the query's snapshot would be probed twice.
         let mut in_flight = lock(&self.in_flight);
         let due = self.store.due(unix_now(), room + in_flight.len())?;
+        Ok(self.queue(due, &mut in_flight, room))
+    }
+
+    /// Queues up to `room` of `due` that are not in flight, marking them; returns how many.
+    fn queue(&self, due: Vec<DuePeer>, in_flight: &mut HashSet<PeerAddr>, room: usize) -> usize {
         let mut queued = 0;
         for peer in due {
             if queued == room {
@@ -105,7 +111,7 @@ impl Scheduler {
             }
             queued += 1;
         }
-        Ok(queued)
+        queued
     }
 
     /// Uses `--seed` and DNS seeds while too few peers answered in the last (scaled) hour.

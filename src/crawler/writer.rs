@@ -186,12 +186,7 @@ impl Writer {
         self.evicted = evicted;
         let summary = committed?;
         let micros = started.elapsed().as_micros() as u64;
-        // Only now may the scheduler hand these addresses out again.
-        let mut in_flight = lock(&self.in_flight);
-        for r in &self.batch.results {
-            in_flight.remove(&r.addr);
-        }
-        drop(in_flight);
+        self.release_committed();
         if self.batch.results.is_empty() {
             self.make_seeds_due()?;
         }
@@ -206,6 +201,14 @@ impl Writer {
             );
         }
         Ok(())
+    }
+
+    /// Only now may the scheduler hand the batch's addresses out again.
+    fn release_committed(&self) {
+        let mut in_flight = lock(&self.in_flight);
+        for r in &self.batch.results {
+            in_flight.remove(&r.addr);
+        }
     }
 
     /// Bootstrap addresses already known must be due now, too.
