@@ -431,7 +431,12 @@ fn write_sim_nodes(
     let inserted = store.add_peers(&seed_peers(&addrs, now), now)?;
     // Due at second 1: ahead of every never-tried generated row (only peers that answered
     // before come first in the scheduler's order).
-    store.make_due(&addrs, 1)?;
+    for addr in &addrs {
+        store.connection().execute(
+            "UPDATE peers SET next_try = 1 WHERE address = ?1",
+            [addr.to_string()],
+        )?;
+    }
     let answered_due = count(
         &store,
         &format!("SELECT count(*) FROM peers WHERE last_success IS NOT NULL AND next_try <= {now}"),
@@ -452,12 +457,7 @@ const FLOOD_RANGE_SQL: &str = "SELECT count(*) FROM peers WHERE address LIKE '12
 fn seed_peers(addrs: &[PeerAddr], now: i64) -> Vec<NewPeer> {
     addrs
         .iter()
-        .map(|&addr| NewPeer {
-            addr,
-            services: 0,
-            seen: now,
-            source: Source::Seed,
-        })
+        .map(|&addr| NewPeer::unannounced(addr, now, Source::Seed))
         .collect()
 }
 

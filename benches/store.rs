@@ -32,7 +32,7 @@ use criterion::{
     BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
 };
 use dnsseeder::addr::{Family, Host, PeerAddr};
-use dnsseeder::crawler::{NewPeer, Policy, Source};
+use dnsseeder::crawler::{NewPeer, Policy, SourceGroup};
 use dnsseeder::store::Store;
 use explain::explain_queries;
 use tempfile::TempDir;
@@ -256,12 +256,19 @@ fn new_peer(rng: &mut Rng, now: i64) -> NewPeer {
             break host;
         }
     };
-    NewPeer {
-        addr: PeerAddr { host, port: 8333 },
-        services: common::services(rng),
-        seen: now - rng.range(0, 3 * 86_400),
-        source: Source::Gossip,
-    }
+    // Announced by one of 1000 sources.
+    let announcer = PeerAddr {
+        host: Host::V4(Ipv4Addr::from(
+            0x0800_0000 + rng.below(1000) as u32 * 65_536,
+        )),
+        port: 8333,
+    };
+    NewPeer::gossiped(
+        PeerAddr { host, port: 8333 },
+        common::services(rng),
+        now - rng.range(0, 3 * 86_400),
+        SourceGroup::of(&announcer),
+    )
 }
 
 fn config() -> Criterion {

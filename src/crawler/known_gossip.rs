@@ -8,19 +8,21 @@ use super::{NewPeer, Source};
 use crate::addr::PeerAddr;
 
 /// Gossiped addresses remembered per generation: 7/8 of 65,536 hash buckets, so a
-/// generation's map never grows past them (65,536 x 49 bytes = 3.2 MB; two are kept).
+/// generation's map never grows past them (65,536 x 57 bytes = 3.7 MB; two are kept).
 pub const KNOWN_GOSSIP_GENERATION: usize = 57_344;
 
 /// The gossiped addresses the writer knows to be in the table, each with the newest gossip
-/// timestamp written for it (a lower bound of its `last_seen`).
+/// timestamp written for it (a lower bound of its `last_seen`) and the source groups it
+/// wrote as announcers (a subset of its `source_bits`).
 ///
 /// Every answering peer gossips dozens to a thousand addresses, nearly all of them already
 /// known; each used to cost an upsert (format the address, seek the unique index, compare)
 /// that changed nothing unless the timestamp was newer. Profiling the crawl bench showed these
 /// upserts taking three quarters of the writer's time. A mention is now dropped before SQLite
-/// when the remembered timestamp is at least as new (the upsert would have been a no-op), and
-/// repeated mentions within a batch are merged (first mention's services, newest timestamp),
-/// which is what the upserts in a row would have written. Rows leave the table only by
+/// when the remembered timestamp is at least as new and its announcer is already counted (the
+/// upsert would have been a no-op), and repeated mentions within a batch are merged (first
+/// mention's services and announcer, newest timestamp, every announcer's bit), which is what
+/// the upserts in a row would have written. Rows leave the table only by
 /// eviction and pruning, both in the writer: eviction reports the addresses it deleted and
 /// exactly those are forgotten (at `--max-addresses` every batch that inserts rows evicts,
 /// so forgetting everything left the filter nearly empty there); pruning, hourly, forgets
@@ -32,16 +34,31 @@ pub const KNOWN_GOSSIP_GENERATION: usize = 57_344;
 /// size stay resident in its arenas (peak RSS under gossip: docs/PERFORMANCE.md, Scale).
 #[derive(Debug, Default)]
 pub(super) struct KnownGossip {
-    current: HashMap<PeerAddr, i64>,
-    previous: HashMap<PeerAddr, i64>,
+    current: HashMap<PeerAddr, Written>,
+    previous: HashMap<PeerAddr, Written>,
     /// Scratch for [`KnownGossip::filter`]: the first mention of each address in a batch.
     first: HashMap<PeerAddr, usize>,
     /// Scratch for [`KnownGossip::filter`]: the mentions kept.
     kept: Vec<NewPeer>,
 }
 
+/// What the writer wrote of an address: its newest gossip timestamp and the bits of its
+/// announcers.
+#[derive(Debug, Clone, Copy)]
+struct Written {
+    seen: i64,
+    announced_by: u64,
+}
+
+impl Written {
+    /// Whether writing `peer` would change nothing.
+    fn covers(self, peer: &NewPeer) -> bool {
+        peer.seen <= self.seen && peer.announced_by & !self.announced_by == 0
+    }
+}
+
 impl KnownGossip {
-    fn seen(&self, addr: &PeerAddr) -> Option<i64> {
+    fn written(&self, addr: &PeerAddr) -> Option<Written> {
         self.current
             .get(addr)
             .or_else(|| self.previous.get(addr))
@@ -65,8 +82,8 @@ impl KnownGossip {
                 kept.push(peer);
                 continue;
             }
-            let seen = current.get(&peer.addr).or_else(|| previous.get(&peer.addr));
-            if seen.is_some_and(|&t| peer.seen <= t) {
+            let written = current.get(&peer.addr).or_else(|| previous.get(&peer.addr));
+            if written.is_some_and(|w| w.covers(&peer)) {
                 continue;
             }
             merge(first, kept, peer);
@@ -79,14 +96,21 @@ impl KnownGossip {
     /// Remembers the gossiped addresses of a committed batch.
     pub(super) fn remember(&mut self, learned: &[NewPeer]) {
         for peer in learned.iter().filter(|p| p.source == Source::Gossip) {
-            let seen = self
-                .seen(&peer.addr)
-                .map_or(peer.seen, |t| t.max(peer.seen));
+            let written = self.written(&peer.addr).map_or(
+                Written {
+                    seen: peer.seen,
+                    announced_by: peer.announced_by,
+                },
+                |w| Written {
+                    seen: w.seen.max(peer.seen),
+                    announced_by: w.announced_by | peer.announced_by,
+                },
+            );
             if self.current.len() >= KNOWN_GOSSIP_GENERATION {
                 std::mem::swap(&mut self.previous, &mut self.current);
                 self.current.clear();
             }
-            self.current.insert(peer.addr, seen);
+            self.current.insert(peer.addr, written);
         }
     }
 
@@ -105,12 +129,14 @@ impl KnownGossip {
     }
 }
 
-/// Keeps the first mention of an address in a batch, with the newest timestamp of all.
+/// Keeps the first mention of an address in a batch, with the newest timestamp of all and
+/// every announcer's bit.
 fn merge(first: &mut HashMap<PeerAddr, usize>, kept: &mut Vec<NewPeer>, peer: NewPeer) {
     match first.entry(peer.addr) {
         Entry::Occupied(e) => {
             let earlier = &mut kept[*e.get()];
             earlier.seen = earlier.seen.max(peer.seen);
+            earlier.announced_by |= peer.announced_by;
         }
         Entry::Vacant(e) => {
             e.insert(kept.len());
@@ -122,44 +148,70 @@ fn merge(first: &mut HashMap<PeerAddr, usize>, kept: &mut Vec<NewPeer>, peer: Ne
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crawler::{Batch, Policy};
+    use crate::crawler::{Batch, Policy, SourceGroup};
     use crate::store::Store;
 
     fn gossip(addr: &str, services: u64, seen: i64) -> NewPeer {
-        NewPeer {
-            addr: addr.parse().unwrap(),
-            services,
-            seen,
-            source: Source::Gossip,
-        }
+        gossip_from(addr, services, seen, "9.9.9.9:8333")
+    }
+
+    fn gossip_from(addr: &str, services: u64, seen: i64, announcer: &str) -> NewPeer {
+        let announcer = SourceGroup::of(&announcer.parse().unwrap());
+        NewPeer::gossiped(addr.parse().unwrap(), services, seen, announcer)
     }
 
     #[test]
     fn known_gossip_drops_what_would_change_nothing() {
         let mut known = KnownGossip::default();
         known.remember(&[gossip("1.1.1.1:8333", 9, 1000)]);
-        let mut seed = gossip("1.1.1.1:8333", 0, 5);
-        seed.source = Source::Seed;
+        let seed = NewPeer::unannounced("1.1.1.1:8333".parse().unwrap(), 5, Source::Seed);
+        let other = "7.7.7.7:8333";
         let mut learned = vec![
-            gossip("1.1.1.1:8333", 9, 1000), // not newer: dropped
+            gossip("1.1.1.1:8333", 9, 1000), // not newer, same announcer: dropped
             gossip("1.1.1.1:8333", 9, 999),  // older: dropped
-            seed,                            // not gossip: kept as is
+            seed.clone(),                    // not gossip: kept as is
             gossip("2.2.2.2:8333", 1, 50),   // new: kept, first mention's services
             gossip("2.2.2.2:8333", 8, 70),   // repeat: merged, newest time
-            gossip("2.2.2.2:8333", 8, 60),
+            gossip_from("2.2.2.2:8333", 8, 60, other), // another announcer: merged
             gossip("1.1.1.1:8333", 9, 1001), // newer: kept
+            gossip_from("3.3.3.3:8333", 9, 10, other),
+            gossip_from("1.1.1.1:8333", 9, 10, other), // older, but a new announcer: merged
         ];
-        assert_eq!(known.filter(&mut learned), 4);
-        let kept: Vec<(String, u64, i64, Source)> = learned
+        assert_eq!(known.filter(&mut learned), 5);
+        let bits = |a: &str| SourceGroup::of(&a.parse().unwrap()).bit();
+        let kept: Vec<(String, u64, i64, Source, u64)> = learned
             .iter()
-            .map(|p| (p.addr.to_string(), p.services, p.seen, p.source))
+            .map(|p| {
+                (
+                    p.addr.to_string(),
+                    p.services,
+                    p.seen,
+                    p.source,
+                    p.announced_by,
+                )
+            })
             .collect();
+        let (ours, theirs) = (bits("9.9.9.9:8333"), bits(other));
+        assert_ne!(ours, theirs, "the test's announcers need distinct bits");
         assert_eq!(
             kept,
             [
-                ("1.1.1.1:8333".to_owned(), 0, 5, Source::Seed),
-                ("2.2.2.2:8333".to_owned(), 1, 70, Source::Gossip),
-                ("1.1.1.1:8333".to_owned(), 9, 1001, Source::Gossip),
+                ("1.1.1.1:8333".to_owned(), 0, 5, Source::Seed, 0),
+                (
+                    "2.2.2.2:8333".to_owned(),
+                    1,
+                    70,
+                    Source::Gossip,
+                    ours | theirs
+                ),
+                (
+                    "1.1.1.1:8333".to_owned(),
+                    9,
+                    1001,
+                    Source::Gossip,
+                    ours | theirs
+                ),
+                ("3.3.3.3:8333".to_owned(), 9, 10, Source::Gossip, theirs),
             ]
         );
         known.forget();
@@ -196,12 +248,16 @@ mod tests {
     }
 
     /// The rows the gossip columns end up with.
-    fn gossip_rows(store: &Store) -> Vec<(String, i64, String, Option<i64>)> {
+    fn gossip_rows(store: &Store) -> Vec<String> {
         let mut stmt = store
             .connection()
-            .prepare("SELECT address, services, source, last_seen FROM peers ORDER BY address")
+            .prepare(
+                "SELECT address || ' ' || services || ' ' || source || ' ' || last_seen \
+                 || ' ' || source_bits || ' ' || evidence || ' ' || source_rank \
+                 FROM peers ORDER BY address",
+            )
             .unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        stmt.query_map([], |r| r.get(0))
             .unwrap()
             .map(Result::unwrap)
             .collect()
@@ -237,15 +293,16 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let (mut skipped, mut evicted_total) = (0, 0);
         for round in 0..40 {
-            // 300 mentions of 200 addresses per batch: repeats within and across batches,
-            // timestamps older and newer than what was written.
+            // 300 mentions of 200 addresses by 3 announcers per batch: repeats within and
+            // across batches, timestamps older and newer than what was written.
             let learned: Vec<NewPeer> = (0..300)
                 .map(|_| {
                     let host = rng.random_range(1..200u32);
-                    gossip(
+                    gossip_from(
                         &format!("{}:8333", std::net::Ipv4Addr::from(0x0808_0000 + host)),
                         rng.random_range(0..16u64),
                         1_700_000_000 + rng.random_range(0..10_000i64),
+                        ["3.0.0.1:8333", "4.0.0.1:8333", "5.0.0.1:8333"][rng.random_range(0..3)],
                     )
                 })
                 .collect();

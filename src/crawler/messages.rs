@@ -2,7 +2,9 @@
 //! workers, probe results and the addresses they taught us from the workers to the writer,
 //! and the writer's batches to the store.
 
-use crate::addr::PeerAddr;
+use std::net::IpAddr;
+
+use crate::addr::{PeerAddr, netgroup};
 use crate::reliability::Probe;
 
 /// An address that is due for a probe.
@@ -33,6 +35,53 @@ impl Source {
     }
 }
 
+/// The group an announcing peer counts in as a source of evidence: its netgroup (/16 of
+/// IPv4, /32 of IPv6; a Tor, I2P or CJDNS peer alone), so that one operator's many
+/// addresses count once. A non-routable peer (a test network under `--allow-private`)
+/// counts by its own address: there, every host is a separate operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SourceGroup(u64);
+
+impl SourceGroup {
+    /// The group of the peer at `addr`.
+    pub fn of(addr: &PeerAddr) -> SourceGroup {
+        let key = match addr.socket_addr() {
+            Some(sock) if addr.is_routable() => netgroup(sock.ip()),
+            Some(sock) => fnv1a(&match sock.ip() {
+                IpAddr::V4(ip) => ip.octets().to_vec(),
+                IpAddr::V6(ip) => ip.octets().to_vec(),
+            }),
+            None => {
+                let text = addr.to_string();
+                fnv1a(
+                    text.rsplit_once(':')
+                        .map_or(&text[..], |(host, _)| host)
+                        .as_bytes(),
+                )
+            }
+        };
+        SourceGroup(key)
+    }
+
+    /// The group's bit in the `source_bits` column (one of 64: distinct groups may share
+    /// one, so evidence counts at most 64 and may count a little low). Stored, so the same
+    /// in every run and build.
+    pub fn bit(self) -> u64 {
+        // splitmix64's finalizer spreads netgroups that differ in a few low bits.
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        1 << ((z ^ (z >> 31)) % 64)
+    }
+}
+
+/// FNV-1a: a fixed hash of an address's bytes.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// An address heard of, not yet probed by us.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewPeer {
@@ -42,6 +91,37 @@ pub struct NewPeer {
     /// Gossip timestamp, UNIX seconds.
     pub seen: i64,
     pub source: Source,
+    /// The first peer that announced it (none for seeds and imports): its group ranks the
+    /// new row among that source's addresses.
+    pub announcer: Option<SourceGroup>,
+    /// The bits ([`SourceGroup::bit`]) of every group that announced it here.
+    pub announced_by: u64,
+}
+
+impl NewPeer {
+    /// An address `announcer` gossiped, with its services and timestamp as gossiped.
+    pub fn gossiped(addr: PeerAddr, services: u64, seen: i64, announcer: SourceGroup) -> NewPeer {
+        NewPeer {
+            addr,
+            services,
+            seen,
+            source: Source::Gossip,
+            announcer: Some(announcer),
+            announced_by: announcer.bit(),
+        }
+    }
+
+    /// An address from `source` (a seed or an import), which no peer announced.
+    pub fn unannounced(addr: PeerAddr, seen: i64, source: Source) -> NewPeer {
+        NewPeer {
+            addr,
+            services: 0,
+            seen,
+            source,
+            announcer: None,
+            announced_by: 0,
+        }
+    }
 }
 
 /// What a probe found out.

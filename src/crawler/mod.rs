@@ -43,7 +43,7 @@ use crate::store::Store;
 use crate::thread::spawn_with_stack;
 
 pub use known_gossip::KNOWN_GOSSIP_GENERATION;
-pub use messages::{Batch, DuePeer, NewPeer, Outcome, ProbeResult, Source};
+pub use messages::{Batch, DuePeer, NewPeer, Outcome, ProbeResult, Source, SourceGroup};
 pub use worker::admit;
 pub use writer::PRUNE_AGE;
 

@@ -1,7 +1,8 @@
-//! The scheduler thread: keeps the workers' queue filled with due addresses, in the order
-//! the store's `due` query gives (peers that answered before, then never-tried, then
-//! failing ones), never one already in flight; and bootstraps from `--seed` and DNS seeds
-//! while too few peers have answered lately.
+//! The scheduler thread: keeps the workers' queue filled with due addresses, never one
+//! already in flight. Bootstrap seeds (`--seed` and what DNS seeds resolve to) go first,
+//! straight to the workers, at start whatever the database holds and again while too few
+//! peers have answered lately; then the order of the store's `due` query (peers that
+//! answered before, never-tried ones by evidence, failing ones).
 
 use std::collections::HashSet;
 use std::net::ToSocketAddrs;
@@ -30,6 +31,8 @@ pub(super) struct Scheduler {
     stop: Arc<AtomicBool>,
     /// Bootstrap rounds so far (the first is logged at info level, the others at debug).
     bootstraps: u64,
+    /// Seed addresses to queue before anything the database holds.
+    seeds_first: Vec<PeerAddr>,
 }
 
 impl Scheduler {
@@ -48,6 +51,7 @@ impl Scheduler {
             config,
             stop,
             bootstraps: 0,
+            seeds_first: Vec::new(),
         }
     }
 
@@ -75,8 +79,9 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Queues due addresses that are not in flight; returns how many were queued.
-    fn fill_queue(&self) -> anyhow::Result<usize> {
+    /// Queues seeds first, then due addresses, none in flight; returns how many were queued.
+    fn fill_queue(&mut self) -> anyhow::Result<usize> {
+        let seeds = self.queue_seeds();
         let capacity = self.jobs.capacity().unwrap_or(0);
         let room = capacity.saturating_sub(self.jobs.len());
         // Each selection reads the in-flight addresses again (they stay due until their
@@ -91,7 +96,28 @@ impl Scheduler {
         // between, an address still due in the query's snapshot would be probed twice.
         let mut in_flight = lock(&self.in_flight);
         let due = self.store.due(unix_now(), room + in_flight.len())?;
-        Ok(self.queue(due, &mut in_flight, room))
+        Ok(seeds + self.queue(due, &mut in_flight, room))
+    }
+
+    /// Queues the waiting seeds that fit (their rows are written by the writer, which gets
+    /// them before their results); returns how many were queued.
+    fn queue_seeds(&mut self) -> usize {
+        if self.seeds_first.is_empty() {
+            return 0;
+        }
+        let room = self
+            .jobs
+            .capacity()
+            .unwrap_or(0)
+            .saturating_sub(self.jobs.len());
+        let take = room.min(self.seeds_first.len());
+        let due: Vec<DuePeer> = (self.seeds_first.drain(..take))
+            .map(|addr| DuePeer {
+                addr,
+                last_getaddr: None,
+            })
+            .collect();
+        self.queue(due, &mut lock(&self.in_flight), take)
     }
 
     /// Queues up to `room` of `due` that are not in flight, marking them; returns how many.
@@ -114,23 +140,28 @@ impl Scheduler {
         queued
     }
 
-    /// Uses `--seed` and DNS seeds while too few peers answered in the last (scaled) hour.
+    /// Probes `--seed` and DNS seeds first: at start, and again while too few peers
+    /// answered in the last (scaled) hour.
     fn bootstrap(&mut self) -> anyhow::Result<()> {
         let now = unix_now();
         let hour = (3600.0 * self.config.policy.scale).ceil() as i64;
         let answered = self.store.answered_since(now - hour)?;
-        if answered >= BOOTSTRAP_MIN_ANSWERED {
+        if self.bootstraps > 0 && answered >= BOOTSTRAP_MIN_ANSWERED {
             return Ok(());
         }
         let level = self.bootstrap_level();
         self.bootstraps += 1;
         let mut seeds = self.flag_seeds(now);
         if !seeds.is_empty() {
-            log::log!(
-                level,
-                "{answered} peers answered recently: bootstrapping from {} --seed addresses",
-                seeds.len()
-            );
+            if answered < BOOTSTRAP_MIN_ANSWERED {
+                log::log!(
+                    level,
+                    "{answered} peers answered recently: bootstrapping from {} --seed addresses",
+                    seeds.len()
+                );
+            } else {
+                log::info!("probing the {} --seed addresses first", seeds.len());
+            }
         }
         seeds.extend(self.dns_seeds(now, level));
         if seeds.is_empty() {
@@ -141,9 +172,13 @@ impl Scheduler {
             }
             return Ok(());
         }
+        let addrs = seeds.iter().filter(|s| s.addr.socket_addr().is_some());
+        let addrs: Vec<PeerAddr> = addrs.map(|s| s.addr).collect();
         self.seeds_out
             .send(ToWriter::Seeds(seeds))
-            .context("the writer stopped")
+            .context("the writer stopped")?;
+        self.seeds_first = addrs;
+        Ok(())
     }
 
     /// The first bootstrap is news; repeats while the network warms up are not.
@@ -159,7 +194,7 @@ impl Scheduler {
     fn flag_seeds(&self, now: i64) -> Vec<NewPeer> {
         let seeds = self.config.seeds.iter();
         seeds
-            .map(|s| seed(PeerAddr::from_socket(*s), now, Source::Seed))
+            .map(|s| NewPeer::unannounced(PeerAddr::from_socket(*s), now, Source::Seed))
             .collect()
     }
 
@@ -171,23 +206,14 @@ impl Scheduler {
             match (name.as_str(), self.config.policy.default_port).to_socket_addrs() {
                 Ok(addrs) => {
                     let before = seeds.len();
-                    seeds.extend(
-                        addrs.map(|a| seed(PeerAddr::from_socket(a), now, Source::DnsSeed)),
-                    );
+                    seeds.extend(addrs.map(|a| {
+                        NewPeer::unannounced(PeerAddr::from_socket(a), now, Source::DnsSeed)
+                    }));
                     log::log!(level, "DNS seed {name}: {} addresses", seeds.len() - before);
                 }
                 Err(e) => log::warn!("DNS seed {name}: {e}"),
             }
         }
         seeds
-    }
-}
-
-fn seed(addr: PeerAddr, now: i64, source: Source) -> NewPeer {
-    NewPeer {
-        addr,
-        services: 0,
-        seen: now,
-        source,
     }
 }

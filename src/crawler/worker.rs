@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::budget::LearnedBudget;
-use super::{CrawlConfig, CrawlCounters, DuePeer, NewPeer, Outcome, ProbeResult, Source, ToWriter};
+use super::{
+    CrawlConfig, CrawlCounters, DuePeer, NewPeer, Outcome, ProbeResult, SourceGroup, ToWriter,
+};
 use crate::addr::PeerAddr;
 use crate::p2p::{self, Learned, PeerInfo, ProbeError};
 use crate::unix_now;
@@ -115,7 +117,7 @@ impl Worker {
             info.user_agent,
             info.addrs.len()
         );
-        let learned = admit(&info.addrs, self.config.policy.allow_private, time);
+        let learned = admit(&info.addrs, addr, self.config.policy.allow_private, time);
         let outcome = Outcome::Success {
             version: i64::from(info.version),
             services: info.services,
@@ -126,12 +128,13 @@ impl Worker {
     }
 }
 
-/// Admission of gossiped addresses: never a forbidden address; routable unless
+/// Admission of the addresses the peer at `from` gossiped: never a forbidden address; routable unless
 /// `allow_private`; timestamps clamped to [genesis, now]; no duplicates.
 ///
 /// Sized for what it holds (a set of references, an output of exactly `addrs.len()` at
 /// most): it runs on every worker at once under a flood of gossip.
-pub fn admit(addrs: &[Learned], allow_private: bool, now: i64) -> Vec<NewPeer> {
+pub fn admit(addrs: &[Learned], from: &PeerAddr, allow_private: bool, now: i64) -> Vec<NewPeer> {
+    let announcer = SourceGroup::of(from);
     let mut seen: HashSet<&PeerAddr> = HashSet::with_capacity(addrs.len());
     let mut out = Vec::with_capacity(addrs.len());
     let admitted = addrs
@@ -150,12 +153,7 @@ pub fn admit(addrs: &[Learned], allow_private: bool, now: i64) -> Vec<NewPeer> {
             } else {
                 time
             };
-            NewPeer {
-                addr: l.addr,
-                services: l.services,
-                seen,
-                source: Source::Gossip,
-            }
+            NewPeer::gossiped(l.addr, l.services, seen, announcer)
         });
     out.extend(admitted);
     out
@@ -177,6 +175,7 @@ mod tests {
     #[test]
     fn admission_filters_clamps_and_dedupes() {
         let now = 1_800_000_000;
+        let announcer: PeerAddr = "5.6.7.8:8333".parse().unwrap();
         let onion = PeerAddr {
             host: Host::TorV3([3; 32]),
             port: 8333,
@@ -197,7 +196,7 @@ mod tests {
                 time: 1_700_000_000,
             },
         ];
-        let strict: Vec<String> = admit(&input, false, now)
+        let strict: Vec<String> = admit(&input, &announcer, false, now)
             .iter()
             .map(|p| p.addr.to_string())
             .collect();
@@ -210,13 +209,23 @@ mod tests {
                 &onion.to_string()
             ]
         );
-        let private = admit(&input, true, now);
+        let private = admit(&input, &announcer, true, now);
         let addrs: Vec<String> = private.iter().map(|p| p.addr.to_string()).collect();
         assert!(addrs.contains(&"127.0.0.5:8333".to_owned()));
         assert!(!addrs.iter().any(|a| a.starts_with("0.0.0.0")
             || a.starts_with("224.")
             || a.starts_with("255.")
             || a.ends_with(":0")));
+        assert!(
+            private
+                .iter()
+                .all(|p| p.announcer == Some(SourceGroup::of(&announcer)))
+        );
+        assert!(
+            private
+                .iter()
+                .all(|p| p.announced_by == SourceGroup::of(&announcer).bit())
+        );
         assert_eq!(private[1].seen, now, "future timestamps are clamped to now");
         assert_eq!(
             private[2].seen,

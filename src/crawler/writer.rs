@@ -15,7 +15,7 @@ use super::budget::LearnedBudget;
 use super::known_gossip::KnownGossip;
 use super::{
     BATCH_DELAY, BATCH_MAX, BATCH_MAX_LEARNED, Batch, CrawlCounters, InFlight, Policy, ProbeResult,
-    Source, ToWriter, lock,
+    ToWriter, lock,
 };
 use crate::addr::PeerAddr;
 use crate::ratelog::RateLimitedLog;
@@ -187,9 +187,6 @@ impl Writer {
         let summary = committed?;
         let micros = started.elapsed().as_micros() as u64;
         self.release_committed();
-        if self.batch.results.is_empty() {
-            self.make_seeds_due()?;
-        }
         self.count(&summary, micros);
         // Then forget what eviction deleted, this batch's own addresses included.
         self.known.remember(&self.batch.learned);
@@ -209,19 +206,6 @@ impl Writer {
         for r in &self.batch.results {
             in_flight.remove(&r.addr);
         }
-    }
-
-    /// Bootstrap addresses already known must be due now, too.
-    fn make_seeds_due(&mut self) -> anyhow::Result<()> {
-        let addrs: Vec<PeerAddr> = self
-            .batch
-            .learned
-            .iter()
-            .filter(|p| p.source != Source::Gossip)
-            .map(|p| p.addr)
-            .collect();
-        self.store.make_due(&addrs, unix_now())?;
-        Ok(())
     }
 
     fn count(&self, summary: &BatchSummary, micros: u64) {

@@ -15,11 +15,13 @@ mod open;
 mod read;
 mod write;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use rusqlite::{Connection, Row};
 
+use crate::crawler::SourceGroup;
 use crate::reliability::{Stats, WINDOW_NAMES};
 
 pub use open::{OpenError, SCHEMA_VERSION};
@@ -34,6 +36,33 @@ pub struct Store {
     /// Rows in `peers` as this connection last knew them (for the address cap, so a
     /// batch does not count a million rows); `None` until first needed.
     known: Option<u64>,
+    /// How many rows each announcing source group has added through this connection (the
+    /// writer's): the `source_rank` of its next new row.
+    ranks: SourceRanks,
+}
+
+/// Addresses added per announcing source group, for `source_rank`. Bounded: past
+/// [`SourceRanks::MAX_GROUPS`] groups it starts over, which only lets the sources heard of
+/// since then begin again at rank 0 (as after a restart).
+#[derive(Debug, Default)]
+struct SourceRanks(HashMap<SourceGroup, i64>);
+
+impl SourceRanks {
+    const MAX_GROUPS: usize = 100_000;
+
+    /// The rank the next new row from `group` gets.
+    fn next(&self, group: Option<SourceGroup>) -> i64 {
+        group.and_then(|g| self.0.get(&g).copied()).unwrap_or(0)
+    }
+
+    /// Counts a new row from `group`.
+    fn added(&mut self, group: Option<SourceGroup>) {
+        let Some(group) = group else { return };
+        if self.0.len() >= Self::MAX_GROUPS && !self.0.contains_key(&group) {
+            self.0.clear();
+        }
+        *self.0.entry(group).or_default() += 1;
+    }
 }
 
 impl Store {

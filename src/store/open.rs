@@ -5,12 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags};
 
 use super::Store;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts the applied ones.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0002_evidence.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -76,6 +80,7 @@ impl Store {
         }
         let conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
         let found = schema_version(&conn, path)?;
+        add_popcount(&conn).map_err(sqlite)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(sqlite)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sqlite)?;
@@ -85,6 +90,7 @@ impl Store {
             conn,
             path: path.to_owned(),
             known: None,
+            ranks: super::SourceRanks::default(),
         };
         store.migrate(found).map_err(sqlite)?;
         Ok(store)
@@ -133,6 +139,15 @@ impl Store {
             })
             .map(|busy| busy == 0)
     }
+}
+
+/// `popcount(x)`: the bits set in an integer, for `evidence` (the distinct sources in
+/// `source_bits`). Registered on every connection; `sqlite3` need not know it, as only the
+/// writer's upserts call it.
+fn add_popcount(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function("popcount", 1, FunctionFlags::SQLITE_DETERMINISTIC, |ctx| {
+        Ok(i64::from(ctx.get::<i64>(0)?.count_ones()))
+    })
 }
 
 /// The schema version of an opened file, refusing a foreign, corrupt or newer one. This

@@ -22,7 +22,7 @@ pub const DUE_SQL: [(&str, &str); 3] = [
     ),
     (
         "SELECT address, last_getaddr FROM peers WHERE last_success IS NULL AND tries = 0 \
-         AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
+         AND next_try <= ?1 ORDER BY evidence DESC, source_rank, next_try LIMIT ?2",
         "peers_due_new",
     ),
     (
@@ -144,7 +144,8 @@ const ROW_COLUMNS: &str = "address, family, good, services, tries, successes, la
 
 impl Store {
     /// Up to `limit` addresses due at `now`: peers that answered before first, then
-    /// never-tried ones, then failing ones; each class by due time.
+    /// never-tried ones (the most evidence first, each source in turn), then failing ones;
+    /// the others by due time.
     ///
     /// # Errors
     /// On SQLite errors.

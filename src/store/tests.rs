@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use super::*;
 use crate::addr::{Family, PeerAddr};
-use crate::crawler::{Batch, NewPeer, Outcome, Policy, ProbeResult, Source};
+use crate::crawler::{Batch, NewPeer, Outcome, Policy, ProbeResult, SourceGroup};
 use crate::dump::{DumpFigures, ImportedPeer};
 
 fn temp_store() -> (tempfile::TempDir, Store) {
@@ -48,12 +48,17 @@ fn addr(s: &str) -> PeerAddr {
 }
 
 fn gossip(s: &str, services: u64) -> NewPeer {
-    NewPeer {
-        addr: addr(s),
+    gossip_from(s, services, "9.9.9.9:8333")
+}
+
+/// `s` as gossiped by the peer at `announcer`.
+fn gossip_from(s: &str, services: u64, announcer: &str) -> NewPeer {
+    NewPeer::gossiped(
+        addr(s),
         services,
-        seen: 1_700_000_000,
-        source: Source::Gossip,
-    }
+        1_700_000_000,
+        SourceGroup::of(&addr(announcer)),
+    )
 }
 
 const POLICY: Policy = Policy {
@@ -547,4 +552,162 @@ fn window_columns_round_trip_through_a_row() {
         .query_row("SELECT count_1w FROM peers", [], |r| r.get(0))
         .unwrap();
     assert_eq!(c1w, 3.2, "the 1w window's count is the 11th column");
+}
+
+/// The never-tried queue by evidence: addresses announced by more source groups first
+/// (two peers of one /16 count once), and within a level each source in turn, so one
+/// source's many addresses do not take every probe.
+#[test]
+fn due_never_tried_by_evidence_then_each_source_in_turn() {
+    let (_dir, mut store) = temp_store();
+    let flood: Vec<NewPeer> = (1..=5)
+        .map(|i| gossip_from(&format!("8.8.0.{i}:8333"), 1, "6.6.6.6:8333"))
+        .collect();
+    store.add_peers(&flood, 0).unwrap();
+    let fair = [
+        gossip_from("7.7.0.1:8333", 1, "5.5.5.5:8333"),
+        gossip_from("7.7.0.2:8333", 1, "5.5.5.5:8333"),
+        gossip_from("1.2.3.4:8333", 1, "5.5.5.5:8333"),
+        gossip_from("1.2.3.4:8333", 1, "4.4.4.4:8333"),
+        // The same /16 as 4.4.4.4: no more evidence.
+        gossip_from("1.2.3.4:8333", 1, "4.4.9.9:8333"),
+    ];
+    store.add_peers(&fair, 1).unwrap();
+    let evidence: i64 = store
+        .conn
+        .query_row(
+            "SELECT evidence FROM peers WHERE address = '1.2.3.4:8333'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(evidence, 2);
+    let order: Vec<String> = store
+        .due(10, 10)
+        .unwrap()
+        .iter()
+        .map(|p| p.addr.to_string())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "1.2.3.4:8333", // two sources
+            "8.8.0.1:8333", // then rank 0 of each source, the older first
+            "7.7.0.1:8333",
+            "8.8.0.2:8333", // rank 1
+            "7.7.0.2:8333",
+            "8.8.0.3:8333", // the flood's own ranks 2, 3, 4
+            "8.8.0.4:8333",
+            "8.8.0.5:8333",
+        ]
+    );
+}
+
+/// At the cap, the never-tried addresses with the weakest evidence go first, and within a
+/// level a source's last-ranked ones: a flood evicts itself, not what many peers vouch for.
+#[test]
+fn cap_evicts_the_weakest_evidence_first() {
+    let (_dir, mut store) = temp_store();
+    let vouched = ["1.2.3.4:8333", "4.3.2.1:8333"];
+    for a in vouched {
+        let peers = [
+            gossip_from(a, 1, "5.5.5.5:8333"),
+            gossip_from(a, 1, "4.4.4.4:8333"),
+        ];
+        store.add_peers(&peers, 0).unwrap();
+    }
+    let policy = Policy {
+        max_addresses: 4,
+        ..POLICY
+    };
+    let flood: Vec<NewPeer> = (1..=5)
+        .map(|i| gossip_from(&format!("8.8.0.{i}:8333"), 1, "6.6.6.6:8333"))
+        .collect();
+    let summary = store
+        .commit_batch(
+            &Batch {
+                results: vec![],
+                learned: flood,
+            },
+            &policy,
+            10,
+        )
+        .unwrap();
+    assert_eq!(summary.evicted, 3);
+    let left: BTreeSet<String> = store
+        .peers(&PeerFilter::default(), 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.address)
+        .collect();
+    let expected: BTreeSet<String> = [
+        "1.2.3.4:8333",
+        "4.3.2.1:8333",
+        "8.8.0.1:8333",
+        "8.8.0.2:8333",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(left, expected);
+}
+
+/// A database written by the previous release (schema version 1) opens, is upgraded in
+/// place to version 2 with every row and column kept, and its never-tried rows count no
+/// evidence yet (no announcer was recorded for them).
+#[test]
+fn version_1_database_upgrades_in_place_with_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../../migrations/0001_init.sql"))
+            .unwrap();
+        conn.execute_batch(
+            "PRAGMA user_version = 1;
+             INSERT INTO peers (address, family, services, source, first_seen, next_try)
+                 VALUES ('1.2.3.4:8333', 1, 9, 'gossip', 100, 100);
+             INSERT INTO peers (address, family, services, source, first_seen, good, tries,
+                 successes, last_success, reliability_1m, next_try)
+                 VALUES ('5.6.7.8:8333', 1, 1033, 'seed', 50, 1, 7, 7, 90, 0.5, 200);",
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let version: i64 = store
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(SCHEMA_VERSION, 2);
+    let good = row(&store, "5.6.7.8:8333");
+    assert!(good.good);
+    assert_eq!(
+        (good.services, good.tries, good.last_success),
+        (1033, 7, Some(90))
+    );
+    assert_eq!(good.reliability[4], 0.5);
+    let fresh: (i64, i64, i64, i64) = store
+        .conn
+        .query_row(
+            "SELECT services, source_bits, evidence, source_rank FROM peers \
+             WHERE address = '1.2.3.4:8333'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(fresh, (9, 0, 0, 0));
+    let due: Vec<String> = store
+        .due(1000, 10)
+        .unwrap()
+        .iter()
+        .map(|p| p.addr.to_string())
+        .collect();
+    assert_eq!(due, ["5.6.7.8:8333", "1.2.3.4:8333"]);
+    drop(store);
+    let again = Store::open(&path).unwrap();
+    assert_eq!(
+        again.count().unwrap(),
+        2,
+        "reopening does not migrate again"
+    );
 }

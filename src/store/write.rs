@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use rusqlite::{OptionalExtension, ToSql, Transaction, params};
 
-use super::{Store, WINDOW_COLUMNS, read_windows, window_assignments, window_values};
+use super::{SourceRanks, Store, WINDOW_COLUMNS, read_windows, window_assignments, window_values};
 use crate::addr::PeerAddr;
 use crate::crawler::{Batch, NewPeer, Outcome, Policy, ProbeResult};
 use crate::dump::{DumpFigures, ImportedPeer};
@@ -29,27 +29,10 @@ impl Store {
     /// On SQLite errors; nothing is written then.
     pub fn add_peers(&mut self, peers: &[NewPeer], now: i64) -> rusqlite::Result<usize> {
         let tx = self.conn.transaction()?;
-        let inserted = insert_peers(&tx, peers, now)?;
+        let inserted = insert_peers(&tx, peers, now, &mut self.ranks)?;
         tx.commit()?;
         self.known = self.known.map(|n| n + inserted as u64);
         Ok(inserted)
-    }
-
-    /// Makes the given known addresses due at once (bootstrap seeds).
-    ///
-    /// # Errors
-    /// On SQLite errors.
-    pub fn make_due(&mut self, addrs: &[PeerAddr], now: i64) -> rusqlite::Result<()> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE peers SET next_try = ?2 WHERE address = ?1 AND banned_until <= ?2",
-            )?;
-            for addr in addrs {
-                stmt.execute(params![addr.to_string(), now])?;
-            }
-        }
-        tx.commit()
     }
 
     /// Commits probe results and learned addresses in one transaction, then keeps the
@@ -84,13 +67,17 @@ impl Store {
             None => self.count()?,
         };
         let tx = self.conn.transaction()?;
-        let mut summary = BatchSummary::default();
+        // Learned addresses first: a seed queued straight to a worker has its row by the
+        // time its result is recorded, even when both arrive in one batch.
+        let mut summary = BatchSummary {
+            inserted: insert_peers(&tx, &batch.learned, now, &mut self.ranks)?,
+            ..BatchSummary::default()
+        };
         for result in &batch.results {
             if record_result(&tx, result, policy)? {
                 summary.recorded += 1;
             }
         }
-        summary.inserted = insert_peers(&tx, &batch.learned, now)?;
         let mut known = known + summary.inserted as u64;
         if known > policy.max_addresses {
             // Another process (import) may have added rows: count exactly before evicting.
@@ -144,44 +131,60 @@ impl Store {
     }
 }
 
-fn insert_peers(tx: &Transaction<'_>, peers: &[NewPeer], now: i64) -> rusqlite::Result<usize> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO peers (address, family, services, source, first_seen, last_seen, next_try) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-         ON CONFLICT (address) DO UPDATE SET last_seen = max(coalesce(last_seen, 0), ?6) \
-         WHERE ?6 > coalesce(last_seen, 0)",
-    )?;
+/// Adds learned addresses, or notes what is new about known ones: a newer gossip timestamp,
+/// another announcing source (gossip never overwrites what a peer told us itself).
+const UPSERT_LEARNED: &str = "INSERT INTO peers (address, family, services, source, \
+    first_seen, last_seen, next_try, source_bits, evidence, source_rank) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, popcount(?8), ?9) \
+    ON CONFLICT (address) DO UPDATE SET last_seen = max(coalesce(last_seen, 0), ?6), \
+    source_bits = source_bits | ?8, evidence = popcount(source_bits | ?8) \
+    WHERE ?6 > coalesce(last_seen, 0) OR source_bits | ?8 != source_bits";
+
+/// Upserts learned addresses; a new row from an announcer takes that announcer's next rank.
+/// Returns how many rows were inserted.
+fn insert_peers(
+    tx: &Transaction<'_>,
+    peers: &[NewPeer],
+    now: i64,
+    ranks: &mut SourceRanks,
+) -> rusqlite::Result<usize> {
+    let mut stmt = tx.prepare_cached(UPSERT_LEARNED)?;
     let mut inserted = 0;
     for peer in peers {
-        let address = peer.addr.to_string();
-        let next_try = peer.addr.socket_addr().map(|_| now);
         let before = tx.last_insert_rowid();
         let changed = stmt.execute(params![
-            address,
+            peer.addr.to_string(),
             peer.addr.family() as i64,
             peer.services as i64,
             peer.source.as_str(),
             now,
             peer.seen,
-            next_try,
+            peer.addr.socket_addr().map(|_| now),
+            peer.announced_by as i64,
+            ranks.next(peer.announcer),
         ])?;
         if changed > 0 && tx.last_insert_rowid() != before {
             inserted += 1;
+            ranks.added(peer.announcer);
         }
     }
     Ok(inserted)
 }
 
 /// Deletes up to `n` never-reached addresses: first those that were tried and failed,
-/// the longest backed-off first; then never-tried ones, the most recently learned first,
-/// so a burst of gossip evicts itself rather than what was learned before it. Peers that
-/// ever answered are never evicted. Appends the deleted addresses to `out`; returns how
-/// many rows went.
+/// the longest backed-off first; then never-tried ones, those with the weakest evidence
+/// first (fewest announcing sources), and within a level a source's last-ranked addresses
+/// first (so one source's flood evicts itself before others' addresses go). Peers that ever
+/// answered are never evicted. Appends the deleted addresses to `out`; returns how many
+/// rows went.
 fn evict(tx: &Transaction<'_>, n: u64, out: &mut Vec<PeerAddr>) -> rusqlite::Result<usize> {
     let mut evicted = 0;
     for (class, order) in [
         ("last_success IS NULL AND tries > 0", "next_try DESC"),
-        ("last_success IS NULL AND tries = 0", "next_try DESC"),
+        (
+            "last_success IS NULL AND tries = 0",
+            "evidence, source_rank DESC, next_try DESC",
+        ),
     ] {
         let left = n.saturating_sub(evicted as u64);
         if left == 0 {
