@@ -5,6 +5,7 @@
 
 mod cli;
 mod crawl;
+mod evidence;
 mod faults;
 mod hostile;
 mod seed_dns;
