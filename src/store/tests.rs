@@ -43,6 +43,16 @@ fn results_only(results: Vec<ProbeResult>) -> Batch {
     }
 }
 
+/// The addresses in the table at `now`.
+fn addresses(store: &Store, now: i64) -> BTreeSet<String> {
+    let rows = store.peers(&PeerFilter::default(), now).unwrap();
+    rows.into_iter().map(|r| r.address).collect()
+}
+
+fn set(addrs: &[&str]) -> BTreeSet<String> {
+    addrs.iter().map(|a| (*a).to_owned()).collect()
+}
+
 fn addr(s: &str) -> PeerAddr {
     s.parse().unwrap()
 }
@@ -387,22 +397,15 @@ fn cap_evicts_failing_then_newest_never_tried_and_never_reached_peers() {
             evicted: 2
         }
     );
-    let left: BTreeSet<String> = store
-        .peers(&PeerFilter::default(), 10)
-        .unwrap()
-        .into_iter()
-        .map(|r| r.address)
-        .collect();
+    let left = addresses(&store, 10);
     // Then the newest never-tried address (3.3.3.3 and 4.4.4.4 arrived together; the
     // later row goes): what was known before the burst stays.
-    let expected: BTreeSet<String> = [
+    let expected = set(&[
         "1.1.1.1:8333",
         "5.5.5.5:8333",
         "6.6.6.6:8333",
         "3.3.3.3:8333",
-    ]
-    .map(String::from)
-    .into();
+    ]);
     assert_eq!(left, expected);
     // A flood at the cap only replaces itself.
     let flood: Vec<NewPeer> = (0..100)
@@ -634,20 +637,13 @@ fn cap_evicts_the_weakest_evidence_first() {
         )
         .unwrap();
     assert_eq!(summary.evicted, 3);
-    let left: BTreeSet<String> = store
-        .peers(&PeerFilter::default(), 10)
-        .unwrap()
-        .into_iter()
-        .map(|r| r.address)
-        .collect();
-    let expected: BTreeSet<String> = [
+    let left = addresses(&store, 10);
+    let expected = set(&[
         "1.2.3.4:8333",
         "4.3.2.1:8333",
         "8.8.0.1:8333",
         "8.8.0.2:8333",
-    ]
-    .map(String::from)
-    .into();
+    ]);
     assert_eq!(left, expected);
 }
 
