@@ -6,8 +6,14 @@
 //! `--threads` workers starts from its seed node alone. The bench polls the database through
 //! its own connection until every node has been probed once, and prints the wall time of that
 //! pass next to the ideal: the sum of the individual probe durations divided by the number of
-//! threads (silent nodes cost the whole probe deadline, answering nodes their handshake plus
-//! the `addr_linger` wait after their `getaddr` answer). The target is a ratio of at most 1.5.
+//! threads (silent nodes cost the handshake timeout, answering nodes their handshake plus the
+//! `addr_grace` wait after their `getaddr` answer). The target is a ratio of at most 1.5.
+//!
+//! The probe's settings are the bench's own short ones (deadline 2 s, connect timeout 1 s)
+//! and the seeder's defaults for the rest: `--addr-grace` 0.25 s, `--handshake-timeout` 5 s,
+//! lowered to the deadline as `run` lowers its default (so 2 s unless `--probe-timeout` is
+//! raised). Before issue 11 a probe had no handshake timeout and a 1 s grace:
+//! `--handshake-timeout 2 --addr-grace 1` measures that.
 //!
 //! It also reports the CPU per probe (the process, and split by thread role: crawler
 //! workers, writer, scheduler, the simulated network, the bench's own polling), the writer's
@@ -17,10 +23,11 @@
 //! ```text
 //! cargo bench --bench crawl                                   # 5000 nodes, 10% silent, 256 threads
 //! cargo bench --bench crawl -- --nodes 20000 --threads 512 --silent 0.1 --dead 0.1
+//! cargo bench --bench crawl -- --probe-timeout 20              # the seeder's own timeouts
 //! ```
 //! Flags (each also an environment variable `CRAWL_<NAME>`): `--nodes`, `--threads`,
-//! `--silent`, `--dead`, `--probe-timeout` (s), `--connect-timeout` (s), `--linger` (s),
-//! `--max-secs` (give up after this long).
+//! `--silent`, `--dead`, `--probe-timeout` (s), `--connect-timeout` (s),
+//! `--handshake-timeout` (s), `--addr-grace` (s), `--max-secs` (give up after this long).
 
 #[path = "common/flags.rs"]
 mod flags;
@@ -60,7 +67,10 @@ flags::params! {
     dead: f64 = 0.0;
     probe_timeout: f64 = 2.0;
     connect_timeout: f64 = 1.0;
-    linger: f64 = 1.0;
+    /// The seeder's default (`DEFAULT_HANDSHAKE_TIMEOUT`), lowered to `probe_timeout`.
+    handshake_timeout: f64 = 5.0;
+    /// The seeder's default (`DEFAULT_ADDR_GRACE`).
+    addr_grace: f64 = 0.25;
     max_secs: f64 = 600.0;
 }
 
@@ -69,12 +79,20 @@ impl Params {
     /// variables, then flags.
     fn parse() -> Result<Params, String> {
         let p = Params::from_flags(Some("CRAWL"))?;
-        if p.nodes < 2 || p.threads == 0 || p.silent + p.dead >= 1.0 || p.probe_timeout <= 0.0 {
+        if p.nodes < 2
+            || p.threads == 0
+            || p.silent + p.dead >= 1.0
+            || p.probe_timeout <= 0.0
+            || p.handshake_timeout <= 0.0
+        {
             return Err("need --nodes >= 2, --threads >= 1, --silent + --dead < 1, \
-                        --probe-timeout > 0"
+                        --probe-timeout > 0, --handshake-timeout > 0"
                 .to_owned());
         }
-        Ok(p)
+        Ok(Params {
+            handshake_timeout: p.handshake_timeout.min(p.probe_timeout),
+            ..p
+        })
     }
 }
 
@@ -151,7 +169,8 @@ fn crawl_config(p: &Params, magic: Magic, db: &Path, seed: SocketAddr) -> CrawlC
     let mut probe = ProbeOptions::new(magic);
     probe.connect_timeout = Duration::from_secs_f64(p.connect_timeout);
     probe.deadline = Duration::from_secs_f64(p.probe_timeout);
-    probe.addr_linger = Duration::from_secs_f64(p.linger);
+    probe.handshake_timeout = Duration::from_secs_f64(p.handshake_timeout);
+    probe.addr_grace = Duration::from_secs_f64(p.addr_grace);
     CrawlConfig {
         db: db.to_owned(),
         threads: p.threads,
@@ -426,8 +445,9 @@ fn report(p: &Params, t: &Timeline, s: &Snapshot, n: usize, listeners: usize) {
         p.dead * 100.0
     );
     println!(
-        "  crawler            {} threads, probe deadline {} s, connect timeout {} s, addr linger {} s",
-        p.threads, p.probe_timeout, p.connect_timeout, p.linger
+        "  crawler            {} threads, probe deadline {} s, connect timeout {} s, \
+         handshake timeout {} s, addr grace {} s",
+        p.threads, p.probe_timeout, p.connect_timeout, p.handshake_timeout, p.addr_grace
     );
     report_pass(p, t, s, n);
     report_timeline(t, s, n);

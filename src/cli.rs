@@ -226,6 +226,13 @@ pub const DEFAULT_TCP_IDLE_TIMEOUT: u64 = 10;
 pub const DEFAULT_CONNECT_TIMEOUT: f64 = 5.0;
 /// Default `--probe-timeout`, seconds.
 pub const DEFAULT_PROBE_TIMEOUT: f64 = 20.0;
+/// Default `--handshake-timeout`, seconds (or `--probe-timeout` if lower): 10 times the
+/// slowest clearnet round trip, so a slow but real node is never cut off
+/// (docs/OPERATIONS.md, "Probe timeouts").
+pub const DEFAULT_HANDSHAKE_TIMEOUT: f64 = 5.0;
+/// Default `--addr-grace`, seconds: about one transcontinental round trip
+/// (docs/OPERATIONS.md, "Probe timeouts").
+pub const DEFAULT_ADDR_GRACE: f64 = 0.25;
 
 /// Flags of `dnsseeder run`; each can also come from the environment (`DNSSEEDER_*`).
 ///
@@ -311,6 +318,13 @@ pub struct RunArgs {
     /// Overall deadline of one probe, seconds.
     #[arg(long, env = "DNSSEEDER_PROBE_TIMEOUT", default_value_t = DEFAULT_PROBE_TIMEOUT)]
     pub probe_timeout: f64,
+    /// Seconds from the open connection to the peer's `version` and `verack`
+    /// (default: 5, or --probe-timeout if lower).
+    #[arg(long, env = "DNSSEEDER_HANDSHAKE_TIMEOUT")]
+    pub handshake_timeout: Option<f64>,
+    /// Seconds to keep collecting addresses after the peer's answer to `getaddr`.
+    #[arg(long, env = "DNSSEEDER_ADDR_GRACE", default_value_t = DEFAULT_ADDR_GRACE)]
+    pub addr_grace: f64,
 }
 
 impl Default for RunArgs {
@@ -345,6 +359,8 @@ impl Default for RunArgs {
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             probe_timeout: DEFAULT_PROBE_TIMEOUT,
+            handshake_timeout: None,
+            addr_grace: DEFAULT_ADDR_GRACE,
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{RunArgs, UsageError};
+use crate::cli::{DEFAULT_HANDSHAKE_TIMEOUT, RunArgs, UsageError};
 use crate::crawler::{CrawlConfig, Policy};
 use crate::dns::DnsConfig;
 use crate::p2p::ProbeOptions;
@@ -118,12 +118,32 @@ fn seconds(flag: &str, value: f64) -> Result<Duration, UsageError> {
     }
 }
 
-/// The network's magic (or `--magic`), `--connect-timeout` and `--probe-timeout`.
+/// The network's magic (or `--magic`), `--connect-timeout`, `--probe-timeout`,
+/// `--handshake-timeout` and `--addr-grace`.
 fn probe_options(args: &RunArgs) -> Result<ProbeOptions, UsageError> {
     let mut probe = ProbeOptions::new(args.magic.unwrap_or_else(|| args.network.network().into()));
     probe.connect_timeout = seconds("--connect-timeout", args.connect_timeout)?;
     probe.deadline = seconds("--probe-timeout", args.probe_timeout)?;
+    probe.handshake_timeout = handshake_timeout(args, probe.deadline)?;
+    probe.addr_grace = seconds("--addr-grace", args.addr_grace)?;
     Ok(probe)
+}
+
+/// `--handshake-timeout`, which the probe's `deadline` (`--probe-timeout`) caps: its
+/// default is lowered to it, a value typed above it is refused.
+fn handshake_timeout(args: &RunArgs, deadline: Duration) -> Result<Duration, UsageError> {
+    let Some(value) = args.handshake_timeout else {
+        return Ok(deadline.min(Duration::from_secs_f64(DEFAULT_HANDSHAKE_TIMEOUT)));
+    };
+    let timeout = seconds("--handshake-timeout", value)?;
+    if timeout > deadline {
+        return Err(usage(format!(
+            "--handshake-timeout must not exceed --probe-timeout ({} s), got {value}; \
+             lower it or raise --probe-timeout",
+            args.probe_timeout
+        )));
+    }
+    Ok(timeout)
 }
 
 /// What the store's model needs: the network's port (or `--port`) and height, and the
@@ -205,6 +225,15 @@ mod tests {
         assert_eq!(config.crawl.policy.min_height, 800_000);
         assert_eq!(config.crawl.probe.magic, bitcoin::p2p::Magic::BITCOIN);
         assert_eq!(config.crawl.probe.deadline, Duration::from_secs(20));
+        assert_eq!(config.crawl.probe.handshake_timeout, Duration::from_secs(5));
+        assert_eq!(config.crawl.probe.addr_grace, Duration::from_millis(250));
+        // The flags' defaults are the probe's own.
+        let own = ProbeOptions::new(bitcoin::p2p::Magic::BITCOIN);
+        assert_eq!(
+            format!("{:?}", config.crawl.probe),
+            format!("{own:?}"),
+            "RunArgs::default() and ProbeOptions::new disagree"
+        );
         assert_eq!(
             config.crawl.dns_seeds.len(),
             NetworkArg::Mainnet.dns_seeds().len()
@@ -276,6 +305,30 @@ mod tests {
                 with(|a| a.probe_timeout = 1e6),
                 "--probe-timeout must be a positive",
             ),
+            (
+                with(|a| a.handshake_timeout = Some(0.0)),
+                "--handshake-timeout must be a positive",
+            ),
+            (
+                with(|a| a.handshake_timeout = Some(20.5)),
+                "--handshake-timeout must not exceed --probe-timeout (20 s), got 20.5; \
+                 lower it or raise --probe-timeout",
+            ),
+            (
+                with(|a| {
+                    a.probe_timeout = 2.0;
+                    a.handshake_timeout = Some(5.0);
+                }),
+                "--handshake-timeout must not exceed --probe-timeout (2 s), got 5",
+            ),
+            (
+                with(|a| a.addr_grace = f64::NAN),
+                "--addr-grace must be a positive number of seconds, got NaN",
+            ),
+            (
+                with(|a| a.addr_grace = -1.0),
+                "--addr-grace must be a positive",
+            ),
             (with(|a| a.port = Some(0)), "--port must not be 0"),
             (
                 zone("a..b", RunArgs::default()),
@@ -285,6 +338,24 @@ mod tests {
             let got = error(&args);
             assert!(got.contains(message), "{got:?} lacks {message:?}");
         }
+    }
+
+    /// The handshake timeout's default follows a `--probe-timeout` below it (the
+    /// integration tests run with `--probe-timeout 2` and no `--handshake-timeout`); a
+    /// value typed up to the probe timeout is kept.
+    #[test]
+    fn handshake_timeout_is_capped_by_the_probe_timeout() {
+        let probe =
+            |change: fn(&mut RunArgs)| Config::from_args(&with(change)).unwrap().crawl.probe;
+        let lowered = probe(|a| a.probe_timeout = 2.0);
+        assert_eq!(lowered.handshake_timeout, Duration::from_secs(2));
+        assert_eq!(lowered.deadline, Duration::from_secs(2));
+        let typed = probe(|a| a.handshake_timeout = Some(1.5));
+        assert_eq!(typed.handshake_timeout, Duration::from_millis(1500));
+        let equal = probe(|a| a.handshake_timeout = Some(20.0));
+        assert_eq!(equal.handshake_timeout, equal.deadline);
+        let grace = probe(|a| a.addr_grace = 0.1);
+        assert_eq!(grace.addr_grace, Duration::from_millis(100));
     }
 
     #[test]

@@ -5,7 +5,11 @@
 //! checked, a length over [`MAX_PAYLOAD`] is refused before anything is allocated, the
 //! checksum is verified, and only the messages a probe needs are decoded (with their
 //! own, tighter caps); other payloads are skipped through a fixed buffer. Every read and
-//! write is bounded by the probe's overall deadline. The checks on what a peer sends are
+//! write is bounded by a deadline: the handshake's (`handshake_timeout` after the
+//! connection opened) until the peer's `version` and `verack` are in, then the probe's
+//! overall one, cut to `addr_grace` after the peer's answer to `getaddr`. So no peer holds
+//! a crawler thread longer than it needs: a silent one fails at the handshake timeout, an
+//! answering one is let go shortly after its answer. The checks on what a peer sends are
 //! pure functions in `decode`; this module holds the conversation and the socket.
 
 use std::io::{self, Read, Write};
@@ -106,12 +110,17 @@ impl ProbeError {
 pub struct ProbeOptions {
     pub magic: Magic,
     pub connect_timeout: Duration,
+    /// Longest wait from the open connection to the end of the handshake (the peer's
+    /// `version` and `verack`); `deadline` still caps it.
+    pub handshake_timeout: Duration,
     /// Overall deadline of one probe, connect included.
     pub deadline: Duration,
     /// Send `getaddr` and collect the answer.
     pub getaddr: bool,
-    /// How long to keep listening after a multi-entry `addr` arrived.
-    pub addr_linger: Duration,
+    /// How long to keep collecting after the first multi-entry `addr`/`addrv2` (the answer
+    /// to `getaddr`), for the rest of an answer split over several messages; `deadline`
+    /// still caps it.
+    pub addr_grace: Duration,
     /// Most addresses kept from one peer.
     pub max_addrs: usize,
     pub user_agent: String,
@@ -123,9 +132,10 @@ impl ProbeOptions {
         ProbeOptions {
             magic,
             connect_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(5),
             deadline: Duration::from_secs(20),
             getaddr: true,
-            addr_linger: Duration::from_secs(1),
+            addr_grace: Duration::from_millis(250),
             max_addrs: 2500,
             user_agent: format!("/dnsseeder:{}/", env!("CARGO_PKG_VERSION")),
         }
@@ -214,18 +224,23 @@ pub fn probe(addr: SocketAddr, opts: &ProbeOptions) -> Result<PeerInfo, ProbeErr
     result
 }
 
-/// Runs the handshake and address collection on an open stream.
+/// Runs the handshake and address collection on a stream that has just opened: the
+/// handshake must end within `opts.handshake_timeout` from now, the whole conversation by
+/// `deadline`.
 ///
 /// # Errors
-/// Why the conversation failed before the handshake completed.
+/// Why the conversation failed before the handshake completed ([`ProbeError::Timeout`]
+/// when the peer's `version` and `verack` are not in by the handshake's deadline).
 pub fn converse<C: Conn>(
     conn: &mut C,
     peer: SocketAddr,
     opts: &ProbeOptions,
     deadline: Instant,
 ) -> Result<PeerInfo, ProbeError> {
-    let mut io = Framed::new(conn, opts.magic, deadline);
+    let handshake_deadline = deadline.min(Instant::now() + opts.handshake_timeout);
+    let mut io = Framed::new(conn, opts.magic, handshake_deadline);
     let version = handshake(&mut io, peer, opts)?;
+    io.deadline = deadline;
     let mut info = PeerInfo::from_version(&version);
     if opts.getaddr && version.version >= 31402 {
         info.asked_getaddr = true;
@@ -285,8 +300,8 @@ fn handshake<C: Conn>(
 }
 
 /// Collects the addresses the peer sends into `out`, answering its pings, until `out`
-/// holds `max_addrs`, the deadline passes (cut to `addr_linger` after a real answer), or
-/// the peer closes or breaks the protocol.
+/// holds `max_addrs`, the deadline passes (cut to `addr_grace` after the first real
+/// answer), or the peer closes or breaks the protocol.
 fn collect_addrs<C: Conn>(
     io: &mut Framed<'_, C>,
     peer: SocketAddr,
@@ -310,8 +325,9 @@ fn collect_addrs<C: Conn>(
     }
 }
 
-/// Keeps what fits of `entries` in `out`; after a real answer (more than one entry, not
-/// a self-announcement) listens only `addr_linger` longer. Returns whether `out` is full.
+/// Keeps what fits of `entries` in `out`; after the first real answer (more than one
+/// entry, not a self-announcement) listens only `addr_grace` longer, for the rest of a
+/// split answer (later messages do not extend the grace). Returns whether `out` is full.
 fn keep_addrs<C: Conn>(
     io: &mut Framed<'_, C>,
     entries: Vec<Learned>,
@@ -327,7 +343,7 @@ fn keep_addrs<C: Conn>(
         return true;
     }
     if real_answer {
-        io.deadline = io.deadline.min(Instant::now() + opts.addr_linger);
+        io.deadline = io.deadline.min(Instant::now() + opts.addr_grace);
     }
     false
 }

@@ -240,6 +240,9 @@ fn demo_run_args(args: &DemoArgs, db: &Path, seed: SocketAddr) -> RunArgs {
         min_height: Some(0),
         connect_timeout: 2.0,
         probe_timeout: 3.0,
+        // Over three times the 300 ms a `Slow` node takes to answer; the silent, slowloris
+        // and endless-stream nodes fail after 1 s instead of the 3 s deadline.
+        handshake_timeout: Some(1.0),
         status_interval: 5,
         threads: args.threads.max(1),
         ..RunArgs::default()
@@ -252,10 +255,8 @@ fn demo_run_args(args: &DemoArgs, db: &Path, seed: SocketAddr) -> RunArgs {
 /// A [`UsageError`](crate::cli::UsageError) when `--threads` is over the limit.
 fn demo_config(args: &DemoArgs, db: &Path, seed: SocketAddr) -> anyhow::Result<Config> {
     let mut config = Config::from_args(&demo_run_args(args, db, seed))?;
-    // Settings that have no flag, shortened to the demo's pace: a probe waits 300 ms
-    // (not 1 s) for more `addr` after a multi-entry one, and DNS answer sets are rebuilt
-    // after 2 s (not 5 s).
-    config.crawl.probe.addr_linger = Duration::from_millis(300);
+    // A setting that has no flag, shortened to the demo's pace: DNS answer sets are
+    // rebuilt after 2 s (not 5 s).
     if let Some(dns) = &mut config.dns {
         dns.cache_ttl = Duration::from_secs(2);
     }
@@ -359,7 +360,7 @@ mod tests {
     use crate::p2p::ProbeOptions;
 
     /// `demo` once built its configuration by hand; through `Config::from_args` it must
-    /// come out the same.
+    /// come out the same (with the handshake timeout it has had since issue 11).
     #[test]
     fn demo_config_is_the_one_demo_always_ran_with() {
         let args = DemoArgs {
@@ -374,7 +375,9 @@ mod tests {
         let mut probe = ProbeOptions::new(bitcoin::p2p::Magic::REGTEST);
         probe.connect_timeout = Duration::from_secs(2);
         probe.deadline = Duration::from_secs(3);
-        probe.addr_linger = Duration::from_millis(300);
+        probe.handshake_timeout = Duration::from_secs(1);
+        // The default grace (250 ms), where demo set 300 ms before it had a flag.
+        probe.addr_grace = Duration::from_millis(250);
         let mut dns = DnsConfig::new(
             DEMO_ZONE,
             "ns.seed.example.com",

@@ -1,5 +1,6 @@
 //! Probe conversations against scripted and real peers.
 
+use std::collections::HashSet;
 use std::net::TcpListener;
 
 use bitcoin::Network;
@@ -234,7 +235,7 @@ fn real_socket_probe_and_refusal() {
         let _ = s.read_to_end(&mut sink);
     });
     let mut opts = ProbeOptions::new(magic());
-    opts.addr_linger = Duration::from_millis(100);
+    opts.addr_grace = Duration::from_millis(100);
     let info = probe(addr, &opts).unwrap();
     assert_eq!(info.addrs.len(), 5);
     node.join().unwrap();
@@ -254,6 +255,135 @@ fn silent_peer_times_out_by_the_deadline() {
     assert_eq!(err.reason(), "timeout");
     assert!(start.elapsed() < Duration::from_secs(3));
     drop(listener);
+}
+
+/// A node on a real socket that, once it accepted the prober, sleeps and writes each
+/// step in turn, then holds the connection, silent, until the prober closes it.
+fn node_saying(steps: Vec<(Duration, Vec<u8>)>) -> (SocketAddr, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let node = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        for (pause, bytes) in steps {
+            std::thread::sleep(pause);
+            s.write_all(&bytes).unwrap();
+        }
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    });
+    (addr, node)
+}
+
+/// Options with a 20 s deadline, the handshake timeout and grace given in milliseconds.
+fn options(handshake_ms: u64, grace_ms: u64) -> ProbeOptions {
+    let mut opts = ProbeOptions::new(magic());
+    opts.deadline = Duration::from_secs(20);
+    opts.handshake_timeout = Duration::from_millis(handshake_ms);
+    opts.addr_grace = Duration::from_millis(grace_ms);
+    opts
+}
+
+/// Issue 11: a peer that accepts and never says a byte held a crawler thread for the
+/// whole 20 s deadline; it now fails at the handshake timeout, as a timeout.
+#[test]
+fn silent_peer_fails_at_the_handshake_timeout_not_the_deadline() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let opts = options(300, 250);
+    let start = Instant::now();
+    let err = probe(listener.local_addr().unwrap(), &opts).unwrap_err();
+    let took = start.elapsed();
+    assert_eq!(err.reason(), "timeout", "{err}");
+    assert!(took >= opts.handshake_timeout, "failed after {took:?}");
+    assert!(
+        took < opts.handshake_timeout + Duration::from_secs(2),
+        "{took:?}"
+    );
+}
+
+/// The handshake ends with the peer's `verack`, not its `version`: a peer that sends its
+/// `version` and nothing more fails at the handshake timeout too.
+#[test]
+fn peer_without_verack_fails_at_the_handshake_timeout() {
+    let script = handshake_prefix_version();
+    let mut conn = ScriptedPeer {
+        silent_at_end: true,
+        ..ScriptedPeer::new(&script)
+    };
+    let opts = options(300, 250);
+    let peer = "127.0.0.1:18444".parse().unwrap();
+    let start = Instant::now();
+    let deadline = start + opts.deadline;
+    let err = converse(&mut conn, peer, &opts, deadline).unwrap_err();
+    let took = start.elapsed();
+    assert_eq!(err.reason(), "timeout", "{err}");
+    assert!(took >= opts.handshake_timeout, "failed after {took:?}");
+    assert!(
+        took < opts.handshake_timeout + Duration::from_secs(2),
+        "{took:?}"
+    );
+}
+
+/// Issue 11: every answering peer held a crawler thread for 1 s after its `addr`. A peer
+/// that answers `getaddr` with 1000 entries and then stays silent ends the probe after the
+/// grace, with every entry kept.
+#[test]
+fn getaddr_answer_ends_the_probe_after_the_grace() {
+    let mut script = handshake();
+    script.extend(frame(NetworkMessage::Addr(addr_entries(1000))));
+    let mut conn = ScriptedPeer {
+        silent_at_end: true,
+        ..ScriptedPeer::new(&script)
+    };
+    let opts = options(1000, 300);
+    let peer = "127.0.0.1:18444".parse().unwrap();
+    let start = Instant::now();
+    let info = converse(&mut conn, peer, &opts, start + opts.deadline).unwrap();
+    let took = start.elapsed();
+    assert_eq!(info.addrs.len(), 1000);
+    assert!(
+        took >= opts.addr_grace,
+        "ended after {took:?}, before the grace"
+    );
+    assert!(took < opts.addr_grace + Duration::from_secs(1), "{took:?}");
+}
+
+/// An answer split over two messages 200 ms apart, within the grace, is collected whole,
+/// and the probe still ends long before the deadline.
+#[test]
+fn split_answer_within_the_grace_is_collected_whole() {
+    let mut first = handshake();
+    first.extend(frame(NetworkMessage::Addr(
+        addr_entries(1000)[..600].to_vec(),
+    )));
+    let second = frame(NetworkMessage::Addr(addr_entries(1000)[600..].to_vec()));
+    let (addr, node) = node_saying(vec![
+        (Duration::ZERO, first),
+        (Duration::from_millis(200), second),
+    ]);
+    let opts = options(1000, 1000);
+    let start = Instant::now();
+    let info = probe(addr, &opts).unwrap();
+    let took = start.elapsed();
+    let distinct: HashSet<String> = info.addrs.iter().map(|l| l.addr.to_string()).collect();
+    assert_eq!(distinct.len(), 1000);
+    assert!(took < opts.addr_grace + Duration::from_secs(2), "{took:?}");
+    node.join().unwrap();
+}
+
+/// The handshake timeout bounds the handshake only: an answer to `getaddr` that comes
+/// after it (but before the deadline) is still collected.
+#[test]
+fn slow_getaddr_answer_is_bounded_by_the_deadline_only() {
+    let (addr, node) = node_saying(vec![
+        (Duration::ZERO, handshake()),
+        (
+            Duration::from_millis(600),
+            frame(NetworkMessage::Addr(addr_entries(10))),
+        ),
+    ]);
+    let info = probe(addr, &options(300, 100)).unwrap();
+    assert_eq!(info.addrs.len(), 10);
+    node.join().unwrap();
 }
 
 #[test]

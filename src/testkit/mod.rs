@@ -78,27 +78,40 @@ pub fn peer_handshake(magic: Magic) -> Vec<u8> {
 }
 
 /// A peer that says a fixed script, at most `chunk` bytes per read, and keeps what it is
-/// sent. Reads past the script return 0 (the peer closed).
+/// sent. Reads past the script return 0 (the peer closed), or, with `silent_at_end`, wait
+/// out the read timeout the probe last set and fail as a socket's read does then (the peer
+/// keeps the connection open and says nothing more).
 #[derive(Debug)]
 pub struct ScriptedPeer<'a> {
     pub input: &'a [u8],
     pub chunk: usize,
     pub output: Vec<u8>,
+    /// Stay silent after the script instead of closing.
+    pub silent_at_end: bool,
+    /// The read timeout the probe last set.
+    pub read_timeout: Duration,
 }
 
 impl<'a> ScriptedPeer<'a> {
-    /// A peer saying `input`, as many bytes per read as asked.
+    /// A peer saying `input`, as many bytes per read as asked, then closing.
     pub fn new(input: &'a [u8]) -> Self {
         ScriptedPeer {
             input,
             chunk: usize::MAX,
             output: Vec::new(),
+            silent_at_end: false,
+            read_timeout: Duration::ZERO,
         }
     }
 }
 
 impl Read for ScriptedPeer<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.input.is_empty() && self.silent_at_end && !buf.is_empty() {
+            std::thread::sleep(self.read_timeout);
+            // What a socket's read gives on Linux when its timeout passes.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         let n = buf.len().min(self.chunk).min(self.input.len());
         buf[..n].copy_from_slice(&self.input[..n]);
         self.input = &self.input[n..];
@@ -118,7 +131,12 @@ impl Write for ScriptedPeer<'_> {
 }
 
 impl Conn for ScriptedPeer<'_> {
-    fn set_timeout(&mut self, _: Duration) -> io::Result<()> {
+    fn set_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        self.read_timeout = timeout;
+        Ok(())
+    }
+
+    fn set_write_timeout_only(&mut self, _: Duration) -> io::Result<()> {
         Ok(())
     }
 }

@@ -272,6 +272,21 @@ fn unusable_flags_exit_2_with_the_flag_named() {
         ),
         (vec!["run", "--magic", "xyz", "--no-dns-seed"], "--magic"),
         (
+            vec![
+                "run",
+                "--probe-timeout",
+                "2",
+                "--handshake-timeout",
+                "3",
+                "--no-dns-seed",
+            ],
+            "--handshake-timeout must not exceed --probe-timeout (2 s)",
+        ),
+        (
+            vec!["run", "--addr-grace", "0", "--no-dns-seed"],
+            "--addr-grace must be a positive",
+        ),
+        (
             vec!["run", "--network", "moon", "--no-dns-seed"],
             "--network",
         ),
