@@ -97,6 +97,8 @@ mod response;
 mod serve_tcp;
 mod serve_udp;
 mod server;
+mod tcp_conn;
+mod tcp_table;
 mod udp;
 mod zone;
 
