@@ -17,7 +17,7 @@
 //! is treated like the cap: the oldest connection is closed and the accept retried.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -103,17 +103,21 @@ impl<'s> EventLoop<'s> {
         let mut events = Events::with_capacity(EVENTS);
         while !self.shared.stopping() {
             let timeout = self.timeout(Instant::now());
+            // Stepped after this turn's events: each connection once per turn at most.
+            let again = std::mem::take(&mut self.again);
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("DNS TCP event loop: {e}");
                     std::thread::sleep(POLL);
                 }
-                continue;
+                events.clear();
             }
             for event in &events {
                 self.dispatch(event.token().0);
             }
-            self.step_again();
+            for slot in again {
+                self.step(slot);
+            }
             self.retry_accept(Instant::now());
             self.expire(Instant::now());
         }
@@ -127,8 +131,8 @@ impl<'s> EventLoop<'s> {
             return Duration::ZERO;
         }
         let mut wake = now + POLL;
-        if let Some((_, since)) = self.table.oldest() {
-            wake = wake.min(since + self.shared.tcp_idle_timeout);
+        if let Some(deadline) = self.idle_deadline() {
+            wake = wake.min(deadline);
         }
         if !self.writers.is_empty() {
             wake = wake.min(now + WRITE_TIMEOUT / 4);
@@ -158,13 +162,6 @@ impl<'s> EventLoop<'s> {
             Step::Blocked => self.writers.push(slot),
             Step::Again => self.again.push(slot),
             Step::Close => self.close(slot),
-        }
-    }
-
-    /// Steps the connections that used their read budget at the last turn.
-    fn step_again(&mut self) {
-        for slot in std::mem::take(&mut self.again) {
-            self.step(slot);
         }
     }
 
@@ -222,35 +219,26 @@ impl<'s> EventLoop<'s> {
 
     /// Serves `stream`, refuses it, or serves it in place of the oldest connection.
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
-        let counters = &self.shared.counters;
-        match self.table.admission(peer.ip()) {
-            Admission::Refuse => {
-                bump(&counters.tcp_rejected);
-                return;
-            }
-            Admission::Evict(slot) => {
-                self.close(slot);
-                bump(&counters.tcp_evicted);
-            }
-            Admission::Admit => {}
+        if !self.make_room(peer.ip()) {
+            return;
         }
         if let Err(e) = stream.set_nodelay(true) {
             log::debug!("DNS TCP connection from {peer}: {e}");
         }
-        let at = self.listeners.len();
         let slot = self
             .table
             .insert(peer.ip(), Connection::new(stream), Instant::now());
+        let token = Token(self.listeners.len() + slot);
         let registry = self.poll.registry();
         let registered = self.table.get_mut(slot).map(|c| {
             registry.register(
                 c.stream_mut(),
-                Token(at + slot),
+                token,
                 Interest::READABLE | Interest::WRITABLE,
             )
         });
         match registered {
-            Some(Ok(())) => bump(&counters.tcp_connections),
+            Some(Ok(())) => bump(&self.shared.counters.tcp_connections),
             Some(Err(e)) => {
                 log::warn!("DNS TCP connection from {peer} not served: {e}");
                 self.table.remove(slot);
@@ -259,14 +247,31 @@ impl<'s> EventLoop<'s> {
         }
     }
 
+    /// Whether a new connection from `ip` may be served, after closing the connection it
+    /// replaces if any.
+    fn make_room(&mut self, ip: IpAddr) -> bool {
+        let counters = &self.shared.counters;
+        match self.table.admission(ip) {
+            Admission::Admit => true,
+            Admission::Evict(slot) => {
+                self.close(slot);
+                bump(&counters.tcp_evicted);
+                true
+            }
+            Admission::Refuse => {
+                bump(&counters.tcp_rejected);
+                false
+            }
+        }
+    }
+
     /// Closes the connections idle for `tcp_idle_timeout` and those whose client has not
     /// taken its answers for [`WRITE_TIMEOUT`].
     fn expire(&mut self, now: Instant) {
-        while let Some((slot, since)) = self.table.oldest() {
-            if now < since + self.shared.tcp_idle_timeout {
-                break;
+        while self.idle_deadline().is_some_and(|deadline| deadline <= now) {
+            if let Some((slot, _)) = self.table.oldest() {
+                self.close(slot);
             }
-            self.close(slot);
         }
         if self.writers.is_empty() {
             return;
@@ -288,6 +293,13 @@ impl<'s> EventLoop<'s> {
         for slot in stalled {
             self.close(slot);
         }
+    }
+
+    /// When the least recently active connection will have been idle for
+    /// `tcp_idle_timeout`; `None` without connections (or with a timeout beyond time).
+    fn idle_deadline(&self) -> Option<Instant> {
+        let (_, since) = self.table.oldest()?;
+        since.checked_add(self.shared.tcp_idle_timeout)
     }
 
     /// Closes the connection in `slot`.

@@ -116,14 +116,8 @@ impl DnsServer {
             threads: Vec::new(),
             local_addrs,
         };
-        let mut listeners = Vec::with_capacity(sockets.len());
-        for (udp, tcp) in sockets {
-            handle.start("dns-udp", move |s| udp_loop(&udp, s))?;
-            listeners.push(tcp);
-        }
         warn_if_few_descriptors(config.max_tcp_connections);
-        handle.start("dns-tcp", move |s| tcp_loop(listeners, s))?;
-        handle.start("dns-refresh", |s| refresh_loop(s))?;
+        handle.start_all(sockets)?;
         Ok(handle)
     }
 }
@@ -187,6 +181,18 @@ impl DnsHandle {
     /// Stops the server and waits for its threads.
     pub fn shutdown(mut self) {
         self.stop_and_join();
+    }
+
+    /// Starts a thread per UDP socket, the TCP event loop over every listener, and the
+    /// cache refresher.
+    fn start_all(&mut self, sockets: Vec<(UdpSocket, TcpListener)>) -> anyhow::Result<()> {
+        let mut listeners = Vec::with_capacity(sockets.len());
+        for (udp, tcp) in sockets {
+            self.start("dns-udp", move |s| udp_loop(&udp, s))?;
+            listeners.push(tcp);
+        }
+        self.start("dns-tcp", move |s| tcp_loop(listeners, s))?;
+        self.start("dns-refresh", |s| refresh_loop(s))
     }
 
     /// Starts the serving thread `name`, running `serve` on the shared state.

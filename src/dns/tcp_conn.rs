@@ -278,38 +278,47 @@ fn write_some(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
 /// into `ws.framed` until it holds [`FLUSH_AT`] bytes; returns the bytes used and why
 /// it stopped.
 fn answer_frames(data: &[u8], ws: &mut Workspace<'_>) -> (usize, Stop) {
-    let shared = ws.shared;
-    let answers = |mask| shared.cache.get(mask);
     let mut consumed = 0;
     while ws.framed.len() < FLUSH_AT {
         let request = match next_frame(&data[consumed..]) {
             Frame::Whole(request) => request,
             Frame::Partial => return (consumed, Stop::Partial),
             Frame::TooLong => {
-                shared.counters.record(Outcome::Dropped);
+                ws.shared.counters.record(Outcome::Dropped);
                 return (consumed, Stop::Silence);
             }
         };
         consumed += 2 + request.len();
-        let out = &mut ws.response;
-        let outcome = respond_into(
-            request,
-            Transport::Tcp,
-            &shared.ctx,
-            &answers,
-            &mut ws.rng,
-            out,
-        );
-        shared.counters.record(outcome);
-        if out.is_empty() {
+        if !answer(request, ws) {
             return (consumed, Stop::Silence);
         }
-        ws.framed
-            .extend_from_slice(&(out.len() as u16).to_be_bytes());
-        ws.framed.extend_from_slice(out);
-        ws.answered = true;
     }
     (consumed, Stop::Full)
+}
+
+/// Appends the framed response to `request` to `ws.framed`; returns `false` when the
+/// request deserves silence instead.
+fn answer(request: &[u8], ws: &mut Workspace<'_>) -> bool {
+    let shared = ws.shared;
+    let answers = |mask| shared.cache.get(mask);
+    let out = &mut ws.response;
+    let outcome = respond_into(
+        request,
+        Transport::Tcp,
+        &shared.ctx,
+        &answers,
+        &mut ws.rng,
+        out,
+    );
+    shared.counters.record(outcome);
+    if out.is_empty() {
+        return false;
+    }
+    ws.framed
+        .extend_from_slice(&(out.len() as u16).to_be_bytes());
+    ws.framed.extend_from_slice(out);
+    ws.answered = true;
+    true
 }
 
 /// The first length-framed message at the start of a buffer.
