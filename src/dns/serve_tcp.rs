@@ -103,7 +103,7 @@ impl<'s> EventLoop<'s> {
         let mut events = Events::with_capacity(EVENTS);
         while !self.shared.stopping() {
             let timeout = self.timeout(Instant::now());
-            // Stepped after this turn's events: each connection once per turn at most.
+            // Those that used their read budget last turn go after this turn's events.
             let again = std::mem::take(&mut self.again);
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
