@@ -37,21 +37,33 @@
 //! The pure part of the server, [`respond_into`], is also timed alone in-process on the
 //! same query and answer set.
 //!
+//! A mode of its own, `--idle-tcp N` (`benches/dns/idle_tcp.rs`): the server's memory
+//! with N idle TCP connections, held by a child process from many loopback addresses.
+//!
 //! Targets: server rate >= 0.9 x the responder's; p99 < 2 ms at half the maximum.
 //!
 //! ```text
 //! cargo bench --bench dns                       # 1M rows, 50k good, about 70 s
 //! cargo bench --bench dns -- --rounds 5 --secs 3 --window 64
+//! cargo bench --bench dns -- --idle-tcp 10000   # memory of idle TCP connections, seconds
 //! ```
 //! Flags: `--rows`, `--good`, `--secs`, `--rounds`, `--window`, `--latency-secs`, `--rate`
-//! (offered load of the latency run; 0: half the measured maximum), `--moderate`. Without `--bench` (as
+//! (offered load of the latency run; 0: half the measured maximum), `--moderate`,
+//! `--idle-tcp`. Without `--bench` (as
 //! `cargo test --benches` runs it) everything is small and short: a smoke test.
 
+#[allow(dead_code)] // the DNS bench needs only its kill on drop
+#[path = "common/child.rs"]
+mod child;
 mod common;
 #[path = "common/flags.rs"]
 mod flags;
+#[path = "dns/idle_tcp.rs"]
+mod idle_tcp;
 #[path = "common/load.rs"]
 mod load;
+#[path = "common/memory.rs"]
+mod memory;
 #[path = "common/run.rs"]
 mod run;
 #[path = "common/threads.rs"]
@@ -114,6 +126,8 @@ flags::params! {
     /// Offered load of the latency run; 0: half the measured maximum.
     rate: f64 = 0.0;
     moderate: f64 = 5000.0, smoke 2000.0;
+    /// A mode of its own: the memory of this many idle TCP connections; 0: off.
+    idle_tcp: usize = 0;
 }
 
 impl Params {
@@ -130,7 +144,17 @@ impl Params {
 }
 
 fn main() -> ExitCode {
-    run::run("dns", Params::parse(), |p| bench(p).map(|()| true))
+    if let Some(code) = idle_tcp::client_role() {
+        return code;
+    }
+    run::run("dns", Params::parse(), |p| {
+        if p.idle_tcp > 0 {
+            idle_tcp::measure(p.idle_tcp)?;
+        } else {
+            bench(p)?;
+        }
+        Ok(true)
+    })
 }
 
 /// A target of the load: its address and the name of its serving thread in `/proc`.

@@ -38,8 +38,14 @@ pub struct DnsConfig {
     /// A TCP connection without a complete query for this long is closed
     /// (`--tcp-idle-timeout`, default 10 s).
     pub tcp_idle_timeout: Duration,
-    /// Concurrent TCP connections served; over it, new ones are accepted and closed at once.
+    /// Concurrent TCP connections served (default 4096). At the cap, a new connection from
+    /// a source that holds none is served in place of the least recently active one
+    /// (RFC 7766 §6.2.3); one from a source that holds some is closed at once. Each costs a
+    /// file descriptor and a few hundred bytes (docs/PERFORMANCE.md, "TCP connections").
     pub max_tcp_connections: usize,
+    /// Concurrent TCP connections from one source, an IPv4 address or an IPv6 /64
+    /// (default 32); more are closed at once.
+    pub max_tcp_per_source: usize,
     /// Age after which a cached answer set is rebuilt from the peer source (default 5 s).
     pub cache_ttl: Duration,
     /// Most service masks cached at once (default 64, raised to fit `allow_filters`).
@@ -51,8 +57,8 @@ pub struct DnsConfig {
 impl DnsConfig {
     /// Returns a configuration for zone `host` with the defaults of the command line:
     /// listening on `0.0.0.0:53` and `[::]:53`, TTL 60, negative TTL 40, mask 1,
-    /// 50 queries per second with a burst of 100, 10 s TCP idle timeout, 256 TCP
-    /// connections and a 5 s answer cache.
+    /// 50 queries per second with a burst of 100, 10 s TCP idle timeout, 4096 TCP
+    /// connections (32 per source) and a 5 s answer cache.
     pub fn new(host: impl Into<String>, ns: impl Into<String>, mbox: impl Into<String>) -> Self {
         Self {
             host: host.into(),
@@ -68,7 +74,8 @@ impl DnsConfig {
             allow_filters: None,
             rate_limit: Some((50, 100)),
             tcp_idle_timeout: Duration::from_secs(10),
-            max_tcp_connections: 256,
+            max_tcp_connections: 4096,
+            max_tcp_per_source: 32,
             cache_ttl: Duration::from_secs(5),
             max_cached_masks: 64,
             serial: None,

@@ -29,8 +29,12 @@ pub struct DnsCounters {
     pub dropped: AtomicU64,
     /// TCP connections served.
     pub tcp_connections: AtomicU64,
-    /// TCP connections closed at once because the cap was reached.
+    /// TCP connections closed at once: their source held `max_tcp_per_source`, or the
+    /// server held `max_tcp_connections` and their source one of them already.
     pub tcp_rejected: AtomicU64,
+    /// TCP connections closed to make room for a new one (the least recently active, at
+    /// `max_tcp_connections` or when out of file descriptors).
+    pub tcp_evicted: AtomicU64,
 }
 
 /// A copy of [`DnsCounters`] at one moment.
@@ -56,6 +60,8 @@ pub struct DnsStats {
     pub tcp_connections: u64,
     /// See [`DnsCounters::tcp_rejected`].
     pub tcp_rejected: u64,
+    /// See [`DnsCounters::tcp_evicted`].
+    pub tcp_evicted: u64,
 }
 
 impl DnsCounters {
@@ -73,6 +79,7 @@ impl DnsCounters {
             dropped: get(&self.dropped),
             tcp_connections: get(&self.tcp_connections),
             tcp_rejected: get(&self.tcp_rejected),
+            tcp_evicted: get(&self.tcp_evicted),
         }
     }
 

@@ -43,7 +43,9 @@
 //! - `server`: [`DnsServer`] and [`DnsHandle`], starting and stopping the threads;
 //! - `bind`: the sockets and [`BindError`]; `counters`: [`DnsCounters`];
 //! - `serve_udp`: the UDP loop, over `udp`'s batched receive and send;
-//! - `serve_tcp`: the TCP acceptor and connections.
+//! - `serve_tcp`: the TCP event loop (`mio`) over every listener and connection;
+//!   `tcp_conn`: one connection's framing, answering and nonblocking I/O; `tcp_table`:
+//!   the open connections, their activity order and the admission rules.
 //!
 //! # Answer cache
 //! One `Arc<AnswerSet>` per mask in a `RwLock<HashMap>`; a serving thread holds the read
@@ -64,7 +66,7 @@
 //! bucket of the same shape grants empty TC=1 replies (a real resolver retries over
 //! TCP); beyond both, silence. Entries that have refilled are swept every 5 s and at most
 //! 65,536 sources are tracked; newcomers while the table is full share one overflow
-//! bucket 8 times larger. TCP is bounded by `max_tcp_connections` instead.
+//! bucket 8 times larger. TCP is bounded by connections instead (see Threads).
 //!
 //! # Amplification
 //! Measured by the unit test `amplification_factor_of_the_largest_answers` for
@@ -78,12 +80,18 @@
 //! # Threads
 //! [`DnsServer::bind`] binds UDP and TCP on the same port per listen address (IPv6
 //! sockets are `IPV6_V6ONLY`, so `0.0.0.0:53` and `[::]:53` coexist).
-//! [`DnsServer::spawn`] starts one thread per UDP socket, a TCP acceptor per listener
-//! with a thread per connection (at most `max_tcp_connections`; extra connections are
-//! accepted and closed at once; a connection without a complete query for
-//! `tcp_idle_timeout` is closed), and the cache refresher. Every blocking call has a
-//! timeout of at most 200 ms, so [`DnsHandle::shutdown`] (or dropping the handle) stops
-//! and joins them promptly.
+//! [`DnsServer::spawn`] starts one thread per UDP socket, one TCP event loop (`mio`) for
+//! every listener and connection, and the cache refresher. TCP (RFC 7766): pipelined
+//! queries answered in order; a connection without a complete query for
+//! `tcp_idle_timeout` is closed (partial messages are no activity), and so is one whose
+//! client takes no answer for 200 ms, or that announces a request over 4096 bytes; at
+//! most `max_tcp_per_source` (32) connections per source (IPv6 by /64), and at
+//! `max_tcp_connections` (4096) a newcomer from a source holding none is served in place
+//! of the least recently active connection (RFC 7766 §6.2.3), so a fresh client is always
+//! served. An idle connection costs about 130 bytes of the server's memory besides its
+//! socket (docs/PERFORMANCE.md, "TCP connections"). Every wait has a timeout of at most
+//! 100 ms, so [`DnsHandle::shutdown`] (or dropping the handle) stops and joins the threads
+//! promptly.
 
 mod answer;
 mod bind;
@@ -97,6 +105,8 @@ mod response;
 mod serve_tcp;
 mod serve_udp;
 mod server;
+mod tcp_conn;
+mod tcp_table;
 mod udp;
 mod zone;
 

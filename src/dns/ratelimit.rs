@@ -133,8 +133,9 @@ impl RateLimiter {
     }
 }
 
-/// IPv4 addresses stand alone; IPv6 addresses are grouped by /64.
-fn source_key(ip: IpAddr) -> IpAddr {
+/// IPv4 addresses stand alone (IPv4-mapped IPv6 ones too); IPv6 addresses are grouped
+/// by /64. Shared with the TCP per-source cap.
+pub(super) fn source_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => IpAddr::V6((v6.to_bits() & !u128::from(u64::MAX)).into()),
         v4 => v4,

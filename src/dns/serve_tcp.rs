@@ -1,234 +1,322 @@
-//! DNS over TCP: the acceptor of each listener, and a thread per connection answering
-//! its length-framed, possibly pipelined requests in order (RFC 7766).
+//! DNS over TCP: one event loop (`mio`, edge-triggered) serving every listener and every
+//! connection of the server from one thread, so that thousands of mostly idle
+//! connections cost a table entry each instead of a thread (SPEC §6).
 //!
-//! It exists apart from the UDP loop because TCP's concerns are its own: a cap on open
-//! connections (extra ones are accepted and closed at once), an idle timeout that partial
-//! messages do not reset, a write timeout for clients that do not read, and framing.
+//! One loop for all listeners rather than one per listener, because the limits are the
+//! server's: a source's connections are counted, and the least recently active one
+//! chosen for eviction, across IPv4 and IPv6 listeners in one table without locks. One
+//! thread is enough: TCP is the minor path (resolvers come after a truncated UDP reply),
+//! and an answer costs microseconds. Each turn waits for readiness (at most [`POLL`], or
+//! until the next idle deadline), then accepts (a bounded number per listener and turn),
+//! steps the connections whose sockets are ready (`tcp_conn`: a bounded number of reads
+//! each, so a client that keeps sending waits for the others), and closes the connections
+//! idle for `tcp_idle_timeout` (partial requests are no activity) and those whose client
+//! has not taken its answers for `tcp_conn::WRITE_TIMEOUT`. Admission follows
+//! `tcp_table`: a per-source cap, and at the global cap the least recently active
+//! connection makes room for a newcomer from another source. Running out of descriptors
+//! is treated like the cap: the oldest connection is closed and the accept retried.
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
 
 use super::counters::bump;
-use super::respond::{Transport, respond_into};
-use super::server::{ACCEPT_POLL, POLL, Shared, is_timeout, spawn_named};
+use super::server::{POLL, Shared};
+use super::tcp_conn::{Connection, READ_CHUNK, Step, WRITE_TIMEOUT, Workspace};
+use super::tcp_table::{Admission, Table};
+use crate::ratelog::RateLimitedLog;
 
-/// A TCP client must take a response within this time, or it is disconnected.
-const WRITE_TIMEOUT: Duration = Duration::from_millis(200);
-/// Largest TCP-framed request plus its length prefix.
-const MAX_FRAME: usize = 2 + 65535;
-/// Bytes taken from the socket per read.
-const READ_CHUNK: usize = 4096;
+/// Connections accepted per listener and turn; more wait for the next turn.
+const ACCEPT_BUDGET: usize = 128;
+/// Readiness events taken per turn.
+const EVENTS: usize = 1024;
+/// How often a failing accept (out of descriptors) is logged.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+/// `errno` of an accept refused for lack of descriptors: the process's (`EMFILE`) or the
+/// system's (`ENFILE`); the same on Linux, the BSDs and macOS.
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
 
-/// Accepts connections on `listener` until the server stops, then waits for their
-/// threads.
-pub(super) fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
-    if let Err(e) = listener.set_nonblocking(true) {
-        log::error!("DNS TCP listener unusable: {e}");
-        return;
-    }
-    let mut connections = Connections::default();
-    while !shared.stopping() {
-        let Some((stream, peer)) = accept(listener) else {
-            continue;
-        };
-        if connections.open() >= shared.max_tcp_connections {
-            bump(&shared.counters.tcp_rejected);
-            drop(stream);
-            continue;
-        }
-        connections.start(stream, peer, shared);
-    }
-    connections.join();
-}
-
-/// Accepts one connection; `None` when none is waiting (after a short pause) or the
-/// accept failed (after a longer one when the failure may last, such as running out of
-/// file descriptors).
-fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
-    match listener.accept() {
-        Ok(accepted) => Some(accepted),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            thread::sleep(ACCEPT_POLL);
-            None
-        }
-        Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::ConnectionAborted => None,
-        Err(e) => {
-            // Out of file descriptors, typically: back off.
-            log::warn!("DNS TCP accept: {e}");
-            thread::sleep(POLL);
-            None
-        }
+/// Serves DNS over TCP on `listeners` until the server stops, then closes every
+/// connection.
+pub(super) fn tcp_loop(listeners: Vec<std::net::TcpListener>, shared: &Arc<Shared>) {
+    match EventLoop::new(listeners, shared) {
+        Ok(mut event_loop) => event_loop.run(),
+        Err(e) => log::error!("DNS over TCP is not served: cannot set up its event loop: {e}"),
     }
 }
 
-/// The connection threads of one listener, and how many of them are still serving.
-#[derive(Default)]
-struct Connections {
-    open: Arc<AtomicUsize>,
-    threads: Vec<JoinHandle<()>>,
+/// The loop's state: its listeners (tokens `0..listeners.len()`) and connections (token
+/// `listeners.len() + slot`).
+struct EventLoop<'s> {
+    shared: &'s Shared,
+    poll: Poll,
+    listeners: Vec<TcpListener>,
+    /// Whether a listener may have connections waiting (its budget ran out, or a
+    /// descriptor was freed after running out of them).
+    accept_again: bool,
+    /// No accept before this time: the process is out of descriptors and holds no
+    /// connection to close.
+    accept_paused_until: Option<Instant>,
+    table: Table<Connection>,
+    workspace: Workspace<'s>,
+    chunk: Vec<u8>,
+    /// Connections that used their read budget, to step again at the next turn.
+    again: Vec<usize>,
+    /// Connections whose answers wait for their socket (possibly listed twice, or closed).
+    writers: Vec<usize>,
+    accept_log: RateLimitedLog,
 }
 
-impl Connections {
-    fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
+impl<'s> EventLoop<'s> {
+    fn new(listeners: Vec<std::net::TcpListener>, shared: &'s Shared) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let mut registered = Vec::with_capacity(listeners.len());
+        for (i, listener) in listeners.into_iter().enumerate() {
+            listener.set_nonblocking(true)?;
+            let mut listener = TcpListener::from_std(listener);
+            poll.registry()
+                .register(&mut listener, Token(i), Interest::READABLE)?;
+            registered.push(listener);
+        }
+        Ok(Self {
+            shared,
+            poll,
+            listeners: registered,
+            accept_again: false,
+            accept_paused_until: None,
+            table: Table::new(shared.max_tcp_connections, shared.max_tcp_per_source),
+            workspace: Workspace::new(shared),
+            chunk: vec![0; READ_CHUNK],
+            again: Vec::new(),
+            writers: Vec::new(),
+            accept_log: RateLimitedLog::new(ACCEPT_LOG_EVERY),
+        })
     }
 
-    /// Starts the thread serving `stream`; it holds one of the open slots until it ends.
-    fn start(&mut self, stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
-        self.threads.retain(|c| !c.is_finished());
-        self.open.fetch_add(1, Ordering::Relaxed);
-        bump(&shared.counters.tcp_connections);
-        let slot = ConnectionSlot(Arc::clone(&self.open));
-        let s = Arc::clone(shared);
-        let serve = move || {
-            let _slot = slot;
-            if let Err(e) = serve_tcp(stream, &s) {
-                log::debug!("DNS TCP connection from {peer}: {e}");
+    /// Turns until the server stops.
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(EVENTS);
+        while !self.shared.stopping() {
+            let timeout = self.timeout(Instant::now());
+            // Those that used their read budget last turn go after this turn's events.
+            let again = std::mem::take(&mut self.again);
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("DNS TCP event loop: {e}");
+                    std::thread::sleep(POLL);
+                }
+                events.clear();
             }
-        };
-        match spawn_named("dns-tcp-conn", serve) {
-            Ok(thread) => self.threads.push(thread),
-            Err(e) => log::warn!("{e:#}"),
+            for event in &events {
+                self.dispatch(event.token().0);
+            }
+            for slot in again {
+                self.step(slot);
+            }
+            self.retry_accept(Instant::now());
+            self.expire(Instant::now());
         }
     }
 
-    /// Waits for every connection thread (they end within a poll of the stop flag).
-    fn join(self) {
-        for connection in self.threads {
-            if connection.join().is_err() {
-                log::error!("a DNS TCP connection thread panicked");
+    /// How long the next wait may last: none when work is left over, else until the
+    /// oldest connection's idle deadline, at most [`POLL`] (for the stop flag).
+    fn timeout(&self, now: Instant) -> Duration {
+        let paused = self.accept_paused_until.is_some_and(|t| t > now);
+        if !self.again.is_empty() || (self.accept_again && !paused) {
+            return Duration::ZERO;
+        }
+        let mut wake = now + POLL;
+        if let Some(deadline) = self.idle_deadline() {
+            wake = wake.min(deadline);
+        }
+        if !self.writers.is_empty() {
+            wake = wake.min(now + WRITE_TIMEOUT / 4);
+        }
+        wake.saturating_duration_since(now)
+    }
+
+    fn dispatch(&mut self, token: usize) {
+        match token.checked_sub(self.listeners.len()) {
+            None => self.accept(token),
+            Some(slot) => self.step(slot),
+        }
+    }
+
+    /// Runs a step of the connection in `slot`, and what it asks for.
+    fn step(&mut self, slot: usize) {
+        let Some(connection) = self.table.get_mut(slot) else {
+            return;
+        };
+        self.workspace.answered = false;
+        let step = connection.step(&mut self.workspace, &mut self.chunk);
+        if self.workspace.answered {
+            self.table.touch(slot, Instant::now());
+        }
+        match step {
+            Step::Idle => {}
+            Step::Blocked => self.writers.push(slot),
+            Step::Again => self.again.push(slot),
+            Step::Close => self.close(slot),
+        }
+    }
+
+    /// Accepts the connections waiting on listener `i`, up to [`ACCEPT_BUDGET`].
+    fn accept(&mut self, i: usize) {
+        for _ in 0..ACCEPT_BUDGET {
+            let Some(listener) = self.listeners.get(i) else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if is_transient(&e) => {}
+                Err(e) => {
+                    self.accept_failed(&e);
+                    return;
+                }
+            }
+        }
+        self.accept_again = true;
+    }
+
+    /// Retries every listener when one may still have connections waiting.
+    fn retry_accept(&mut self, now: Instant) {
+        if !self.accept_again || self.accept_paused_until.is_some_and(|t| t > now) {
+            return;
+        }
+        self.accept_again = false;
+        self.accept_paused_until = None;
+        for i in 0..self.listeners.len() {
+            self.accept(i);
+        }
+    }
+
+    /// After an accept failed: out of descriptors, closes the oldest connection so that
+    /// the next accept can succeed; otherwise, or without a connection to close, pauses
+    /// accepting for a [`POLL`].
+    fn accept_failed(&mut self, e: &io::Error) {
+        let out_of_descriptors = matches!(e.raw_os_error(), Some(EMFILE | ENFILE));
+        let hint = if out_of_descriptors {
+            "; raise the open file limit (ulimit -n, LimitNOFILE) above max_tcp_connections"
+        } else {
+            ""
+        };
+        self.accept_log.log(&format!("DNS TCP accept: {e}{hint}"));
+        self.accept_again = true;
+        match self.table.oldest() {
+            Some((slot, _)) if out_of_descriptors => {
+                self.close(slot);
+                bump(&self.shared.counters.tcp_evicted);
+            }
+            _ => self.accept_paused_until = Some(Instant::now() + POLL),
+        }
+    }
+
+    /// Serves `stream`, refuses it, or serves it in place of the oldest connection.
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
+        if !self.make_room(peer.ip()) {
+            return;
+        }
+        if let Err(e) = stream.set_nodelay(true) {
+            log::debug!("DNS TCP connection from {peer}: {e}");
+        }
+        let slot = self
+            .table
+            .insert(peer.ip(), Connection::new(stream), Instant::now());
+        let token = Token(self.listeners.len() + slot);
+        let registry = self.poll.registry();
+        let registered = self.table.get_mut(slot).map(|c| {
+            registry.register(
+                c.stream_mut(),
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            )
+        });
+        match registered {
+            Some(Ok(())) => bump(&self.shared.counters.tcp_connections),
+            Some(Err(e)) => {
+                log::warn!("DNS TCP connection from {peer} not served: {e}");
+                self.table.remove(slot);
+            }
+            None => {}
+        }
+    }
+
+    /// Whether a new connection from `ip` may be served, after closing the connection it
+    /// replaces if any.
+    fn make_room(&mut self, ip: IpAddr) -> bool {
+        let counters = &self.shared.counters;
+        match self.table.admission(ip) {
+            Admission::Admit => true,
+            Admission::Evict(slot) => {
+                self.close(slot);
+                bump(&counters.tcp_evicted);
+                true
+            }
+            Admission::Refuse => {
+                bump(&counters.tcp_rejected);
+                false
             }
         }
     }
-}
 
-/// Decrements the count of open TCP connections when a connection thread ends.
-struct ConnectionSlot(Arc<AtomicUsize>);
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Serves one TCP connection: pipelined queries answered in order, closed when idle for
-/// `tcp_idle_timeout` (partial messages do not count as activity), on a request that
-/// deserves silence, or at shutdown.
-fn serve_tcp(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
-    configure(&stream)?;
-    let mut rng = SmallRng::from_rng(&mut rand::rng());
-    let mut buffers = Buffers::new();
-    let mut deadline = Instant::now() + shared.tcp_idle_timeout;
-    loop {
-        let close = answer_frames(&mut buffers, shared, &mut rng);
-        if !buffers.framed.is_empty() {
-            stream.write_all(&buffers.framed)?;
-            deadline = Instant::now() + shared.tcp_idle_timeout;
+    /// Closes the connections idle for `tcp_idle_timeout` and those whose client has not
+    /// taken its answers for [`WRITE_TIMEOUT`].
+    fn expire(&mut self, now: Instant) {
+        while self.idle_deadline().is_some_and(|deadline| deadline <= now) {
+            if let Some((slot, _)) = self.table.oldest() {
+                self.close(slot);
+            }
         }
-        if close || shared.stopping() || Instant::now() >= deadline {
-            return Ok(());
+        if self.writers.is_empty() {
+            return;
         }
-        debug_assert!(buffers.input.len() < MAX_FRAME);
-        if !read_more(&mut stream, &mut buffers)? {
-            return Ok(());
+        self.writers.sort_unstable();
+        self.writers.dedup();
+        let mut stalled = Vec::new();
+        let table = &self.table;
+        self.writers.retain(
+            |&slot| match table.get(slot).and_then(Connection::waiting_since) {
+                None => false,
+                Some(since) if now >= since + WRITE_TIMEOUT => {
+                    stalled.push(slot);
+                    false
+                }
+                Some(_) => true,
+            },
+        );
+        for slot in stalled {
+            self.close(slot);
         }
     }
-}
 
-/// Blocking reads that wake up to check for shutdown, bounded writes, no Nagle delay.
-fn configure(stream: &TcpStream) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(POLL))?;
-    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    stream.set_nodelay(true)
-}
+    /// When the least recently active connection will have been idle for
+    /// `tcp_idle_timeout`; `None` without connections (or with a timeout beyond time).
+    fn idle_deadline(&self) -> Option<Instant> {
+        let (_, since) = self.table.oldest()?;
+        since.checked_add(self.shared.tcp_idle_timeout)
+    }
 
-/// The reused buffers of one connection.
-struct Buffers {
-    /// Bytes received and not yet answered.
-    input: Vec<u8>,
-    chunk: [u8; READ_CHUNK],
-    /// One response.
-    out: Vec<u8>,
-    /// The responses of one round, each behind its length, for one write.
-    framed: Vec<u8>,
-}
-
-impl Buffers {
-    fn new() -> Self {
-        Self {
-            input: Vec::with_capacity(1024),
-            chunk: [0; READ_CHUNK],
-            out: Vec::with_capacity(1024),
-            framed: Vec::with_capacity(1024),
+    /// Closes the connection in `slot`.
+    fn close(&mut self, slot: usize) {
+        if let Some(mut connection) = self.table.remove(slot) {
+            // Closing the socket would do it too; this keeps the registry exact.
+            let _ = self.poll.registry().deregister(connection.stream_mut());
         }
     }
 }
 
-/// Answers every complete request at the start of `input` (and removes them), framing
-/// the responses into `framed`. Returns whether the connection must close: a request
-/// deserved silence (the responses before it still go out).
-fn answer_frames(buffers: &mut Buffers, shared: &Shared, rng: &mut SmallRng) -> bool {
-    let answers = |mask| shared.cache.get(mask);
-    let Buffers {
-        input, out, framed, ..
-    } = buffers;
-    let mut consumed = 0;
-    let mut close = false;
-    framed.clear();
-    while let Some(request) = next_frame(&input[consumed..]) {
-        consumed += 2 + request.len();
-        let outcome = respond_into(request, Transport::Tcp, &shared.ctx, &answers, rng, out);
-        shared.counters.record(outcome);
-        if out.is_empty() {
-            close = true;
-            break;
-        }
-        framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
-        framed.extend_from_slice(out);
-    }
-    input.drain(..consumed);
-    close
-}
-
-/// Reads what has arrived into `input`; returns `false` when the client closed. A read
-/// timeout is no error: the caller checks the deadline and the stop flag.
-fn read_more(stream: &mut TcpStream, buffers: &mut Buffers) -> io::Result<bool> {
-    match stream.read(&mut buffers.chunk) {
-        Ok(0) => Ok(false),
-        Ok(n) => {
-            buffers.input.extend_from_slice(&buffers.chunk[..n]);
-            Ok(true)
-        }
-        Err(e) if is_timeout(&e) => Ok(true),
-        Err(e) => Err(e),
-    }
-}
-
-/// Returns the first complete length-framed message at the start of `buf`.
-fn next_frame(buf: &[u8]) -> Option<&[u8]> {
-    let len = usize::from(u16::from_be_bytes([*buf.first()?, *buf.get(1)?]));
-    buf.get(2..2 + len)
-}
-
-#[allow(clippy::unwrap_used)] // tests may unwrap
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_are_split_by_their_length_prefix() {
-        assert_eq!(next_frame(&[]), None);
-        assert_eq!(next_frame(&[0]), None);
-        assert_eq!(next_frame(&[0, 3, 1, 2]), None);
-        assert_eq!(next_frame(&[0, 3, 1, 2, 3, 9]), Some(&[1, 2, 3][..]));
-        assert_eq!(next_frame(&[0, 0]), Some(&[][..]));
-    }
+/// Whether an accept error concerns only the connection it was for.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
 }

@@ -15,7 +15,7 @@ use rand::rngs::SmallRng;
 
 use super::ratelimit::{DEFAULT_MAX_SOURCES, RateLimiter, Verdict};
 use super::respond::{MAX_UDP_EDNS, Outcome, Transport, respond_into, respond_truncated_into};
-use super::server::{ACCEPT_POLL, POLL, Shared, is_timeout};
+use super::server::{POLL, RECV_RETRY, Shared, is_timeout};
 use super::udp::Batch;
 
 /// Serves `socket` until the server stops, with its own random generator and rate
@@ -48,7 +48,7 @@ fn receive(batch: &mut Batch, socket: &UdpSocket) -> Option<usize> {
         Err(e) if is_timeout(&e) => None,
         Err(e) => {
             log::debug!("DNS UDP receive: {e}");
-            thread::sleep(ACCEPT_POLL);
+            thread::sleep(RECV_RETRY);
             None
         }
     }

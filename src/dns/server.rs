@@ -1,6 +1,6 @@
 //! The server's lifecycle: a bound [`DnsServer`] becomes a running [`DnsHandle`] with
-//! its threads (one per UDP socket, a TCP acceptor per listener, the cache refresher),
-//! and the handle stops and joins them.
+//! its threads (one per UDP socket, one TCP event loop for every listener, the cache
+//! refresher), and the handle stops and joins them.
 //!
 //! It exists to hold what the serving threads share ([`Shared`]) and how they start and
 //! stop; the loops themselves are in `serve_udp` and `serve_tcp`, binding in `bind`.
@@ -18,15 +18,14 @@ use super::bind::{BindError, bind_pair};
 use super::cache::AnswerCache;
 use super::config::DnsConfig;
 use super::counters::DnsCounters;
-use super::serve_tcp::accept_loop;
+use super::serve_tcp::tcp_loop;
 use super::serve_udp::udp_loop;
 use super::zone::ZoneContext;
 
 /// Longest a serving thread blocks before checking for shutdown.
 pub(super) const POLL: Duration = Duration::from_millis(100);
-/// Pause of the TCP acceptor when no connection is waiting, and of a UDP thread after a
-/// failed receive.
-pub(super) const ACCEPT_POLL: Duration = Duration::from_millis(5);
+/// Pause of a UDP thread after a failed receive.
+pub(super) const RECV_RETRY: Duration = Duration::from_millis(5);
 
 /// A DNS server whose sockets are bound but not yet served; see [`DnsServer::spawn`].
 pub struct DnsServer {
@@ -90,8 +89,8 @@ impl DnsServer {
     }
 
     /// Fills the answer cache for the default mask and `allow_filters`, then starts the
-    /// threads: one per UDP socket, a TCP acceptor per listener (and a thread per
-    /// connection), and the cache refresher.
+    /// threads: one per UDP socket, one event loop serving every TCP listener and
+    /// connection, and the cache refresher.
     ///
     /// # Errors
     ///
@@ -117,11 +116,8 @@ impl DnsServer {
             threads: Vec::new(),
             local_addrs,
         };
-        for (udp, tcp) in sockets {
-            handle.start("dns-udp", move |s| udp_loop(&udp, s))?;
-            handle.start("dns-tcp", move |s| accept_loop(&tcp, s))?;
-        }
-        handle.start("dns-refresh", |s| refresh_loop(s))?;
+        warn_if_few_descriptors(config.max_tcp_connections);
+        handle.start_all(sockets)?;
         Ok(handle)
     }
 }
@@ -133,6 +129,25 @@ fn pinned_masks(config: &DnsConfig) -> Vec<u64> {
     pinned.sort_unstable();
     pinned.dedup();
     pinned
+}
+
+/// Descriptors the rest of the process may need besides the DNS TCP connections (the
+/// crawler's probes are `--threads`, 96 by default).
+const OTHER_DESCRIPTORS: u64 = 256;
+
+/// Warns when the open file limit is too low for `max_tcp_connections`: the TCP loop
+/// would run out of descriptors first (it then closes its oldest connections to accept).
+fn warn_if_few_descriptors(max_tcp_connections: usize) {
+    let wanted = max_tcp_connections as u64 + OTHER_DESCRIPTORS;
+    if let Ok((soft, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        if soft < wanted {
+            log::warn!(
+                "the open file limit ({soft}) is below the {max_tcp_connections} DNS TCP \
+                 connections allowed plus {OTHER_DESCRIPTORS}: raise it (ulimit -n, \
+                 LimitNOFILE) to {wanted} or more"
+            );
+        }
+    }
 }
 
 /// A running DNS server; [`DnsHandle::shutdown`] or dropping it stops and joins its
@@ -166,6 +181,18 @@ impl DnsHandle {
     /// Stops the server and waits for its threads.
     pub fn shutdown(mut self) {
         self.stop_and_join();
+    }
+
+    /// Starts a thread per UDP socket, the TCP event loop over every listener, and the
+    /// cache refresher.
+    fn start_all(&mut self, sockets: Vec<(UdpSocket, TcpListener)>) -> anyhow::Result<()> {
+        let mut listeners = Vec::with_capacity(sockets.len());
+        for (udp, tcp) in sockets {
+            self.start("dns-udp", move |s| udp_loop(&udp, s))?;
+            listeners.push(tcp);
+        }
+        self.start("dns-tcp", move |s| tcp_loop(listeners, s))?;
+        self.start("dns-refresh", |s| refresh_loop(s))
     }
 
     /// Starts the serving thread `name`, running `serve` on the shared state.
@@ -206,6 +233,7 @@ pub(super) struct Shared {
     pub(super) rate_limit: Option<(u32, u32)>,
     pub(super) tcp_idle_timeout: Duration,
     pub(super) max_tcp_connections: usize,
+    pub(super) max_tcp_per_source: usize,
     cache_ttl: Duration,
 }
 
@@ -224,6 +252,7 @@ impl Shared {
             rate_limit: config.rate_limit.filter(|&(qps, _)| qps > 0),
             tcp_idle_timeout: config.tcp_idle_timeout,
             max_tcp_connections: config.max_tcp_connections,
+            max_tcp_per_source: config.max_tcp_per_source,
             cache_ttl: config.cache_ttl,
         }
     }

@@ -14,6 +14,8 @@ use super::*;
 
 /// The server over real sockets, with this file's zone and peers.
 mod sockets;
+/// The TCP event loop under thousands of connections: the per-source and global caps.
+mod tcp_limits;
 
 const ZONE: &str = "seed.example.com";
 

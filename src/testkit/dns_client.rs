@@ -2,12 +2,13 @@
 //! (`src/dns/tests/sockets.rs`) and the integration tests that query the real binary:
 //! queries built and answers decoded with hickory-proto, every read bounded by [`TIMEOUT`].
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
+use socket2::{Domain, Protocol, Socket, Type};
 
 /// How long a client waits for an answer.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
@@ -60,6 +61,24 @@ pub fn tcp_connect(server: SocketAddr) -> TcpStream {
         .set_read_timeout(Some(TIMEOUT))
         .expect("the read timeout is set");
     stream
+}
+
+/// A TCP connection to `server` from the address `source` (any port), such as one of
+/// 127.0.0.0/8 to appear as another client; its reads time out after [`TIMEOUT`].
+///
+/// # Errors
+/// When the socket cannot be bound to `source` or the server does not accept in time.
+pub fn tcp_connect_from(source: IpAddr, server: SocketAddr) -> io::Result<TcpStream> {
+    let socket = Socket::new(
+        Domain::for_address(server),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    socket.connect_timeout(&server.into(), TIMEOUT)?;
+    let stream = TcpStream::from(socket);
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    Ok(stream)
 }
 
 /// Reads one length-prefixed response from `stream` and decodes it.

@@ -38,14 +38,14 @@ impl PeerSource for VecSource {
 
 /// The responder tests' zone, served on a free port of 127.0.0.1 without rate limiting
 /// (the tests query from one address).
-fn config() -> DnsConfig {
+pub(super) fn config() -> DnsConfig {
     let mut c = super::config();
     c.listen = vec!["127.0.0.1:0".parse().unwrap()];
     c.rate_limit = None;
     c
 }
 
-fn start_with(config: DnsConfig, peers: Vec<(IpAddr, u64)>) -> (DnsHandle, SocketAddr) {
+pub(super) fn start_with(config: DnsConfig, peers: Vec<(IpAddr, u64)>) -> (DnsHandle, SocketAddr) {
     let server = DnsServer::bind(config, VecSource(Arc::new(Mutex::new(peers)))).unwrap();
     let handle = server.spawn().unwrap();
     let addr = handle.local_addrs()[0];
@@ -63,7 +63,7 @@ fn udp(server: SocketAddr, name: &str, rtype: RecordType) -> Message {
 }
 
 /// Waits until `stream` is closed by the server; returns how long that took.
-fn time_to_close(stream: &mut TcpStream, limit: Duration) -> Duration {
+pub(super) fn time_to_close(stream: &mut TcpStream, limit: Duration) -> Duration {
     let start = Instant::now();
     stream
         .set_read_timeout(Some(Duration::from_millis(50)))
