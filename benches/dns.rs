@@ -22,6 +22,12 @@
 //!    the median of its rounds. The CPU time of the serving thread per answer
 //!    (`/proc/self/task/*/schedstat`) is printed too: it depends far less on what else
 //!    runs on the machine.
+//! 1b. While the crawler churns: a real crawler (`common/churn.rs`) of `--churn-threads`
+//!    workers (256) runs flat out on its own database of `--churn-rows` loopback addresses
+//!    where nothing listens, so every probe fails at once (`refused`); meanwhile the same
+//!    rounds as in 1 measure the server and the responder. The server's median is compared
+//!    with its idle one from 1 (target >= 0.9), and the crawler's probes per second and
+//!    the CPU of its threads are printed. `--churn-threads 0` leaves this phase out.
 //! 2. Latency, open loop: one thread sends on a fixed schedule at half the server's
 //!    maximum (or `--rate`) for `--latency-secs` seconds and reads the responses in
 //!    between, sleeping when the next send is far enough away; responses are matched by
@@ -37,16 +43,20 @@
 //! The pure part of the server, [`respond_into`], is also timed alone in-process on the
 //! same query and answer set.
 //!
-//! Targets: server rate >= 0.9 x the responder's; p99 < 2 ms at half the maximum.
+//! Targets: server rate >= 0.9 x the responder's; p99 < 2 ms at half the maximum; server
+//! rate while the crawler churns >= 0.9 x the idle one.
 //!
 //! ```text
 //! cargo bench --bench dns                       # 1M rows, 50k good, about 70 s
 //! cargo bench --bench dns -- --rounds 5 --secs 3 --window 64
 //! ```
 //! Flags: `--rows`, `--good`, `--secs`, `--rounds`, `--window`, `--latency-secs`, `--rate`
-//! (offered load of the latency run; 0: half the measured maximum), `--moderate`. Without `--bench` (as
+//! (offered load of the latency run; 0: half the measured maximum), `--moderate`,
+//! `--churn-threads`, `--churn-rows`. Without `--bench` (as
 //! `cargo test --benches` runs it) everything is small and short: a smoke test.
 
+#[path = "common/churn.rs"]
+mod churn;
 mod common;
 #[path = "common/flags.rs"]
 mod flags;
@@ -103,6 +113,8 @@ const REFILL_AFTER: Duration = Duration::from_millis(100);
 const SPIN_BELOW: Duration = Duration::from_micros(120);
 /// How long the latency run waits for the last responses.
 const STRAGGLERS: Duration = Duration::from_millis(300);
+/// Most addresses the churning crawler's database holds: 127.1.0.0 to 127.254.255.255.
+const CHURN_MAX_ROWS: usize = 254 * 256 * 254;
 
 flags::params! {
     rows: usize = 1_000_000, smoke 20_000;
@@ -114,6 +126,10 @@ flags::params! {
     /// Offered load of the latency run; 0: half the measured maximum.
     rate: f64 = 0.0;
     moderate: f64 = 5000.0, smoke 2000.0;
+    /// Workers of the crawler that churns in phase 1b; 0: no such phase.
+    churn_threads: usize = 256, smoke 16;
+    /// Addresses in the churning crawler's database.
+    churn_rows: usize = 50_000, smoke 2_000;
 }
 
 impl Params {
@@ -124,6 +140,9 @@ impl Params {
             return Err(
                 "need 0 < --good <= --rows, --rounds >= 1, --window >= 1, --secs > 0".into(),
             );
+        }
+        if p.churn_rows == 0 || p.churn_rows > CHURN_MAX_ROWS {
+            return Err(format!("need 0 < --churn-rows <= {CHURN_MAX_ROWS}"));
         }
         Ok(p)
     }
@@ -150,7 +169,9 @@ fn bench(p: &Params) -> anyhow::Result<()> {
     let responder = start_responder(server_addr, &query)?;
     let server_pin = pin_serving_threads();
     let server_target = (server_addr, SERVER_THREAD);
-    let max = max_rates(p, &query, server_target, (responder.addr, RESPONDER_THREAD))?;
+    let responder_target = (responder.addr, RESPONDER_THREAD);
+    let max = max_rates(p, &query, server_target, responder_target)?;
+    let churn = churn_rates(p, &query, server_target, responder_target)?;
     let rate = if p.rate > 0.0 {
         p.rate
     } else {
@@ -169,6 +190,9 @@ fn bench(p: &Params) -> anyhow::Result<()> {
     let stats = handle.counters().snapshot();
     handle.shutdown();
     max.print(p);
+    if let Some(churn) = &churn {
+        churn.print(p, &max);
+    }
     print_latency_run(p, rate, &lat_server, &lat_fixed);
     scale.print(p, max.server());
     println!();
@@ -294,6 +318,16 @@ impl MaxRates {
         median(self.theirs.iter().map(|r| r.rate))
     }
 
+    /// The median of the rounds' ratios, server / responder.
+    fn ratio(&self) -> f64 {
+        median(
+            self.ours
+                .iter()
+                .zip(&self.theirs)
+                .map(|(a, b)| a.rate / b.rate),
+        )
+    }
+
     /// Prints both rates, their CPU per answer and the ratio of the rates.
     fn print(&self, p: &Params) {
         println!();
@@ -301,10 +335,7 @@ impl MaxRates {
             "max rate, closed loop: 1 client thread, {} outstanding, {} x {:.1} s per target",
             p.window, p.rounds, p.secs
         );
-        println!(
-            "{:<18} {:>10} {:>12} {:>9}  qps per round",
-            "", "qps", "CPU/answer", "timeouts"
-        );
+        print_rates_header();
         let server_cpu = median(self.ours.iter().map(|r| r.cpu_per_query));
         let fixed_cpu = median(self.theirs.iter().map(|r| r.cpu_per_query));
         print_rounds("dnsseeder", &self.ours, self.server(), server_cpu);
@@ -319,9 +350,11 @@ impl MaxRates {
     /// Prints the ratio of the rates: the median of the rounds' ratios (each round
     /// measures both under the same load from the rest of the machine), and each round's.
     fn print_ratio(&self) {
-        let pairs = || self.ours.iter().zip(&self.theirs);
-        let ratio = median(pairs().map(|(a, b)| a.rate / b.rate));
-        let per_round: Vec<String> = pairs()
+        let ratio = self.ratio();
+        let per_round: Vec<String> = self
+            .ours
+            .iter()
+            .zip(&self.theirs)
             .map(|(a, b)| format!("{:.2}", a.rate / b.rate))
             .collect();
         println!(
@@ -331,6 +364,140 @@ impl MaxRates {
         );
         println!("ratio per round: {}", per_round.join(", "));
     }
+}
+
+/// The rates of phase 1 measured again while a crawler churns on instant failures, and
+/// what the crawler did meanwhile.
+struct ChurnRates {
+    rates: MaxRates,
+    /// Probes the crawler finished during the rounds, and over its whole run how many
+    /// completed a handshake.
+    probes: u64,
+    successes: u64,
+    /// CPU of the crawler's threads during the rounds.
+    cpu: CrawlerCpu,
+    /// Seconds the rounds took.
+    secs: f64,
+}
+
+/// Starts a crawler churning on instant failures (`common/churn.rs`) and, after a
+/// warm-up, measures as [`max_rates`] does; `None` with `--churn-threads 0`.
+fn churn_rates(
+    p: &Params,
+    query: &[u8],
+    server: Target,
+    responder: Target,
+) -> anyhow::Result<Option<ChurnRates>> {
+    if p.churn_threads == 0 {
+        return Ok(None);
+    }
+    let churn = churn::Churn::start(p.churn_threads, p.churn_rows)?;
+    thread::sleep(warm_up(p));
+    let (probes_before, cpu_before) = (churn.probes().0, CrawlerCpu::now());
+    let started = Instant::now();
+    let rates = max_rates(p, query, server, responder);
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = CrawlerCpu::now().since(&cpu_before);
+    let (probes, successes) = churn.probes();
+    churn.stop();
+    Ok(Some(ChurnRates {
+        rates: rates?,
+        probes: probes - probes_before,
+        successes,
+        cpu,
+        secs,
+    }))
+}
+
+impl ChurnRates {
+    /// Prints the rates while the crawler churned, what it did, and the server's median
+    /// against `idle`, its median of phase 1.
+    fn print(&self, p: &Params, idle: &MaxRates) {
+        println!();
+        println!(
+            "max rate while the crawler churns: {} workers on {} loopback addresses where \
+             nothing listens (port {}), the same rounds",
+            p.churn_threads,
+            p.churn_rows,
+            churn::PORT
+        );
+        print_rates_header();
+        let cpu = |runs: &[Throughput]| median(runs.iter().map(|r| r.cpu_per_query));
+        let (ours, theirs) = (&self.rates.ours, &self.rates.theirs);
+        print_rounds("dnsseeder", ours, self.rates.server(), cpu(ours));
+        print_rounds("fixed responder", theirs, self.rates.fixed(), cpu(theirs));
+        self.print_crawler();
+        let ratio = self.rates.server() / idle.server();
+        println!(
+            "server while churning / idle: {ratio:.3} ({:.0} / {:.0} qps); target >= 0.90: {}",
+            self.rates.server(),
+            idle.server(),
+            verdict(ratio >= 0.9)
+        );
+        println!(
+            "responder while churning / idle: {:.3}; server / responder while churning \
+             (median of the rounds): {:.3}",
+            self.rates.fixed() / idle.fixed(),
+            self.rates.ratio()
+        );
+    }
+
+    /// Prints the crawler's probe rate and its threads' CPU during the rounds.
+    fn print_crawler(&self) {
+        let per_sec = |ns: u64| ns as f64 / 1e9 / self.secs;
+        println!(
+            "crawler during the rounds: {} probes in {:.1} s ({:.0}/s; {} answered in its \
+             whole run); CPU s per s: workers {:.2}, writer {:.2}, scheduler {:.2}",
+            self.probes,
+            self.secs,
+            self.probes as f64 / self.secs,
+            self.successes,
+            per_sec(self.cpu.workers),
+            per_sec(self.cpu.writer),
+            per_sec(self.cpu.scheduler)
+        );
+    }
+}
+
+/// CPU time of the crawler's threads by role, nanoseconds.
+#[derive(Debug, Default)]
+struct CrawlerCpu {
+    workers: u64,
+    writer: u64,
+    scheduler: u64,
+}
+
+impl CrawlerCpu {
+    /// The CPU time so far of this process's crawler threads (named `crawl-N`, `writer`
+    /// and `scheduler` by `dnsseeder::crawler`).
+    fn now() -> CrawlerCpu {
+        let mut cpu = CrawlerCpu::default();
+        for t in threads::threads() {
+            match t.name.as_str() {
+                "writer" => cpu.writer += t.cpu_ns,
+                "scheduler" => cpu.scheduler += t.cpu_ns,
+                name if name.starts_with("crawl-") => cpu.workers += t.cpu_ns,
+                _ => {}
+            }
+        }
+        cpu
+    }
+
+    fn since(&self, before: &CrawlerCpu) -> CrawlerCpu {
+        CrawlerCpu {
+            workers: self.workers.saturating_sub(before.workers),
+            writer: self.writer.saturating_sub(before.writer),
+            scheduler: self.scheduler.saturating_sub(before.scheduler),
+        }
+    }
+}
+
+/// Prints the header of the closed-loop table.
+fn print_rates_header() {
+    println!(
+        "{:<18} {:>10} {:>12} {:>9}  qps per round",
+        "", "qps", "CPU/answer", "timeouts"
+    );
 }
 
 /// Prints one target's line of the closed-loop table.
@@ -668,9 +835,17 @@ fn pin(tid: i32, cpu: usize) -> Option<CpuSet> {
 }
 
 /// Pins this process's thread named `name` to [`SERVER_CPU`] (on a machine with at
-/// least two cores); returns its thread ID and former CPU set if it did.
+/// least two cores); returns its thread ID and former CPU set if it did. A thread names
+/// itself once it runs, so a thread just spawned is waited for (up to a second).
 fn pin_server(name: &str) -> Option<(i32, CpuSet)> {
-    let tid = thread_named(name)?.tid;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let tid = loop {
+        match thread_named(name) {
+            Some(t) => break t.tid,
+            None if Instant::now() < deadline => thread::sleep(Duration::from_millis(1)),
+            None => return None,
+        }
+    };
     if tid <= 0 || !two_cores() {
         return None;
     }
