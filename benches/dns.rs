@@ -22,12 +22,14 @@
 //!    the median of its rounds. The CPU time of the serving thread per answer
 //!    (`/proc/self/task/*/schedstat`) is printed too: it depends far less on what else
 //!    runs on the machine.
-//! 1b. While the crawler churns: a real crawler (`common/churn.rs`) of `--churn-threads`
+//!
+//! Phase 1b, while the crawler churns: a real crawler (`common/churn.rs`) of `--churn-threads`
 //!    workers (256) runs flat out on its own database of `--churn-rows` loopback addresses
 //!    where nothing listens, so every probe fails at once (`refused`); meanwhile the same
 //!    rounds as in 1 measure the server and the responder. The server's median is compared
 //!    with its idle one from 1 (target >= 0.9), and the crawler's probes per second and
 //!    the CPU of its threads are printed. `--churn-threads 0` leaves this phase out.
+//!
 //! 2. Latency, open loop: one thread sends on a fixed schedule at half the server's
 //!    maximum (or `--rate`) for `--latency-secs` seconds and reads the responses in
 //!    between, sleeping when the next send is far enough away; responses are matched by
@@ -366,22 +368,26 @@ impl MaxRates {
     }
 }
 
-/// The rates of phase 1 measured again while a crawler churns on instant failures, and
-/// what the crawler did meanwhile.
+/// The rounds of phase 1b: the server idle, then the server and the responder while a
+/// crawler churns on instant failures, and what the crawler did meanwhile.
+#[derive(Default)]
 struct ChurnRates {
-    rates: MaxRates,
-    /// Probes the crawler finished during the rounds, and over its whole run how many
-    /// completed a handshake.
+    idle: Vec<Throughput>,
+    ours: Vec<Throughput>,
+    theirs: Vec<Throughput>,
+    /// Probes the crawler finished while measured, and how many completed a handshake.
     probes: u64,
     successes: u64,
-    /// CPU of the crawler's threads during the rounds.
+    /// CPU of the crawler's threads while measured.
     cpu: CrawlerCpu,
-    /// Seconds the rounds took.
+    /// Seconds measured with the crawler running.
     secs: f64,
 }
 
-/// Starts a crawler churning on instant failures (`common/churn.rs`) and, after a
-/// warm-up, measures as [`max_rates`] does; `None` with `--churn-threads 0`.
+/// Phase 1b; `None` with `--churn-threads 0`. Each of `--rounds` rounds measures the
+/// server idle and, with a crawler started for the round, the server and the responder
+/// (idle first in even rounds, last in odd ones), so that the idle and the busy rate of
+/// a round see the same load from the rest of the machine.
 fn churn_rates(
     p: &Params,
     query: &[u8],
@@ -391,63 +397,107 @@ fn churn_rates(
     if p.churn_threads == 0 {
         return Ok(None);
     }
-    let churn = churn::Churn::start(p.churn_threads, p.churn_rows)?;
-    thread::sleep(warm_up(p));
-    let (probes_before, cpu_before) = (churn.probes().0, CrawlerCpu::now());
-    let started = Instant::now();
-    let rates = max_rates(p, query, server, responder);
-    let secs = started.elapsed().as_secs_f64();
-    let cpu = CrawlerCpu::now().since(&cpu_before);
-    let (probes, successes) = churn.probes();
-    churn.stop();
-    Ok(Some(ChurnRates {
-        rates: rates?,
-        probes: probes - probes_before,
-        successes,
-        cpu,
-        secs,
-    }))
+    let db = churn::Database::create(p.churn_rows)?;
+    let duration = Duration::from_secs_f64(p.secs);
+    let mut rates = ChurnRates::default();
+    for round in 0..p.rounds {
+        if round % 2 == 0 {
+            rates
+                .idle
+                .push(closed_loop(server, query, p.window, duration)?);
+        }
+        rates.churning(p, &db, query, [server, responder])?;
+        if round % 2 == 1 {
+            rates
+                .idle
+                .push(closed_loop(server, query, p.window, duration)?);
+        }
+    }
+    Ok(Some(rates))
 }
 
 impl ChurnRates {
-    /// Prints the rates while the crawler churned, what it did, and the server's median
-    /// against `idle`, its median of phase 1.
-    fn print(&self, p: &Params, idle: &MaxRates) {
+    /// Starts a crawler on `db`, lets it warm up, measures the server and the responder,
+    /// and stops it.
+    fn churning(
+        &mut self,
+        p: &Params,
+        db: &churn::Database,
+        query: &[u8],
+        [server, responder]: [Target; 2],
+    ) -> anyhow::Result<()> {
+        let churn = db.crawl(p.churn_threads)?;
+        thread::sleep(warm_up(p));
+        let (probes, cpu) = (churn.probes().0, CrawlerCpu::now());
+        let started = Instant::now();
+        let duration = Duration::from_secs_f64(p.secs);
+        let ours = closed_loop(server, query, p.window, duration);
+        let theirs = closed_loop(responder, query, p.window, duration);
+        self.secs += started.elapsed().as_secs_f64();
+        self.cpu.add(&CrawlerCpu::now().since(&cpu));
+        let (probes_after, successes) = churn.probes();
+        (self.probes, self.successes) = (self.probes + probes_after - probes, successes);
+        churn.stop();
+        self.ours.push(ours?);
+        self.theirs.push(theirs?);
+        Ok(())
+    }
+
+    /// Prints the rounds, what the crawler did, and the ratios: busy / idle in each round
+    /// (the target), and against phase 1's medians.
+    fn print(&self, p: &Params, phase1: &MaxRates) {
         println!();
         println!(
             "max rate while the crawler churns: {} workers on {} loopback addresses where \
-             nothing listens (port {}), the same rounds",
+             nothing listens (port {}), {} x {:.1} s per target, idle server alternating",
             p.churn_threads,
             p.churn_rows,
-            churn::PORT
+            churn::PORT,
+            p.rounds,
+            p.secs
         );
         print_rates_header();
         let cpu = |runs: &[Throughput]| median(runs.iter().map(|r| r.cpu_per_query));
-        let (ours, theirs) = (&self.rates.ours, &self.rates.theirs);
-        print_rounds("dnsseeder", ours, self.rates.server(), cpu(ours));
-        print_rounds("fixed responder", theirs, self.rates.fixed(), cpu(theirs));
+        for (name, runs) in [
+            ("dnsseeder idle", &self.idle),
+            ("dnsseeder busy", &self.ours),
+            ("responder busy", &self.theirs),
+        ] {
+            print_rounds(name, runs, median(runs.iter().map(|r| r.rate)), cpu(runs));
+        }
         self.print_crawler();
-        let ratio = self.rates.server() / idle.server();
+        self.print_ratios(phase1);
+    }
+
+    /// Prints the ratios of the rates.
+    fn print_ratios(&self, phase1: &MaxRates) {
+        let per_round = |a: &[Throughput], b: &[Throughput]| {
+            let ratios: Vec<f64> = a.iter().zip(b).map(|(a, b)| a.rate / b.rate).collect();
+            (median(ratios.iter().copied()), ratios)
+        };
+        let (ratio, ratios) = per_round(&self.ours, &self.idle);
+        let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
         println!(
-            "server while churning / idle: {ratio:.3} ({:.0} / {:.0} qps); target >= 0.90: {}",
-            self.rates.server(),
-            idle.server(),
+            "server busy / idle (median of the rounds) {ratio:.3}; target >= 0.90: {}",
             verdict(ratio >= 0.9)
         );
+        println!("ratio per round: {}", shown.join(", "));
+        let busy = median(self.ours.iter().map(|r| r.rate));
         println!(
-            "responder while churning / idle: {:.3}; server / responder while churning \
-             (median of the rounds): {:.3}",
-            self.rates.fixed() / idle.fixed(),
-            self.rates.ratio()
+            "server busy / phase 1's server {:.3}, / phase 1's responder {:.3}; server / \
+             responder both busy (median of the rounds) {:.3}",
+            busy / phase1.server(),
+            busy / phase1.fixed(),
+            per_round(&self.ours, &self.theirs).0
         );
     }
 
-    /// Prints the crawler's probe rate and its threads' CPU during the rounds.
+    /// Prints the crawler's probe rate and its threads' CPU while measured.
     fn print_crawler(&self) {
         let per_sec = |ns: u64| ns as f64 / 1e9 / self.secs;
         println!(
-            "crawler during the rounds: {} probes in {:.1} s ({:.0}/s; {} answered in its \
-             whole run); CPU s per s: workers {:.2}, writer {:.2}, scheduler {:.2}",
+            "crawler while measured: {} probes in {:.1} s ({:.0}/s; {} answered); CPU s \
+             per s: workers {:.2}, writer {:.2}, scheduler {:.2}",
             self.probes,
             self.secs,
             self.probes as f64 / self.secs,
@@ -481,6 +531,12 @@ impl CrawlerCpu {
             }
         }
         cpu
+    }
+
+    fn add(&mut self, other: &CrawlerCpu) {
+        self.workers += other.workers;
+        self.writer += other.writer;
+        self.scheduler += other.scheduler;
     }
 
     fn since(&self, before: &CrawlerCpu) -> CrawlerCpu {

@@ -6,7 +6,7 @@
 //! runs out of work however long it runs.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use bitcoin::Network;
@@ -24,31 +24,42 @@ pub const PORT: u16 = 1;
 /// (the shortest retry, as retries are whole seconds), and so is a banned one.
 pub const RETRY_SCALE: f64 = 1e-6;
 
-/// A crawler churning through refused addresses until stopped.
-pub struct Churn {
-    crawler: Crawler,
-    // Holds the database until the crawler is stopped.
+/// The crawler's database: `rows` never-tried addresses, each due at once.
+pub struct Database {
+    path: PathBuf,
+    // Deleted on drop.
     _dir: TempDir,
 }
 
-impl Churn {
-    /// Writes `rows` addresses into a new database and starts a crawler of `threads`
-    /// workers on it.
+impl Database {
+    /// Writes `rows` addresses into a new database in a temporary directory.
     ///
     /// # Errors
-    /// When the database or the crawler cannot be set up.
-    pub fn start(threads: usize, rows: usize) -> anyhow::Result<Churn> {
+    /// When the database cannot be written.
+    pub fn create(rows: usize) -> anyhow::Result<Database> {
         let dir = tempfile::tempdir()?;
-        let db = dir.path().join("churn.db");
-        fill(&db, rows)?;
-        let crawler = Crawler::start(config(&db, threads))?;
-        Ok(Churn { crawler, _dir: dir })
+        let path = dir.path().join("churn.db");
+        fill(&path, rows)?;
+        Ok(Database { path, _dir: dir })
     }
 
+    /// Starts a crawler of `threads` workers on the database.
+    ///
+    /// # Errors
+    /// When the crawler cannot start.
+    pub fn crawl(&self, threads: usize) -> anyhow::Result<Churn> {
+        Ok(Churn(Crawler::start(config(&self.path, threads))?))
+    }
+}
+
+/// A crawler churning through refused addresses until stopped.
+pub struct Churn(Crawler);
+
+impl Churn {
     /// Probes finished so far, and how many of them completed a handshake (0 unless
     /// something listened after all).
     pub fn probes(&self) -> (u64, u64) {
-        let c = &self.crawler.counters;
+        let c = &self.0.counters;
         (
             c.probes.load(Ordering::Relaxed),
             c.successes.load(Ordering::Relaxed),
@@ -57,7 +68,7 @@ impl Churn {
 
     /// Stops the crawler, joining its threads.
     pub fn stop(self) {
-        self.crawler.stop();
+        self.0.stop();
     }
 }
 
