@@ -22,6 +22,14 @@
 //!    the median of its rounds. The CPU time of the serving thread per answer
 //!    (`/proc/self/task/*/schedstat`) is printed too: it depends far less on what else
 //!    runs on the machine.
+//!
+//! Phase 1b, while the crawler churns: a real crawler (`common/churn.rs`) of `--churn-threads`
+//!    workers (256) runs flat out on its own database of `--churn-rows` loopback addresses
+//!    where nothing listens, so every probe fails at once (`refused`); meanwhile the same
+//!    rounds as in 1 measure the server and the responder. The server's median is compared
+//!    with its idle one from 1 (target >= 0.9), and the crawler's probes per second and
+//!    the CPU of its threads are printed. `--churn-threads 0` leaves this phase out.
+//!
 //! 2. Latency, open loop: one thread sends on a fixed schedule at half the server's
 //!    maximum (or `--rate`) for `--latency-secs` seconds and reads the responses in
 //!    between, sleeping when the next send is far enough away; responses are matched by
@@ -40,7 +48,8 @@
 //! A mode of its own, `--idle-tcp N` (`benches/dns/idle_tcp.rs`): the server's memory
 //! with N idle TCP connections, held by a child process from many loopback addresses.
 //!
-//! Targets: server rate >= 0.9 x the responder's; p99 < 2 ms at half the maximum.
+//! Targets: server rate >= 0.9 x the responder's; p99 < 2 ms at half the maximum; server
+//! rate while the crawler churns >= 0.9 x the idle one.
 //!
 //! ```text
 //! cargo bench --bench dns                       # 1M rows, 50k good, about 70 s
@@ -49,12 +58,14 @@
 //! ```
 //! Flags: `--rows`, `--good`, `--secs`, `--rounds`, `--window`, `--latency-secs`, `--rate`
 //! (offered load of the latency run; 0: half the measured maximum), `--moderate`,
-//! `--idle-tcp`. Without `--bench` (as
+//! `--idle-tcp`, `--churn-threads`, `--churn-rows`. Without `--bench` (as
 //! `cargo test --benches` runs it) everything is small and short: a smoke test.
 
 #[allow(dead_code)] // the DNS bench needs only its kill on drop
 #[path = "common/child.rs"]
 mod child;
+#[path = "common/churn.rs"]
+mod churn;
 mod common;
 #[path = "common/flags.rs"]
 mod flags;
@@ -115,6 +126,8 @@ const REFILL_AFTER: Duration = Duration::from_millis(100);
 const SPIN_BELOW: Duration = Duration::from_micros(120);
 /// How long the latency run waits for the last responses.
 const STRAGGLERS: Duration = Duration::from_millis(300);
+/// Most addresses the churning crawler's database holds: 127.1.0.0 to 127.254.255.255.
+const CHURN_MAX_ROWS: usize = 254 * 256 * 254;
 
 flags::params! {
     rows: usize = 1_000_000, smoke 20_000;
@@ -128,6 +141,10 @@ flags::params! {
     moderate: f64 = 5000.0, smoke 2000.0;
     /// A mode of its own: the memory of this many idle TCP connections; 0: off.
     idle_tcp: usize = 0;
+    /// Workers of the crawler that churns in phase 1b; 0: no such phase.
+    churn_threads: usize = 256, smoke 16;
+    /// Addresses in the churning crawler's database.
+    churn_rows: usize = 50_000, smoke 2_000;
 }
 
 impl Params {
@@ -138,6 +155,9 @@ impl Params {
             return Err(
                 "need 0 < --good <= --rows, --rounds >= 1, --window >= 1, --secs > 0".into(),
             );
+        }
+        if p.churn_rows == 0 || p.churn_rows > CHURN_MAX_ROWS {
+            return Err(format!("need 0 < --churn-rows <= {CHURN_MAX_ROWS}"));
         }
         Ok(p)
     }
@@ -174,7 +194,9 @@ fn bench(p: &Params) -> anyhow::Result<()> {
     let responder = start_responder(server_addr, &query)?;
     let server_pin = pin_serving_threads();
     let server_target = (server_addr, SERVER_THREAD);
-    let max = max_rates(p, &query, server_target, (responder.addr, RESPONDER_THREAD))?;
+    let responder_target = (responder.addr, RESPONDER_THREAD);
+    let max = max_rates(p, &query, server_target, responder_target)?;
+    let churn = churn_rates(p, &query, server_target, responder_target)?;
     let rate = if p.rate > 0.0 {
         p.rate
     } else {
@@ -193,6 +215,9 @@ fn bench(p: &Params) -> anyhow::Result<()> {
     let stats = handle.counters().snapshot();
     handle.shutdown();
     max.print(p);
+    if let Some(churn) = &churn {
+        churn.print(p, &max);
+    }
     print_latency_run(p, rate, &lat_server, &lat_fixed);
     scale.print(p, max.server());
     println!();
@@ -318,6 +343,16 @@ impl MaxRates {
         median(self.theirs.iter().map(|r| r.rate))
     }
 
+    /// The median of the rounds' ratios, server / responder.
+    fn ratio(&self) -> f64 {
+        median(
+            self.ours
+                .iter()
+                .zip(&self.theirs)
+                .map(|(a, b)| a.rate / b.rate),
+        )
+    }
+
     /// Prints both rates, their CPU per answer and the ratio of the rates.
     fn print(&self, p: &Params) {
         println!();
@@ -325,10 +360,7 @@ impl MaxRates {
             "max rate, closed loop: 1 client thread, {} outstanding, {} x {:.1} s per target",
             p.window, p.rounds, p.secs
         );
-        println!(
-            "{:<18} {:>10} {:>12} {:>9}  qps per round",
-            "", "qps", "CPU/answer", "timeouts"
-        );
+        print_rates_header();
         let server_cpu = median(self.ours.iter().map(|r| r.cpu_per_query));
         let fixed_cpu = median(self.theirs.iter().map(|r| r.cpu_per_query));
         print_rounds("dnsseeder", &self.ours, self.server(), server_cpu);
@@ -343,9 +375,11 @@ impl MaxRates {
     /// Prints the ratio of the rates: the median of the rounds' ratios (each round
     /// measures both under the same load from the rest of the machine), and each round's.
     fn print_ratio(&self) {
-        let pairs = || self.ours.iter().zip(&self.theirs);
-        let ratio = median(pairs().map(|(a, b)| a.rate / b.rate));
-        let per_round: Vec<String> = pairs()
+        let ratio = self.ratio();
+        let per_round: Vec<String> = self
+            .ours
+            .iter()
+            .zip(&self.theirs)
             .map(|(a, b)| format!("{:.2}", a.rate / b.rate))
             .collect();
         println!(
@@ -355,6 +389,194 @@ impl MaxRates {
         );
         println!("ratio per round: {}", per_round.join(", "));
     }
+}
+
+/// The rounds of phase 1b: the server idle, then the server and the responder while a
+/// crawler churns on instant failures, and what the crawler did meanwhile.
+#[derive(Default)]
+struct ChurnRates {
+    idle: Vec<Throughput>,
+    ours: Vec<Throughput>,
+    theirs: Vec<Throughput>,
+    /// Probes the crawler finished while measured, and how many completed a handshake.
+    probes: u64,
+    successes: u64,
+    /// CPU of the crawler's threads while measured.
+    cpu: CrawlerCpu,
+    /// Seconds measured with the crawler running.
+    secs: f64,
+}
+
+/// Phase 1b; `None` with `--churn-threads 0`. Each of `--rounds` rounds measures the
+/// server idle and, with a crawler started for the round, the server and the responder
+/// (idle first in even rounds, last in odd ones), so that the idle and the busy rate of
+/// a round see the same load from the rest of the machine.
+fn churn_rates(
+    p: &Params,
+    query: &[u8],
+    server: Target,
+    responder: Target,
+) -> anyhow::Result<Option<ChurnRates>> {
+    if p.churn_threads == 0 {
+        return Ok(None);
+    }
+    let db = churn::Database::create(p.churn_rows)?;
+    let duration = Duration::from_secs_f64(p.secs);
+    let mut rates = ChurnRates::default();
+    for round in 0..p.rounds {
+        if round % 2 == 0 {
+            rates
+                .idle
+                .push(closed_loop(server, query, p.window, duration)?);
+        }
+        rates.churning(p, &db, query, [server, responder])?;
+        if round % 2 == 1 {
+            rates
+                .idle
+                .push(closed_loop(server, query, p.window, duration)?);
+        }
+    }
+    Ok(Some(rates))
+}
+
+impl ChurnRates {
+    /// Starts a crawler on `db`, lets it warm up, measures the server and the responder,
+    /// and stops it.
+    fn churning(
+        &mut self,
+        p: &Params,
+        db: &churn::Database,
+        query: &[u8],
+        [server, responder]: [Target; 2],
+    ) -> anyhow::Result<()> {
+        let churn = db.crawl(p.churn_threads)?;
+        thread::sleep(warm_up(p));
+        let (probes, cpu) = (churn.probes().0, CrawlerCpu::now());
+        let started = Instant::now();
+        let duration = Duration::from_secs_f64(p.secs);
+        let ours = closed_loop(server, query, p.window, duration);
+        let theirs = closed_loop(responder, query, p.window, duration);
+        self.secs += started.elapsed().as_secs_f64();
+        self.cpu.add(&CrawlerCpu::now().since(&cpu));
+        let (probes_after, successes) = churn.probes();
+        (self.probes, self.successes) = (self.probes + probes_after - probes, successes);
+        churn.stop();
+        self.ours.push(ours?);
+        self.theirs.push(theirs?);
+        Ok(())
+    }
+
+    /// Prints the rounds, what the crawler did, and the ratios: busy / idle in each round
+    /// (the target), and against phase 1's medians.
+    fn print(&self, p: &Params, phase1: &MaxRates) {
+        println!();
+        println!(
+            "max rate while the crawler churns: {} workers on {} loopback addresses where \
+             nothing listens (port {}), {} x {:.1} s per target, idle server alternating",
+            p.churn_threads,
+            p.churn_rows,
+            churn::PORT,
+            p.rounds,
+            p.secs
+        );
+        print_rates_header();
+        let cpu = |runs: &[Throughput]| median(runs.iter().map(|r| r.cpu_per_query));
+        for (name, runs) in [
+            ("dnsseeder idle", &self.idle),
+            ("dnsseeder busy", &self.ours),
+            ("responder busy", &self.theirs),
+        ] {
+            print_rounds(name, runs, median(runs.iter().map(|r| r.rate)), cpu(runs));
+        }
+        self.print_crawler();
+        self.print_ratios(phase1);
+    }
+
+    /// Prints the ratios of the rates.
+    fn print_ratios(&self, phase1: &MaxRates) {
+        let per_round = |a: &[Throughput], b: &[Throughput]| {
+            let ratios: Vec<f64> = a.iter().zip(b).map(|(a, b)| a.rate / b.rate).collect();
+            (median(ratios.iter().copied()), ratios)
+        };
+        let (ratio, ratios) = per_round(&self.ours, &self.idle);
+        let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        println!(
+            "server busy / idle (median of the rounds) {ratio:.3}; target >= 0.90: {}",
+            verdict(ratio >= 0.9)
+        );
+        println!("ratio per round: {}", shown.join(", "));
+        let busy = median(self.ours.iter().map(|r| r.rate));
+        println!(
+            "server busy / phase 1's server {:.3}, / phase 1's responder {:.3}; server / \
+             responder both busy (median of the rounds) {:.3}",
+            busy / phase1.server(),
+            busy / phase1.fixed(),
+            per_round(&self.ours, &self.theirs).0
+        );
+    }
+
+    /// Prints the crawler's probe rate and its threads' CPU while measured.
+    fn print_crawler(&self) {
+        let per_sec = |ns: u64| ns as f64 / 1e9 / self.secs;
+        println!(
+            "crawler while measured: {} probes in {:.1} s ({:.0}/s; {} answered); CPU s \
+             per s: workers {:.2}, writer {:.2}, scheduler {:.2}",
+            self.probes,
+            self.secs,
+            self.probes as f64 / self.secs,
+            self.successes,
+            per_sec(self.cpu.workers),
+            per_sec(self.cpu.writer),
+            per_sec(self.cpu.scheduler)
+        );
+    }
+}
+
+/// CPU time of the crawler's threads by role, nanoseconds.
+#[derive(Debug, Default)]
+struct CrawlerCpu {
+    workers: u64,
+    writer: u64,
+    scheduler: u64,
+}
+
+impl CrawlerCpu {
+    /// The CPU time so far of this process's crawler threads (named `crawl-N`, `writer`
+    /// and `scheduler` by `dnsseeder::crawler`).
+    fn now() -> CrawlerCpu {
+        let mut cpu = CrawlerCpu::default();
+        for t in threads::threads() {
+            match t.name.as_str() {
+                "writer" => cpu.writer += t.cpu_ns,
+                "scheduler" => cpu.scheduler += t.cpu_ns,
+                name if name.starts_with("crawl-") => cpu.workers += t.cpu_ns,
+                _ => {}
+            }
+        }
+        cpu
+    }
+
+    fn add(&mut self, other: &CrawlerCpu) {
+        self.workers += other.workers;
+        self.writer += other.writer;
+        self.scheduler += other.scheduler;
+    }
+
+    fn since(&self, before: &CrawlerCpu) -> CrawlerCpu {
+        CrawlerCpu {
+            workers: self.workers.saturating_sub(before.workers),
+            writer: self.writer.saturating_sub(before.writer),
+            scheduler: self.scheduler.saturating_sub(before.scheduler),
+        }
+    }
+}
+
+/// Prints the header of the closed-loop table.
+fn print_rates_header() {
+    println!(
+        "{:<18} {:>10} {:>12} {:>9}  qps per round",
+        "", "qps", "CPU/answer", "timeouts"
+    );
 }
 
 /// Prints one target's line of the closed-loop table.
@@ -692,9 +914,17 @@ fn pin(tid: i32, cpu: usize) -> Option<CpuSet> {
 }
 
 /// Pins this process's thread named `name` to [`SERVER_CPU`] (on a machine with at
-/// least two cores); returns its thread ID and former CPU set if it did.
+/// least two cores); returns its thread ID and former CPU set if it did. A thread names
+/// itself once it runs, so a thread just spawned is waited for (up to a second).
 fn pin_server(name: &str) -> Option<(i32, CpuSet)> {
-    let tid = thread_named(name)?.tid;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let tid = loop {
+        match thread_named(name) {
+            Some(t) => break t.tid,
+            None if Instant::now() < deadline => thread::sleep(Duration::from_millis(1)),
+            None => return None,
+        }
+    };
     if tid <= 0 || !two_cores() {
         return None;
     }

@@ -2,6 +2,11 @@
 //! network) starts through [`spawn`], so each shows its name in `top -H`, in panics and in
 //! the log, and a thread that fails logs its whole error chain before it ends instead of
 //! vanishing with an `Err` nobody joins.
+//!
+//! Background threads that must yield the CPU to serving (the crawler's) start through
+//! [`spawn_lowered`]: on Linux each lowers its own scheduling priority (a per-thread nice
+//! value) before it runs, so that under load the DNS threads, which keep the priority of
+//! the process, run first. Elsewhere the priority is left alone.
 
 use std::thread::JoinHandle;
 
@@ -30,6 +35,58 @@ pub fn spawn_with_stack(
     f: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
 ) -> anyhow::Result<JoinHandle<()>> {
     start(std::thread::Builder::new().stack_size(stack), name, f)
+}
+
+/// Starts a thread as [`spawn_with_stack`] does, whose first act is to lower its own
+/// scheduling priority by `nice` levels below that of the thread that starts it (at most
+/// to 19, the lowest); see [`lower_priority`].
+///
+/// # Errors
+/// When the OS refuses a thread (the message names it).
+pub fn spawn_lowered(
+    name: &str,
+    stack: usize,
+    nice: i32,
+    f: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
+) -> anyhow::Result<JoinHandle<()>> {
+    let lowered = move || {
+        lower_priority(nice);
+        f()
+    };
+    start(std::thread::Builder::new().stack_size(stack), name, lowered)
+}
+
+/// Lowers the calling thread's scheduling priority by `by` nice levels (Linux: its own
+/// nice value, which `setpriority(PRIO_PROCESS, gettid())` sets for one thread only).
+/// A failure (not permitted, say) is logged once at debug level, and the thread runs on
+/// at its former priority; on other systems this does nothing.
+pub fn lower_priority(by: i32) {
+    if let Err(e) = os::lower_priority(by) {
+        static LOGGED: std::sync::Once = std::sync::Once::new();
+        LOGGED.call_once(|| log::debug!("cannot lower a thread's priority: {e}"));
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod os {
+    use rustix::process::{getpriority_process, setpriority_process};
+    use rustix::thread::gettid;
+
+    /// The nice value of the calling thread plus `by`, at most 19.
+    pub(super) fn lower_priority(by: i32) -> std::io::Result<()> {
+        let me = Some(gettid());
+        let nice = getpriority_process(me)?.saturating_add(by).min(19);
+        setpriority_process(me, nice)?;
+        Ok(())
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod os {
+    /// Leaves the priority alone: only Linux has a nice value per thread.
+    pub(super) fn lower_priority(_by: i32) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn start(
@@ -61,6 +118,34 @@ mod tests {
         .expect("a thread starts");
         handle.join().expect("the thread ends without panicking");
         assert_eq!(rx.recv().expect("a name"), Some("named-test".to_owned()));
+    }
+
+    /// On Linux a lowered thread's own nice value (field 19 of its `stat`) is raised.
+    #[test]
+    fn a_lowered_thread_runs_at_a_lower_priority() {
+        if !cfg!(target_os = "linux") {
+            eprintln!("skipped: per-thread nice values are Linux only");
+            return;
+        }
+        let nice_of = || -> i64 {
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("a stat file");
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .expect("comm")
+                .1
+                .split_whitespace()
+                .collect();
+            fields[16].parse().expect("nice")
+        };
+        let before = nice_of();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let handle = spawn_lowered("lowered-test", 256 * 1024, 5, move || {
+            tx.send(nice_of())?;
+            Ok(())
+        })
+        .expect("a thread starts");
+        handle.join().expect("the thread ends");
+        assert_eq!(rx.recv().expect("a nice value"), (before + 5).min(19));
     }
 
     #[test]

@@ -40,7 +40,7 @@ use crate::addr::PeerAddr;
 use crate::p2p::ProbeOptions;
 use crate::reliability::Requirements;
 use crate::store::Store;
-use crate::thread::spawn_with_stack;
+use crate::thread::spawn_lowered;
 
 pub use known_gossip::KNOWN_GOSSIP_GENERATION;
 pub use messages::{Batch, DuePeer, NewPeer, Outcome, ProbeResult, Source, SourceGroup};
@@ -64,6 +64,12 @@ pub const BATCH_DELAY: Duration = Duration::from_millis(250);
 pub const BOOTSTRAP_MIN_ANSWERED: u64 = 10;
 /// Stack of the crawler's threads: hundreds of workers, each needing little.
 const WORKER_STACK: usize = 512 * 1024;
+/// Nice levels by which the workers lower their priority (Linux; see
+/// `thread::spawn_lowered`): hundreds of them failing at once must not starve the DNS
+/// threads of the CPU.
+pub const WORKER_NICE: i32 = 10;
+/// The same for the writer and the scheduler.
+pub const WRITER_NICE: i32 = 0;
 
 /// What the network and flags require, and how fast the model's clock runs.
 #[derive(Debug, Clone, Copy)]
@@ -186,10 +192,10 @@ impl Crawler {
             Arc::clone(&budget),
             Arc::clone(&crawler.counters),
         );
-        crawler.spawn("writer", move || writer.run(&result_rx))?;
+        crawler.spawn("writer", WRITER_NICE, move || writer.run(&result_rx))?;
         for i in 0..threads {
             let worker = crawler.worker(&job_rx, &result_tx, &budget, &config);
-            crawler.spawn(&format!("crawl-{i}"), move || worker.run())?;
+            crawler.spawn(&format!("crawl-{i}"), WORKER_NICE, move || worker.run())?;
         }
         let scheduler = scheduler::Scheduler::new(
             scheduler_store,
@@ -198,7 +204,7 @@ impl Crawler {
             config,
             Arc::clone(&crawler.stop),
         );
-        crawler.spawn("scheduler", move || scheduler.run())?;
+        crawler.spawn("scheduler", WRITER_NICE, move || scheduler.run())?;
         Ok(crawler)
     }
 
@@ -222,9 +228,11 @@ impl Crawler {
     fn spawn(
         &mut self,
         name: &str,
+        nice: i32,
         f: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        self.threads.push(spawn_with_stack(name, WORKER_STACK, f)?);
+        self.threads
+            .push(spawn_lowered(name, WORKER_STACK, nice, f)?);
         Ok(())
     }
 
