@@ -21,6 +21,7 @@
 mod budget;
 mod known_gossip;
 mod messages;
+mod pace;
 mod scheduler;
 mod worker;
 mod writer;
@@ -44,6 +45,7 @@ use crate::thread::spawn_lowered;
 
 pub use known_gossip::KNOWN_GOSSIP_GENERATION;
 pub use messages::{Batch, DuePeer, NewPeer, Outcome, ProbeResult, Source};
+pub use pace::INSTANT_FAILURES_PER_SEC;
 pub use worker::admit;
 pub use writer::PRUNE_AGE;
 
@@ -164,6 +166,8 @@ pub struct Crawler {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     pub counters: Arc<CrawlCounters>,
+    /// The workers' shared budget of instant failures.
+    pace: Arc<pace::InstantPace>,
 }
 
 impl Crawler {
@@ -179,6 +183,7 @@ impl Crawler {
             stop: Arc::new(AtomicBool::new(false)),
             threads: Vec::with_capacity(threads + 2),
             counters: Arc::new(CrawlCounters::default()),
+            pace: Arc::new(pace::InstantPace::new(INSTANT_FAILURES_PER_SEC)),
         };
         let in_flight = InFlight::default();
         let (job_tx, job_rx) = bounded::<DuePeer>(threads * 2);
@@ -224,6 +229,7 @@ impl Crawler {
             config: Arc::clone(config),
             stop: Arc::clone(&self.stop),
             counters: Arc::clone(&self.counters),
+            pace: Arc::clone(&self.pace),
         }
     }
 
