@@ -17,6 +17,10 @@
 //! new `next_try`. Shutdown is by flag and channel disconnection: the scheduler stops and
 //! drops the queue's sender, workers finish their probe (bounded by its deadline) and drop
 //! their result senders, and the writer commits what is left.
+//!
+//! Serving comes first: the workers run at a lower priority (`WORKER_NICE`, Linux), and
+//! instant failures (addresses refused at once) are paced by one budget for the pool
+//! (`pace.rs`), so a pool churning through dead addresses cannot take the CPU from DNS.
 
 mod budget;
 mod known_gossip;
