@@ -93,7 +93,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dnsseeder::dns::{
-    AnswerSet, DnsConfig, DnsServer, PeerSource, Transport, ZoneContext, respond_into,
+    AnswerSet, DnsConfig, DnsServer, DnsStats, PeerSource, Transport, ZoneContext, respond_into,
 };
 use dnsseeder::seeder::StoreSource;
 use dnsseeder::store::Store;
@@ -220,6 +220,12 @@ fn bench(p: &Params) -> anyhow::Result<()> {
     }
     print_latency_run(p, rate, &lat_server, &lat_fixed);
     scale.print(p, max.server());
+    print_closing(&stats, per_answer);
+    Ok(())
+}
+
+/// Prints the server's counters, the in-process cost of an answer (seconds) and the load.
+fn print_closing(stats: &DnsStats, per_answer: f64) {
     println!();
     println!(
         "server counters: {} queries, {} answered, {} dropped",
@@ -230,7 +236,6 @@ fn bench(p: &Params) -> anyhow::Result<()> {
         per_answer * 1e9
     );
     println!("load average at end: {}", load_average());
-    Ok(())
 }
 
 /// Fills a new database with `--rows` generated peers, `--good` of them good.

@@ -61,6 +61,9 @@ pub fn spawn_lowered(
 /// A failure (not permitted, say) is logged once at debug level, and the thread runs on
 /// at its former priority; on other systems this does nothing.
 pub fn lower_priority(by: i32) {
+    if by <= 0 {
+        return;
+    }
     if let Err(e) = os::lower_priority(by) {
         static LOGGED: std::sync::Once = std::sync::Once::new();
         LOGGED.call_once(|| log::debug!("cannot lower a thread's priority: {e}"));
@@ -104,6 +107,16 @@ fn start(
         .with_context(|| format!("cannot start thread {name}"))
 }
 
+/// The nice value of the task `/proc/<task>` (`thread-self`, `self/task/<tid>`): field
+/// 19 of its `stat`; `None` without `/proc` (not Linux) or once the thread has ended.
+#[cfg(test)]
+pub(crate) fn nice_of(task: &str) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{task}/stat")).ok()?;
+    // Fields 3 onward follow the name, which is in parentheses and may hold spaces.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19 - 3)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,32 +133,22 @@ mod tests {
         assert_eq!(rx.recv().expect("a name"), Some("named-test".to_owned()));
     }
 
-    /// On Linux a lowered thread's own nice value (field 19 of its `stat`) is raised.
+    /// On Linux a lowered thread's own nice value is raised.
     #[test]
     fn a_lowered_thread_runs_at_a_lower_priority() {
-        if !cfg!(target_os = "linux") {
-            eprintln!("skipped: per-thread nice values are Linux only");
+        let Some(before) = nice_of("thread-self") else {
+            eprintln!("skipped: no per-thread nice value in /proc (Linux only)");
             return;
-        }
-        let nice_of = || -> i64 {
-            let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("a stat file");
-            let fields: Vec<&str> = stat
-                .rsplit_once(')')
-                .expect("comm")
-                .1
-                .split_whitespace()
-                .collect();
-            fields[16].parse().expect("nice")
         };
-        let before = nice_of();
         let (tx, rx) = std::sync::mpsc::channel();
         let handle = spawn_lowered("lowered-test", 256 * 1024, 5, move || {
-            tx.send(nice_of())?;
+            tx.send(nice_of("thread-self"))?;
             Ok(())
         })
         .expect("a thread starts");
         handle.join().expect("the thread ends");
-        assert_eq!(rx.recv().expect("a nice value"), (before + 5).min(19));
+        let after = rx.recv().expect("a nice value");
+        assert_eq!(after, Some((before + 5).min(19)));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! parser), `run.rs` (`main`'s exit codes), `threads.rs` and `process.rs` (CPU time and
 //! descriptors from `/proc/self`), `memory.rs` (another process's RSS), `load.rs` (the
 //! load average), `child.rs` (a child process killed on drop), `explain.rs` (query plans
-//! checked against their indexes) and `workload.rs` (a crawler writer's workload).
+//! checked against their indexes), `workload.rs` (a crawler writer's workload) and
+//! `churn.rs` (a real crawler running flat out on refused loopback addresses).
 
 #[allow(unused_imports)] // each bench uses a different part of it
 pub use dnsseeder::testkit::generate::*;

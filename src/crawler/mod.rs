@@ -17,10 +17,15 @@
 //! new `next_try`. Shutdown is by flag and channel disconnection: the scheduler stops and
 //! drops the queue's sender, workers finish their probe (bounded by its deadline) and drop
 //! their result senders, and the writer commits what is left.
+//!
+//! Serving comes first: the workers run at a lower priority (`WORKER_NICE`, Linux), and
+//! instant failures (addresses refused at once) are paced by one budget for the pool
+//! (`pace.rs`), so a pool churning through dead addresses cannot take the CPU from DNS.
 
 mod budget;
 mod known_gossip;
 mod messages;
+mod pace;
 mod scheduler;
 mod worker;
 mod writer;
@@ -44,6 +49,7 @@ use crate::thread::spawn_lowered;
 
 pub use known_gossip::KNOWN_GOSSIP_GENERATION;
 pub use messages::{Batch, DuePeer, NewPeer, Outcome, ProbeResult, Source, SourceGroup};
+pub use pace::INSTANT_FAILURES_PER_SEC;
 pub use worker::admit;
 pub use writer::PRUNE_AGE;
 
@@ -68,7 +74,9 @@ const WORKER_STACK: usize = 512 * 1024;
 /// `thread::spawn_lowered`): hundreds of them failing at once must not starve the DNS
 /// threads of the CPU.
 pub const WORKER_NICE: i32 = 10;
-/// The same for the writer and the scheduler.
+/// The writer and the scheduler keep the process's priority: lowering them too (by 5 or
+/// 10) changed nothing measurable for DNS (`docs/PERFORMANCE.md`), and a starved writer
+/// would hold the workers' results back.
 pub const WRITER_NICE: i32 = 0;
 
 /// What the network and flags require, and how fast the model's clock runs.
@@ -162,6 +170,8 @@ pub struct Crawler {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     pub counters: Arc<CrawlCounters>,
+    /// The workers' shared budget of instant failures.
+    pace: Arc<pace::InstantPace>,
 }
 
 impl Crawler {
@@ -177,6 +187,7 @@ impl Crawler {
             stop: Arc::new(AtomicBool::new(false)),
             threads: Vec::with_capacity(threads + 2),
             counters: Arc::new(CrawlCounters::default()),
+            pace: Arc::new(pace::InstantPace::new(INSTANT_FAILURES_PER_SEC)),
         };
         let in_flight = InFlight::default();
         let (job_tx, job_rx) = bounded::<DuePeer>(threads * 2);
@@ -222,6 +233,7 @@ impl Crawler {
             config: Arc::clone(config),
             stop: Arc::clone(&self.stop),
             counters: Arc::clone(&self.counters),
+            pace: Arc::clone(&self.pace),
         }
     }
 
@@ -262,5 +274,73 @@ fn open_stores(config: &CrawlConfig) -> anyhow::Result<(Store, Store)> {
 impl Drop for Crawler {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::thread::nice_of;
+    use bitcoin::p2p::Magic;
+    use std::time::Instant;
+
+    /// A crawler with `threads` workers on an empty database in `dir`.
+    fn idle_crawler(dir: &std::path::Path, threads: usize) -> Crawler {
+        let config = CrawlConfig {
+            db: dir.join("peers.db"),
+            threads,
+            probe: ProbeOptions::new(Magic::REGTEST),
+            policy: Policy {
+                scale: 1.0,
+                default_port: 18444,
+                min_height: 0,
+                allow_private: true,
+                max_addresses: 1000,
+            },
+            seeds: Vec::new(),
+            dns_seeds: Vec::new(),
+        };
+        Crawler::start(config).expect("the crawler starts")
+    }
+
+    /// The nice value of every thread of this process named `crawl-N` (every crawler
+    /// worker, of this test or another one running at the same time).
+    fn worker_nice_values() -> Vec<Option<i64>> {
+        let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
+        tasks
+            .filter_map(Result::ok)
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|name| name.starts_with("crawl-"))
+            })
+            .map(|t| nice_of(&format!("self/task/{}", t.file_name().to_string_lossy())))
+            .collect()
+    }
+
+    #[test]
+    fn workers_run_at_the_lowered_priority() {
+        let Some(base) = nice_of("thread-self") else {
+            eprintln!("skipped: no per-thread nice value in /proc (Linux only)");
+            return;
+        };
+        let expected = (base + i64::from(WORKER_NICE)).min(19);
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let crawler = idle_crawler(dir.path(), 3);
+        // Each worker lowers its own priority once it runs: wait for all of them.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = worker_nice_values();
+        while seen.len() < 3 || seen.iter().any(|n| n.is_some_and(|n| n != expected)) {
+            assert!(
+                Instant::now() < deadline,
+                "worker nice values {seen:?}, want {expected}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+            seen = worker_nice_values();
+        }
+        crawler.stop();
+        assert!(
+            seen.iter().flatten().all(|&n| n == expected),
+            "worker nice values {seen:?}, want {expected} (the test thread's {base} + {WORKER_NICE})"
+        );
     }
 }

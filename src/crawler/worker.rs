@@ -1,7 +1,8 @@
 //! A crawler worker: one of `--threads` OS threads that take due addresses off the queue,
 //! probe each over a blocking socket ([`crate::p2p::probe`]), admit the addresses the peer
 //! gossiped, and hand the result to the writer. A worker never waits longer than a probe's
-//! deadline, except for room in the writer's queue of learned addresses.
+//! deadline, except for room in the writer's queue of learned addresses and, in a streak of
+//! instant failures, for a slot of the pool's budget of them (`pace.rs`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::budget::LearnedBudget;
+use super::pace::{InstantPace, Streak, failed_locally};
 use super::{
     CrawlConfig, CrawlCounters, DuePeer, NewPeer, Outcome, ProbeResult, SourceGroup, ToWriter,
 };
@@ -20,16 +22,6 @@ use crate::unix_now;
 
 /// Earliest plausible gossip timestamp (2009-01-03, the genesis block).
 const GENESIS_TIME: i64 = 1_231_006_505;
-/// A probe that failed within this time failed at once: the local network stack answered
-/// (connection refused on this host or LAN, no route), not a peer across the Internet.
-const INSTANT_FAILURE: Duration = Duration::from_millis(5);
-/// After this many instant failures in a row a worker paces itself ...
-const INSTANT_STREAK: u32 = 3;
-/// ... so that each further instant failure takes it this long (see [`Pacer`]).
-/// 200 ms: measured with the DNS bench (phase 1b), 50 ms left the server at 0.87x its
-/// idle rate, 200 ms at 0.94x; a real crawl's failures take a round trip and are not paced.
-const INSTANT_PACE: Duration = Duration::from_millis(200);
-
 pub(super) struct Worker {
     pub(super) jobs: Receiver<DuePeer>,
     pub(super) results: Sender<ToWriter>,
@@ -37,12 +29,14 @@ pub(super) struct Worker {
     pub(super) config: Arc<CrawlConfig>,
     pub(super) stop: Arc<AtomicBool>,
     pub(super) counters: Arc<CrawlCounters>,
+    /// The pool's budget of instant failures.
+    pub(super) pace: Arc<InstantPace>,
 }
 
 impl Worker {
     /// Probes jobs until the queue is closed or the stop flag is set.
     pub(super) fn run(self) -> anyhow::Result<()> {
-        let mut pacer = Pacer::default();
+        let mut streak = Streak::default();
         loop {
             let job = match self.jobs.recv_timeout(Duration::from_millis(200)) {
                 Ok(job) => job,
@@ -54,8 +48,7 @@ impl Worker {
             }
             let started = Instant::now();
             let (result, learned) = self.probe(&job);
-            let failed = matches!(result.outcome, Outcome::Failure { .. });
-            let pause = pacer.after(failed, started.elapsed());
+            let paced = streak.after(failed_locally(&result.outcome), started.elapsed());
             self.budget.acquire(learned.len(), &self.stop);
             if self
                 .results
@@ -64,8 +57,8 @@ impl Worker {
             {
                 return Ok(());
             }
-            if let Some(pause) = pause {
-                std::thread::sleep(pause);
+            if paced {
+                self.pace.wait();
             }
         }
     }
@@ -144,30 +137,6 @@ impl Worker {
     }
 }
 
-/// Slows a worker that meets only instant failures (every address refused at once, or
-/// unreachable through a missing route): such a worker would otherwise spin through its
-/// jobs as fast as the scheduler and the writer can turn, taking CPU from the DNS threads
-/// for nothing. After [`INSTANT_STREAK`] instant failures in a row, each further one is
-/// followed by a pause that makes it last [`INSTANT_PACE`]; any other outcome (an answer,
-/// a timeout, a peer that closed) ends the streak. A real crawl, where failures take a
-/// round trip across the Internet or a timeout, is never paced.
-#[derive(Debug, Default)]
-struct Pacer {
-    streak: u32,
-}
-
-impl Pacer {
-    /// Notes a probe's outcome and duration; returns how long to pause before the next.
-    fn after(&mut self, failed: bool, took: Duration) -> Option<Duration> {
-        if !failed || took >= INSTANT_FAILURE {
-            self.streak = 0;
-            return None;
-        }
-        self.streak = self.streak.saturating_add(1);
-        (self.streak > INSTANT_STREAK).then(|| INSTANT_PACE.saturating_sub(took))
-    }
-}
-
 /// Admission of the addresses the peer at `from` gossiped: never a forbidden address; routable unless
 /// `allow_private`; timestamps clamped to [genesis, now]; no duplicates.
 ///
@@ -203,25 +172,6 @@ pub fn admit(addrs: &[Learned], from: &PeerAddr, allow_private: bool, now: i64) 
 mod tests {
     use super::*;
 
-    #[test]
-    fn pacer_slows_only_a_streak_of_instant_failures() {
-        let mut pacer = Pacer::default();
-        let instant = Duration::from_millis(1);
-        for _ in 0..INSTANT_STREAK {
-            assert_eq!(pacer.after(true, instant), None);
-        }
-        assert_eq!(pacer.after(true, instant), Some(INSTANT_PACE - instant));
-        assert_eq!(
-            pacer.after(true, Duration::from_millis(40)),
-            None,
-            "a round trip ends it"
-        );
-        for _ in 0..=INSTANT_STREAK {
-            pacer.after(true, instant);
-        }
-        assert_eq!(pacer.after(false, instant), None, "an answer ends it");
-        assert_eq!(pacer.after(true, instant), None);
-    }
     use crate::addr::Host;
 
     fn learned(s: &str, time: u32) -> Learned {
