@@ -18,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use dnsseeder::dns::{DnsConfig, DnsHandle, DnsServer, DnsStats, PeerSource};
+use dnsseeder::dns::{DnsHandle, DnsServer, DnsStats, PeerSource};
 use dnsseeder::seeder::raise_fd_limit;
 use dnsseeder::testkit::dns_client::{framed, query, tcp_connect_from, tcp_read};
 use hickory_proto::rr::RecordType;
@@ -175,13 +175,7 @@ fn check_descriptors(count: usize) -> anyhow::Result<()> {
 /// The server on 127.0.0.1, with room for `count` connections (and a few more) that
 /// do not expire while they are measured.
 fn start_server(count: usize) -> anyhow::Result<DnsHandle> {
-    let mut config = DnsConfig::new(
-        "seed.example.com",
-        "ns.example.com",
-        "hostmaster.example.com",
-    );
-    config.listen = vec!["127.0.0.1:0".parse()?];
-    config.rate_limit = None;
+    let mut config = super::dns_config()?;
     config.max_tcp_connections = count + 16;
     config.tcp_idle_timeout = Duration::from_secs(3600);
     DnsServer::bind(config, FixedPeers)?.spawn()

@@ -88,7 +88,7 @@ impl Scheduler {
         // results are committed): topping up a few slots at a time read hundreds of rows per
         // job queued. Wait until half the queue (`threads` jobs) has been taken.
         if room == 0 || room * 2 < capacity {
-            return Ok(0);
+            return Ok(seeds);
         }
         // The lock is held across the selection: the writer releases an address only after
         // committing its result, so a release either happens before the query starts (which
