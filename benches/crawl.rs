@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use bitcoin::Network;
 use bitcoin::p2p::Magic;
 
-use dnsseeder::crawler::{CrawlConfig, CrawlCounters, Crawler, Policy};
+use dnsseeder::crawler::{CrawlConfig, CrawlCounters, Crawler, Networks, Policy};
 use dnsseeder::p2p::ProbeOptions;
 use dnsseeder::sim::{SimConfig, SimNetwork};
 use rusqlite::{Connection, OpenFlags, Statement, params};
@@ -184,6 +184,8 @@ fn crawl_config(p: &Params, magic: Magic, db: &Path, seed: SocketAddr) -> CrawlC
         },
         seeds: vec![seed],
         dns_seeds: Vec::new(),
+        networks: Networks::default(),
+        proxy_probes: 32,
     }
 }
 

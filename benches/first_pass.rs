@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use bitcoin::Network;
 use bitcoin::p2p::Magic;
-use dnsseeder::crawler::{CrawlConfig, CrawlCounters, Crawler, Policy};
+use dnsseeder::crawler::{CrawlConfig, CrawlCounters, Crawler, Networks, Policy};
 use dnsseeder::p2p::ProbeOptions;
 use dnsseeder::sim::{Behaviour, SimConfig, SimNetwork};
 use rand::SeedableRng;
@@ -98,6 +98,8 @@ fn crawl_config(p: &Params, db: &Path, sim: &SimNetwork) -> CrawlConfig {
         },
         seeds: vec![sim.seed()],
         dns_seeds: Vec::new(),
+        networks: Networks::default(),
+        proxy_probes: 32,
     }
 }
 

@@ -65,6 +65,51 @@ impl Family {
     }
 }
 
+/// A set of families: the networks the crawler can reach now (the scheduler's filter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FamilySet(u8);
+
+impl FamilySet {
+    /// Every family.
+    pub const ALL: FamilySet = FamilySet(0b11_1110);
+    /// No family.
+    pub const NONE: FamilySet = FamilySet(0);
+
+    /// This set with `family` added.
+    pub fn with(self, family: Family) -> FamilySet {
+        FamilySet(self.0 | 1 << family as u8)
+    }
+
+    /// This set without `family`.
+    pub fn without(self, family: Family) -> FamilySet {
+        FamilySet(self.0 & !(1 << family as u8))
+    }
+
+    /// This set without the families of `other`.
+    pub fn minus(self, other: FamilySet) -> FamilySet {
+        FamilySet(self.0 & !other.0)
+    }
+
+    pub fn contains(self, family: Family) -> bool {
+        self.0 & 1 << family as u8 != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The set as SQL tests it: bit `family` of the integer (`(?n >> family) & 1`).
+    pub fn bits(self) -> i64 {
+        i64::from(self.0)
+    }
+}
+
+impl FromIterator<Family> for FamilySet {
+    fn from_iter<I: IntoIterator<Item = Family>>(iter: I) -> FamilySet {
+        iter.into_iter().fold(FamilySet::NONE, FamilySet::with)
+    }
+}
+
 impl FromStr for Family {
     type Err = String;
 
@@ -106,30 +151,45 @@ impl PeerAddr {
         }
     }
 
-    /// The socket address to dial, for the families reachable without a proxy.
+    /// The socket address of an IP host (IPv4, IPv6 and CJDNS, which is IPv6 on the
+    /// wire); `None` for the names only a proxy can reach (Tor, I2P).
     pub fn socket_addr(&self) -> Option<SocketAddr> {
         match self.host {
             Host::V4(ip) => Some(SocketAddr::new(IpAddr::V4(ip), self.port)),
-            Host::V6(ip) => Some(SocketAddr::new(IpAddr::V6(ip), self.port)),
+            Host::V6(ip) | Host::Cjdns(ip) => Some(SocketAddr::new(IpAddr::V6(ip), self.port)),
+            Host::TorV3(_) | Host::I2p(_) => None,
+        }
+    }
+
+    /// The name a SOCKS5 proxy is asked to connect to (`<56>.onion`, `<52>.b32.i2p`); `None`
+    /// for IP hosts.
+    pub fn proxy_name(&self) -> Option<String> {
+        match self.host {
+            Host::TorV3(_) | Host::I2p(_) => Some(self.host.to_string()),
             _ => None,
         }
     }
 
     /// Whether the address could be a peer on the public network (Bitcoin Core's
-    /// `IsRoutable`, plus multicast and reserved ranges, and a nonzero port).
+    /// `IsRoutable`, plus multicast and reserved ranges, and the port rule: I2P peers have
+    /// port 0, as in Bitcoin Core, and every other peer a nonzero one).
     pub fn is_routable(&self) -> bool {
-        self.port != 0
-            && match self.host {
-                Host::V4(ip) => ipv4_routable(ip),
-                Host::V6(ip) => ipv6_routable(ip),
-                Host::TorV3(_) | Host::I2p(_) | Host::Cjdns(_) => true,
-            }
+        match self.host {
+            Host::V4(ip) => self.port != 0 && ipv4_routable(ip),
+            Host::V6(ip) => self.port != 0 && ipv6_routable(ip),
+            Host::TorV3(_) | Host::Cjdns(_) => self.port != 0,
+            Host::I2p(_) => self.port == 0,
+        }
     }
 
     /// Whether the crawler may ever dial this address, whatever the flags: never
-    /// 0.0.0.0/8, multicast, broadcast, 240.0.0.0/4, the unspecified address or port 0.
+    /// 0.0.0.0/8, multicast, broadcast, 240.0.0.0/4, the unspecified address or port 0 (an
+    /// I2P address only with port 0; a Tor one with a nonzero port).
     pub fn is_dialable(&self) -> bool {
-        self.socket_addr().is_some_and(is_dialable)
+        match self.socket_addr() {
+            Some(sock) => is_dialable(sock),
+            None => self.is_routable(),
+        }
     }
 }
 
@@ -144,7 +204,8 @@ pub fn is_dialable(addr: SocketAddr) -> bool {
             o[0] != 0 && !ip.is_multicast() && o[0] < 240
         }
         Host::V6(ip) => !ip.is_unspecified() && !ip.is_multicast(),
-        _ => false,
+        Host::Cjdns(_) => true,
+        Host::TorV3(_) | Host::I2p(_) => false,
     }
 }
 
@@ -470,13 +531,43 @@ mod tests {
         }
         assert!(parse("127.0.0.1:8333").is_dialable());
         assert!(parse("[::1]:8333").is_dialable());
+        assert!(parse("[fc00::1]:8333").is_dialable());
+        assert!(!parse("[fc00::1]:0").is_dialable());
+        let tor = |port| PeerAddr {
+            host: Host::TorV3([1; 32]),
+            port,
+        };
+        let i2p = |port| PeerAddr {
+            host: Host::I2p([1; 32]),
+            port,
+        };
+        assert!(tor(8333).is_dialable() && !tor(0).is_dialable());
         assert!(
-            !PeerAddr {
-                host: Host::TorV3([1; 32]),
-                port: 8333
-            }
-            .is_dialable()
+            i2p(0).is_dialable() && !i2p(8333).is_dialable(),
+            "I2P is port 0 only"
         );
+        assert_eq!(
+            tor(8333).proxy_name(),
+            Some(Host::TorV3([1; 32]).to_string())
+        );
+        assert_eq!(parse("[fc00::1]:8333").proxy_name(), None);
+    }
+
+    #[test]
+    fn family_sets_hold_what_was_put_in() {
+        let set: FamilySet = [Family::Ipv4, Family::Onion].into_iter().collect();
+        assert!(set.contains(Family::Ipv4) && set.contains(Family::Onion));
+        assert!(!set.contains(Family::I2p) && !set.without(Family::Onion).contains(Family::Onion));
+        assert_eq!(
+            Family::ALL.into_iter().collect::<FamilySet>(),
+            FamilySet::ALL
+        );
+        assert!(FamilySet::NONE.is_empty() && !set.is_empty());
+        assert_eq!(
+            set.minus(FamilySet::NONE.with(Family::Onion)),
+            FamilySet::NONE.with(Family::Ipv4)
+        );
+        assert_eq!(set.bits(), 1 << 1 | 1 << 3, "bit n is family code n");
     }
 
     #[test]

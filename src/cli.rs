@@ -234,6 +234,13 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: f64 = 5.0;
 /// (docs/OPERATIONS.md, "Probe timeouts").
 pub const DEFAULT_ADDR_GRACE: f64 = 0.25;
 
+/// Default `--proxy-probes`: probes in flight through each SOCKS5 proxy at most (Tor and
+/// I2P routers build a circuit per connection; docs/OPERATIONS.md, "Tor, I2P and CJDNS").
+pub const DEFAULT_PROXY_PROBES: usize = 32;
+/// Default `--circuit-timeout`, seconds: Tor takes several seconds to reach an onion
+/// service, sometimes tens.
+pub const DEFAULT_CIRCUIT_TIMEOUT: f64 = 30.0;
+
 /// Flags of `dnsseeder run`; each can also come from the environment (`DNSSEEDER_*`).
 ///
 /// [`RunArgs::default`] is what clap gives for `dnsseeder run` without flags or
@@ -325,6 +332,24 @@ pub struct RunArgs {
     /// Seconds to keep collecting addresses after the peer's answer to `getaddr`.
     #[arg(long, env = "DNSSEEDER_ADDR_GRACE", default_value_t = DEFAULT_ADDR_GRACE)]
     pub addr_grace: f64,
+    /// Probe Tor v3 (.onion) peers through this SOCKS5 proxy, IP:PORT (Tor's SocksPort).
+    #[arg(long, env = "DNSSEEDER_ONION_PROXY")]
+    pub onion_proxy: Option<SocketAddr>,
+    /// Probe I2P (.b32.i2p) peers through this SOCKS5 proxy, IP:PORT (i2pd: port 4447).
+    #[arg(long, env = "DNSSEEDER_I2P_PROXY")]
+    pub i2p_proxy: Option<SocketAddr>,
+    /// Probe CJDNS (fc00::/8) peers directly (this host runs cjdroute).
+    #[arg(long, env = "DNSSEEDER_CJDNS_REACHABLE")]
+    pub cjdns_reachable: bool,
+    /// Probe IPv4 and IPv6 peers through this SOCKS5 proxy too, IP:PORT.
+    #[arg(long, env = "DNSSEEDER_PROXY")]
+    pub proxy: Option<SocketAddr>,
+    /// Probes in flight through each proxy at most.
+    #[arg(long, env = "DNSSEEDER_PROXY_PROBES", default_value_t = DEFAULT_PROXY_PROBES)]
+    pub proxy_probes: usize,
+    /// Seconds a proxy may take to open the connection to a peer (a Tor or I2P circuit).
+    #[arg(long, env = "DNSSEEDER_CIRCUIT_TIMEOUT", default_value_t = DEFAULT_CIRCUIT_TIMEOUT)]
+    pub circuit_timeout: f64,
 }
 
 impl Default for RunArgs {
@@ -361,6 +386,12 @@ impl Default for RunArgs {
             probe_timeout: DEFAULT_PROBE_TIMEOUT,
             handshake_timeout: None,
             addr_grace: DEFAULT_ADDR_GRACE,
+            onion_proxy: None,
+            i2p_proxy: None,
+            cjdns_reachable: false,
+            proxy: None,
+            proxy_probes: DEFAULT_PROXY_PROBES,
+            circuit_timeout: DEFAULT_CIRCUIT_TIMEOUT,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::{DEFAULT_HANDSHAKE_TIMEOUT, RunArgs, UsageError};
-use crate::crawler::{CrawlConfig, Policy};
+use crate::crawler::{CrawlConfig, Networks, Policy};
 use crate::dns::DnsConfig;
 use crate::p2p::ProbeOptions;
 
@@ -54,6 +54,8 @@ impl Config {
                 policy,
                 seeds: args.seeds.clone(),
                 dns_seeds: dns_seeds(args),
+                networks: networks(args),
+                proxy_probes: args.proxy_probes,
             },
             status_interval: Duration::from_secs(args.status_interval),
             dump: args.dump.clone(),
@@ -84,7 +86,23 @@ fn check_crawl_limits(args: &RunArgs) -> Result<(), UsageError> {
     if args.max_addresses == 0 {
         return Err(usage("--max-addresses must be at least 1"));
     }
+    if args.proxy_probes == 0 || args.proxy_probes > MAX_THREADS {
+        return Err(usage(format!(
+            "--proxy-probes must be between 1 and {MAX_THREADS}, got {}",
+            args.proxy_probes
+        )));
+    }
     Ok(())
+}
+
+/// The proxies and `--cjdns-reachable`.
+fn networks(args: &RunArgs) -> Networks {
+    Networks {
+        proxy: args.proxy,
+        onion_proxy: args.onion_proxy,
+        i2p_proxy: args.i2p_proxy,
+        cjdns: args.cjdns_reachable,
+    }
 }
 
 /// `--host` needs the names that its NS and SOA records carry.
@@ -119,13 +137,14 @@ fn seconds(flag: &str, value: f64) -> Result<Duration, UsageError> {
 }
 
 /// The network's magic (or `--magic`), `--connect-timeout`, `--probe-timeout`,
-/// `--handshake-timeout` and `--addr-grace`.
+/// `--handshake-timeout`, `--addr-grace` and `--circuit-timeout`.
 fn probe_options(args: &RunArgs) -> Result<ProbeOptions, UsageError> {
     let mut probe = ProbeOptions::new(args.magic.unwrap_or_else(|| args.network.network().into()));
     probe.connect_timeout = seconds("--connect-timeout", args.connect_timeout)?;
     probe.deadline = seconds("--probe-timeout", args.probe_timeout)?;
     probe.handshake_timeout = handshake_timeout(args, probe.deadline)?;
     probe.addr_grace = seconds("--addr-grace", args.addr_grace)?;
+    probe.circuit_timeout = seconds("--circuit-timeout", args.circuit_timeout)?;
     Ok(probe)
 }
 

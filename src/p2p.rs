@@ -23,6 +23,7 @@ use bitcoin::p2p::message_network::VersionMessage;
 use bitcoin::p2p::{Magic, ServiceFlags};
 
 use crate::addr::PeerAddr;
+use crate::socks5::{self, SocksError, Target};
 
 mod decode;
 
@@ -59,6 +60,13 @@ pub enum ProbeError {
     Closed,
     #[error("never dialed: {0} is not a dialable address")]
     Forbidden(SocketAddr),
+    /// The SOCKS5 proxy reports the peer unreachable (host or network unreachable, TTL
+    /// expired, Tor's onion-service errors).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The proxy itself failed (not the peer's fault: its record is left alone).
+    #[error("proxy: {0}")]
+    Proxy(String),
     #[error("{0}")]
     Io(io::Error),
 }
@@ -75,6 +83,8 @@ impl ProbeError {
             ProbeError::Protocol(_) => "protocol",
             ProbeError::Closed => "closed",
             ProbeError::Forbidden(_) => "forbidden",
+            ProbeError::Unreachable(_) => "unreachable",
+            ProbeError::Proxy(_) => "proxy",
             ProbeError::Io(_) => "io",
         }
     }
@@ -89,6 +99,20 @@ impl ProbeError {
                 | ProbeError::Oversize { .. }
                 | ProbeError::Protocol(_)
         )
+    }
+
+    /// Whether the proxy failed rather than the peer (reason `proxy`).
+    pub fn is_proxy_failure(&self) -> bool {
+        matches!(self, ProbeError::Proxy(_))
+    }
+
+    fn from_socks(e: SocksError) -> ProbeError {
+        match e {
+            SocksError::Proxy(why) => ProbeError::Proxy(why),
+            SocksError::Peer { code: 0x05, .. } => ProbeError::Refused,
+            SocksError::Peer { meaning, .. } => ProbeError::Unreachable(meaning.to_owned()),
+            SocksError::Timeout => ProbeError::Timeout,
+        }
     }
 
     fn from_io(e: io::Error) -> ProbeError {
@@ -113,8 +137,12 @@ pub struct ProbeOptions {
     /// Longest wait from the open connection to the end of the handshake (the peer's
     /// `version` and `verack`); `deadline` still caps it.
     pub handshake_timeout: Duration,
-    /// Overall deadline of one probe, connect included.
+    /// Overall deadline of one probe, connect included (through a proxy: from the open
+    /// circuit).
     pub deadline: Duration,
+    /// Longest wait for a SOCKS5 proxy to open the connection to the peer (a Tor or I2P
+    /// circuit); the proxy's own greeting gets `connect_timeout`.
+    pub circuit_timeout: Duration,
     /// Send `getaddr` and collect the answer.
     pub getaddr: bool,
     /// How long to keep collecting after the first multi-entry `addr`/`addrv2` (the answer
@@ -134,6 +162,7 @@ impl ProbeOptions {
             connect_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
             deadline: Duration::from_secs(20),
+            circuit_timeout: Duration::from_secs(30),
             getaddr: true,
             addr_grace: Duration::from_millis(250),
             max_addrs: 2500,
@@ -222,6 +251,51 @@ pub fn probe(addr: SocketAddr, opts: &ProbeOptions) -> Result<PeerInfo, ProbeErr
     let result = converse(&mut stream, addr, opts, start + opts.deadline);
     let _ = stream.shutdown(std::net::Shutdown::Both);
     result
+}
+
+/// Probes the peer `target` through the SOCKS5 proxy at `proxy`: connect to the proxy and
+/// greet it within `connect_timeout`, have it open the connection within `circuit_timeout`
+/// (names go to it unresolved), then converse as [`probe`] does. Logs `dial TARGET via
+/// PROXY` at debug level first.
+///
+/// # Errors
+/// Why the peer could not be probed; [`ProbeError::Proxy`] when the proxy itself failed.
+pub fn probe_through(
+    proxy: SocketAddr,
+    target: &Target,
+    opts: &ProbeOptions,
+) -> Result<PeerInfo, ProbeError> {
+    let peer = match target {
+        Target::Ip(sock) if !crate::addr::is_dialable(*sock) => {
+            return Err(ProbeError::Forbidden(*sock));
+        }
+        Target::Ip(sock) => *sock,
+        Target::Domain(_, port) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), *port),
+    };
+    let start = Instant::now();
+    log::debug!("dial {} via {proxy}", target_text(target));
+    let mut stream = TcpStream::connect_timeout(&proxy, opts.connect_timeout)
+        .map_err(|e| ProbeError::Proxy(format!("cannot connect to it: {e}")))?;
+    stream.set_nodelay(true).map_err(ProbeError::Io)?;
+    let greeted_by = start + opts.connect_timeout;
+    socks5::connect(
+        &mut stream,
+        target,
+        greeted_by,
+        start + opts.circuit_timeout,
+    )
+    .map_err(ProbeError::from_socks)?;
+    let result = converse(&mut stream, peer, opts, Instant::now() + opts.deadline);
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    result
+}
+
+/// A SOCKS5 target as logs show it (`name:port`, or the socket address).
+fn target_text(target: &Target) -> String {
+    match target {
+        Target::Domain(name, port) => format!("{name}:{port}"),
+        Target::Ip(sock) => sock.to_string(),
+    }
 }
 
 /// Runs the handshake and address collection on a stream that has just opened: the

@@ -15,7 +15,7 @@ use crossbeam_channel::{Receiver, select, tick};
 use crate::addr::Family;
 use crate::cli::{DbArg, DemoArgs, NetworkArg, RateLimit, RunArgs};
 use crate::config::Config;
-use crate::crawler::{CrawlCounters, Crawler};
+use crate::crawler::{CrawlCounters, Crawler, ProxyKind};
 use crate::dns::{DnsHandle, DnsServer, PeerSource};
 use crate::sim::{SimConfig, SimNetwork};
 use crate::store::Store;
@@ -94,12 +94,19 @@ impl Running<'_> {
             select! {
                 recv(stop) -> why => return why.unwrap_or("stop channel closed"),
                 recv(status_tick) -> _ => {
-                    let in_flight = self.crawler.counters.in_flight.load(Ordering::Relaxed);
-                    log_status(&self.store, in_flight, dns_queries(self.dns.as_ref()));
+                    log_status(&self.store, self.crawl_figures(), dns_queries(self.dns.as_ref()));
                 }
                 recv(dump_tick) -> _ => write_dump(&self.store, self.config.dump.as_deref()),
             }
         }
+    }
+
+    /// Probes in flight, and failures of the proxies if any is configured.
+    fn crawl_figures(&self) -> (usize, Option<u64>) {
+        let in_flight = self.crawler.counters.in_flight.load(Ordering::Relaxed);
+        let networks = &self.config.crawl.networks;
+        let proxied = ProxyKind::ALL.iter().any(|&k| networks.proxy(k).is_some());
+        (in_flight, proxied.then(|| self.crawler.gates.failures()))
     }
 
     /// Stops the crawler (in-flight probes finish), writes the last dump and status
@@ -111,6 +118,7 @@ impl Running<'_> {
         );
         let started = Instant::now();
         let counters = Arc::clone(&self.crawler.counters);
+        let (_, proxy_failures) = self.crawl_figures();
         self.crawler.stop();
         log::info!(
             "crawler stopped in {:.1} s; {}",
@@ -118,7 +126,11 @@ impl Running<'_> {
             crawl_totals(&counters)
         );
         write_dump(&self.store, self.config.dump.as_deref());
-        log_status(&self.store, 0, dns_queries(self.dns.as_ref()));
+        log_status(
+            &self.store,
+            (0, proxy_failures),
+            dns_queries(self.dns.as_ref()),
+        );
         if let Some(dns) = self.dns {
             dns.shutdown();
         }
@@ -167,16 +179,22 @@ fn crawl_totals(c: &CrawlCounters) -> String {
     )
 }
 
-fn log_status(store: &Store, in_flight: usize, dns_queries: u64) {
+/// The status line: peers by status and network, the crawl's pace, proxy failures (with a
+/// proxy configured) and DNS queries.
+fn log_status(store: &Store, crawl: (usize, Option<u64>), dns_queries: u64) {
+    let (in_flight, proxy_failures) = crawl;
+    let proxies = proxy_failures.map_or(String::new(), |n| format!("; {n} proxy failures"));
     match store.counts(unix_now()) {
         Ok(s) => log::info!(
-            "good {}/{} known (tried {} in last 1h, {} new, {} in flight), {} banned; {} DNS queries",
+            "good {}/{} known (tried {} in last 1h, {} new, {} in flight), {} banned; by \
+             network: {}{proxies}; {} DNS queries",
             s.good,
             s.known,
             s.tried_last_hour,
             s.new,
             in_flight,
             s.banned,
+            s.by_network(),
             dns_queries
         ),
         Err(e) => log::error!("status: cannot read the database: {e}"),
@@ -354,8 +372,7 @@ impl PeerSource for StoreSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crawler::CrawlConfig;
-    use crate::crawler::Policy;
+    use crate::crawler::{CrawlConfig, Networks, Policy};
     use crate::dns::DnsConfig;
     use crate::p2p::ProbeOptions;
 
@@ -400,6 +417,8 @@ mod tests {
                 },
                 seeds: vec![seed],
                 dns_seeds: Vec::new(),
+                networks: Networks::default(),
+                proxy_probes: 32,
             },
             status_interval: Duration::from_secs(5),
             dump: None,

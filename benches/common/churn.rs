@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use bitcoin::Network;
 use bitcoin::p2p::Magic;
 use dnsseeder::addr::PeerAddr;
-use dnsseeder::crawler::{CrawlConfig, Crawler, NewPeer, Policy, Source};
+use dnsseeder::crawler::{CrawlConfig, Crawler, Networks, NewPeer, Policy, Source};
 use dnsseeder::p2p::ProbeOptions;
 use dnsseeder::store::Store;
 use tempfile::TempDir;
@@ -107,5 +107,7 @@ fn config(db: &Path, threads: usize) -> CrawlConfig {
         },
         seeds: Vec::new(),
         dns_seeds: Vec::new(),
+        networks: Networks::default(),
+        proxy_probes: 32,
     }
 }

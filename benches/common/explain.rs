@@ -4,7 +4,7 @@
 //! timings and fail when a plan no longer names its index: a full scan of a million rows
 //! would make their figures meaningless.
 
-use dnsseeder::addr::Family;
+use dnsseeder::addr::{Family, FamilySet};
 use dnsseeder::store::{DUE_SQL, GOOD_SQL};
 use rusqlite::{Connection, ToSql};
 
@@ -22,7 +22,7 @@ pub fn explain_queries(conn: &Connection, mask: i64, now: i64) -> anyhow::Result
         "peers_good",
     )?;
     for (sql, index) in DUE_SQL {
-        explain(conn, sql, &[&now, &1000], index)?;
+        explain(conn, sql, &[&now, &1000, &FamilySet::ALL.bits()], index)?;
     }
     Ok(())
 }

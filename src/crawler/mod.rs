@@ -26,6 +26,8 @@ mod budget;
 mod known_gossip;
 mod messages;
 mod pace;
+mod proxies;
+mod route;
 mod scheduler;
 mod worker;
 mod writer;
@@ -41,7 +43,7 @@ use std::time::Duration;
 use anyhow::Context;
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use crate::addr::PeerAddr;
+use crate::addr::{Family, PeerAddr};
 use crate::p2p::ProbeOptions;
 use crate::reliability::Requirements;
 use crate::store::Store;
@@ -50,6 +52,8 @@ use crate::thread::spawn_lowered;
 pub use known_gossip::KNOWN_GOSSIP_GENERATION;
 pub use messages::{Batch, DuePeer, NewPeer, Outcome, ProbeResult, Source, SourceGroup};
 pub use pace::INSTANT_FAILURES_PER_SEC;
+pub use proxies::{ProxyGate, ProxyGates};
+pub use route::{Networks, ProxyKind, Route};
 pub use worker::admit;
 pub use writer::PRUNE_AGE;
 
@@ -95,10 +99,11 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// What this policy demands of `addr` to be good.
+    /// What this policy demands of `addr` to be good. I2P peers are exempt from the
+    /// default-port rule: they all have port 0, as in Bitcoin Core.
     pub fn requirements(&self, addr: &PeerAddr) -> Requirements {
         Requirements {
-            default_port: addr.port == self.default_port,
+            default_port: addr.port == self.default_port || addr.family() == Family::I2p,
             routable: self.allow_private || addr.is_routable(),
             min_height: self.min_height,
         }
@@ -116,6 +121,11 @@ pub struct CrawlConfig {
     pub seeds: Vec<SocketAddr>,
     /// DNS seed names, resolved with the system resolver (port: the network's).
     pub dns_seeds: Vec<String>,
+    /// How each network is reached (`--proxy`, `--onion-proxy`, `--i2p-proxy`,
+    /// `--cjdns-reachable`).
+    pub networks: Networks,
+    /// `--proxy-probes`: probes in flight through each proxy at most.
+    pub proxy_probes: usize,
 }
 
 /// Counters shared with the status line.
@@ -172,6 +182,10 @@ pub struct Crawler {
     pub counters: Arc<CrawlCounters>,
     /// The workers' shared budget of instant failures.
     pace: Arc<pace::InstantPace>,
+    /// The proxies' gates (shared by the scheduler and the workers).
+    pub gates: Arc<ProxyGates>,
+    /// Addresses queued or being probed.
+    in_flight: InFlight,
 }
 
 impl Crawler {
@@ -188,8 +202,13 @@ impl Crawler {
             threads: Vec::with_capacity(threads + 2),
             counters: Arc::new(CrawlCounters::default()),
             pace: Arc::new(pace::InstantPace::new(INSTANT_FAILURES_PER_SEC)),
+            gates: Arc::new(ProxyGates::new(
+                &config.networks,
+                config.proxy_probes,
+                config.policy.scale,
+            )),
+            in_flight: InFlight::default(),
         };
-        let in_flight = InFlight::default();
         let (job_tx, job_rx) = bounded::<DuePeer>(threads * 2);
         // Small: each result may carry 2500 learned addresses, and a slow writer should
         // slow the workers down rather than let memory grow.
@@ -199,7 +218,7 @@ impl Crawler {
         let writer = writer::Writer::new(
             writer_store,
             config.policy,
-            Arc::clone(&in_flight),
+            Arc::clone(&crawler.in_flight),
             Arc::clone(&budget),
             Arc::clone(&crawler.counters),
         );
@@ -211,7 +230,7 @@ impl Crawler {
         let scheduler = scheduler::Scheduler::new(
             scheduler_store,
             (job_tx, result_tx),
-            in_flight,
+            (Arc::clone(&crawler.in_flight), Arc::clone(&crawler.gates)),
             config,
             Arc::clone(&crawler.stop),
         );
@@ -234,6 +253,8 @@ impl Crawler {
             stop: Arc::clone(&self.stop),
             counters: Arc::clone(&self.counters),
             pace: Arc::clone(&self.pace),
+            gates: Arc::clone(&self.gates),
+            in_flight: Arc::clone(&self.in_flight),
         }
     }
 
@@ -299,6 +320,8 @@ mod tests {
             },
             seeds: Vec::new(),
             dns_seeds: Vec::new(),
+            networks: Networks::default(),
+            proxy_probes: 32,
         };
         Crawler::start(config).expect("the crawler starts")
     }

@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use crossbeam_channel::Sender;
 
+use super::proxies::ProxyGates;
+use super::route::ProxyKind;
 use super::{
     BOOTSTRAP_MIN_ANSWERED, CrawlConfig, DuePeer, InFlight, NewPeer, Source, ToWriter, lock,
 };
-use crate::addr::PeerAddr;
+use crate::addr::{FamilySet, PeerAddr};
 use crate::ratelog::RateLimitedLog;
 use crate::store::Store;
 use crate::unix_now;
@@ -27,6 +29,8 @@ pub(super) struct Scheduler {
     /// Bootstrap seeds go to the writer, which adds them and makes them due.
     seeds_out: Sender<ToWriter>,
     in_flight: InFlight,
+    /// The proxies' gates: how many probes each may carry now.
+    gates: Arc<ProxyGates>,
     config: Arc<CrawlConfig>,
     stop: Arc<AtomicBool>,
     /// Bootstrap rounds so far (the first is logged at info level, the others at debug).
@@ -39,7 +43,7 @@ impl Scheduler {
     pub(super) fn new(
         store: Store,
         (jobs, seeds_out): (Sender<DuePeer>, Sender<ToWriter>),
-        in_flight: InFlight,
+        (in_flight, gates): (InFlight, Arc<ProxyGates>),
         config: Arc<CrawlConfig>,
         stop: Arc<AtomicBool>,
     ) -> Scheduler {
@@ -48,6 +52,7 @@ impl Scheduler {
             jobs,
             seeds_out,
             in_flight,
+            gates,
             config,
             stop,
             bootstraps: 0,
@@ -95,8 +100,36 @@ impl Scheduler {
         // then sees the new `next_try`) or waits until the selection is over. Released in
         // between, an address still due in the query's snapshot would be probed twice.
         let mut in_flight = lock(&self.in_flight);
-        let due = self.store.due(unix_now(), room + in_flight.len())?;
-        Ok(seeds + self.queue(due, &mut in_flight, room))
+        let (families, mut proxy_room) = self.reachable_now(&in_flight);
+        if families.is_empty() {
+            return Ok(seeds);
+        }
+        let due = self
+            .store
+            .due_in(unix_now(), room + in_flight.len(), families)?;
+        Ok(seeds + self.queue(due, &mut in_flight, room, &mut proxy_room))
+    }
+
+    /// The families to select from now, and the room left in each proxy (by
+    /// [`ProxyKind::index`]): a network without a route, or whose proxy is full or backing
+    /// off, waits.
+    fn reachable_now(&self, in_flight: &HashSet<PeerAddr>) -> (FamilySet, [usize; 3]) {
+        let networks = &self.config.networks;
+        let mut families = networks.reachable();
+        let mut room = [usize::MAX; 3];
+        let now = Instant::now();
+        for kind in ProxyKind::ALL {
+            let Some(gate) = self.gates.get(kind) else {
+                continue;
+            };
+            let through = |a: &&PeerAddr| networks.proxy_for(a.family()) == Some(kind);
+            let busy = in_flight.iter().filter(through).count();
+            room[kind.index()] = gate.allowance(now).saturating_sub(busy);
+            if room[kind.index()] == 0 {
+                families = families.minus(kind.families());
+            }
+        }
+        (families, room)
     }
 
     /// Queues the waiting seeds that fit (their rows are written by the writer, which gets
@@ -117,18 +150,34 @@ impl Scheduler {
                 last_getaddr: None,
             })
             .collect();
-        self.queue(due, &mut lock(&self.in_flight), take)
+        let mut in_flight = lock(&self.in_flight);
+        let (_, mut proxy_room) = self.reachable_now(&in_flight);
+        self.queue(due, &mut in_flight, take, &mut proxy_room)
     }
 
-    /// Queues up to `room` of `due` that are not in flight, marking them; returns how many.
-    fn queue(&self, due: Vec<DuePeer>, in_flight: &mut HashSet<PeerAddr>, room: usize) -> usize {
+    /// Queues up to `room` of `due` that are not in flight and fit in their proxy's
+    /// `proxy_room`, marking them; returns how many.
+    fn queue(
+        &self,
+        due: Vec<DuePeer>,
+        in_flight: &mut HashSet<PeerAddr>,
+        room: usize,
+        proxy_room: &mut [usize; 3],
+    ) -> usize {
         let mut queued = 0;
         for peer in due {
             if queued == room {
                 break;
             }
+            let proxy = self.config.networks.proxy_for(peer.addr.family());
+            if proxy.is_some_and(|kind| proxy_room[kind.index()] == 0) {
+                continue;
+            }
             if !in_flight.insert(peer.addr) {
                 continue;
+            }
+            if let Some(kind) = proxy {
+                proxy_room[kind.index()] -= 1;
             }
             let addr = peer.addr;
             if self.jobs.try_send(peer).is_err() {

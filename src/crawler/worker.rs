@@ -13,8 +13,11 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::budget::LearnedBudget;
 use super::pace::{InstantPace, Streak, failed_locally};
+use super::proxies::ProxyGates;
+use super::route::Route;
 use super::{
-    CrawlConfig, CrawlCounters, DuePeer, NewPeer, Outcome, ProbeResult, SourceGroup, ToWriter,
+    CrawlConfig, CrawlCounters, DuePeer, InFlight, NewPeer, Outcome, ProbeResult, SourceGroup,
+    ToWriter, lock,
 };
 use crate::addr::PeerAddr;
 use crate::p2p::{self, Learned, PeerInfo, ProbeError};
@@ -31,6 +34,10 @@ pub(super) struct Worker {
     pub(super) counters: Arc<CrawlCounters>,
     /// The pool's budget of instant failures.
     pub(super) pace: Arc<InstantPace>,
+    /// The proxies' gates, told how each probe through them went.
+    pub(super) gates: Arc<ProxyGates>,
+    /// Addresses queued or in flight: released here when a probe counts for nothing.
+    pub(super) in_flight: InFlight,
 }
 
 impl Worker {
@@ -47,7 +54,11 @@ impl Worker {
                 return Ok(());
             }
             let started = Instant::now();
-            let (result, learned) = self.probe(&job);
+            let Some((result, learned)) = self.probe(&job) else {
+                // Not probed, or the proxy failed: the row stays as it was, due again.
+                lock(&self.in_flight).remove(&job.addr);
+                continue;
+            };
             let paced = streak.after(failed_locally(&result.outcome), started.elapsed());
             self.budget.acquire(learned.len(), &self.stop);
             if self
@@ -63,15 +74,23 @@ impl Worker {
         }
     }
 
-    /// Probes one peer; returns its result and the addresses it taught us.
-    fn probe(&self, job: &DuePeer) -> (ProbeResult, Vec<NewPeer>) {
+    /// Probes one peer; returns its result and the addresses it taught us, or `None` when
+    /// its network has no route or its proxy failed (which says nothing about the peer).
+    fn probe(&self, job: &DuePeer) -> Option<(ProbeResult, Vec<NewPeer>)> {
         let mut opts = self.config.probe.clone();
         let day = (86_400.0 * self.config.policy.scale) as i64;
         opts.getaddr = job.last_getaddr.is_none_or(|t| unix_now() - t >= day);
-        let outcome = self.timed(|| match job.addr.socket_addr() {
-            Some(sock) => p2p::probe(sock, &opts),
-            None => Err(ProbeError::Protocol("not an IP address".into())),
+        let Some(route) = self.config.networks.route(&job.addr) else {
+            log::debug!("{}: no route to its network", job.addr);
+            return None;
+        };
+        let outcome = self.timed(|| match &route {
+            Route::Direct(sock) => p2p::probe(*sock, &opts),
+            Route::Socks { at, target, .. } => p2p::probe_through(*at, target, &opts),
         });
+        if !self.proxy_passed(&route, &outcome) {
+            return None;
+        }
         let time = unix_now();
         let (outcome, asked_getaddr, learned) = match outcome {
             Ok(info) => self.answered(&job.addr, info, time),
@@ -90,7 +109,28 @@ impl Worker {
             outcome,
             asked_getaddr,
         };
-        (result, learned)
+        Some((result, learned))
+    }
+
+    /// Tells the proxy's gate how a probe through it went; `false` when the proxy itself
+    /// failed (the probe counts for nothing).
+    fn proxy_passed(&self, route: &Route, outcome: &Result<PeerInfo, ProbeError>) -> bool {
+        let Route::Socks { kind, at, .. } = route else {
+            return true;
+        };
+        let Some(gate) = self.gates.get(*kind) else {
+            return true;
+        };
+        match outcome {
+            Err(e) if e.is_proxy_failure() => {
+                gate.failed(&e.to_string(), *at);
+                false
+            }
+            _ => {
+                gate.carried(*at);
+                true
+            }
+        }
     }
 
     /// Runs a probe, counted in the in-flight gauge and the probe counters.

@@ -14,6 +14,7 @@ use super::Store;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_evidence.sql"),
+    include_str!("../../migrations/0003_networks.sql"),
 ];
 
 /// The schema version this build writes.

@@ -7,27 +7,29 @@ use std::net::IpAddr;
 use rusqlite::{Row, params};
 
 use super::Store;
-use crate::addr::{Family, PeerAddr};
+use crate::addr::{Family, FamilySet, PeerAddr};
 use crate::crawler::DuePeer;
 use crate::dump::DumpFigures;
 
 /// The scheduler's queries ([`Store::due`]), one per class in the order they are asked:
 /// peers that answered before, never-tried ones, failing ones; each with the partial
-/// index it uses (the benches check the query plans name them).
+/// index it uses (the benches check the query plans name them). `?3` is the set of
+/// families the crawler can reach ([`FamilySet::bits`]): rows of the others are skipped.
 pub const DUE_SQL: [(&str, &str); 3] = [
     (
         "SELECT address, last_getaddr FROM peers WHERE last_success IS NOT NULL \
-         AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
+         AND next_try <= ?1 AND (?3 >> family) & 1 ORDER BY next_try LIMIT ?2",
         "peers_due_answered",
     ),
     (
         "SELECT address, last_getaddr FROM peers WHERE last_success IS NULL AND tries = 0 \
-         AND next_try <= ?1 ORDER BY evidence DESC, source_rank, next_try LIMIT ?2",
+         AND next_try <= ?1 AND (?3 >> family) & 1 \
+         ORDER BY evidence DESC, source_rank, next_try LIMIT ?2",
         "peers_due_new",
     ),
     (
         "SELECT address, last_getaddr FROM peers WHERE last_success IS NULL AND tries > 0 \
-         AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
+         AND next_try <= ?1 AND (?3 >> family) & 1 ORDER BY next_try LIMIT ?2",
         "peers_due_failing",
     ),
 ];
@@ -137,6 +139,36 @@ pub struct Summary {
     pub by_error: Vec<(String, u64)>,
 }
 
+impl Summary {
+    /// Counts `n` rows of `family` with `status`, `tried` of them in the last hour.
+    fn add(&mut self, family: Option<Family>, status: &str, n: u64, tried: u64) {
+        self.known += n;
+        self.tried_last_hour += tried;
+        match status {
+            "good" => self.good += n,
+            "new" => self.new += n,
+            "reachable" => self.reachable += n,
+            "unreachable" => self.unreachable += n,
+            _ => self.banned += n,
+        }
+        let Some(family) = family else { return };
+        let good = if status == "good" { n } else { 0 };
+        match self.by_family.iter_mut().find(|(f, ..)| *f == family) {
+            Some((_, known, g)) => (*known, *g) = (*known + n, *g + good),
+            None => self.by_family.push((family, n, good)),
+        }
+    }
+
+    /// Good and known peers per network, as the status line shows them
+    /// (`ipv4 120/900, onion 12/300`).
+    pub fn by_network(&self) -> String {
+        let parts: Vec<String> = (self.by_family.iter())
+            .map(|(family, known, good)| format!("{} {good}/{known}", family.name()))
+            .collect();
+        parts.join(", ")
+    }
+}
+
 /// Column list read into [`PeerRow`], in order.
 const ROW_COLUMNS: &str = "address, family, good, services, tries, successes, last_try, \
     last_success, last_error, reliability_2h, reliability_8h, reliability_1d, reliability_1w, \
@@ -145,18 +177,33 @@ const ROW_COLUMNS: &str = "address, family, good, services, tries, successes, la
 impl Store {
     /// Up to `limit` addresses due at `now`: peers that answered before first, then
     /// never-tried ones (the most evidence first, each source in turn), then failing ones;
-    /// the others by due time.
+    /// the others by due time. Every family; see [`Store::due_in`].
     ///
     /// # Errors
     /// On SQLite errors.
     pub fn due(&self, now: i64, limit: usize) -> rusqlite::Result<Vec<DuePeer>> {
+        self.due_in(now, limit, FamilySet::ALL)
+    }
+
+    /// As [`Store::due`], of the families in `families` only (those the crawler can reach
+    /// now: a network without its flag, or whose proxy is down or full, waits).
+    ///
+    /// # Errors
+    /// On SQLite errors.
+    pub fn due_in(
+        &self,
+        now: i64,
+        limit: usize,
+        families: FamilySet,
+    ) -> rusqlite::Result<Vec<DuePeer>> {
         let mut due = Vec::with_capacity(limit);
         for (sql, _index) in DUE_SQL {
             if due.len() >= limit {
                 break;
             }
             let mut stmt = self.conn.prepare_cached(sql)?;
-            let rows = stmt.query_map(params![now, (limit - due.len()) as i64], |r| {
+            let left = (limit - due.len()) as i64;
+            let rows = stmt.query_map(params![now, left, families.bits()], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
             })?;
             for row in rows {
@@ -256,22 +303,16 @@ impl Store {
     pub fn counts(&self, now: i64) -> rusqlite::Result<Summary> {
         let mut s = Summary::default();
         let sql = format!(
-            "SELECT status, count(*), total(last_try >= ?2) FROM \
-             (SELECT {STATUS_SQL} AS status, last_try FROM peers) GROUP BY status"
+            "SELECT family, status, count(*), total(last_try >= ?2) FROM \
+             (SELECT family, {STATUS_SQL} AS status, last_try FROM peers) \
+             GROUP BY family, status ORDER BY family"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let mut rows = stmt.query(params![now, now - 3600])?;
         while let Some(r) = rows.next()? {
-            let (status, n, tried): (String, u64, f64) = (r.get(0)?, r.get(1)?, r.get(2)?);
-            s.known += n;
-            s.tried_last_hour += tried as u64;
-            match status.as_str() {
-                "good" => s.good = n,
-                "new" => s.new = n,
-                "reachable" => s.reachable = n,
-                "unreachable" => s.unreachable = n,
-                _ => s.banned = n,
-            }
+            let (family, status): (i64, String) = (r.get(0)?, r.get(1)?);
+            let (n, tried): (u64, f64) = (r.get(2)?, r.get(3)?);
+            s.add(Family::from_code(family), &status, n, tried as u64);
         }
         Ok(s)
     }
@@ -282,15 +323,6 @@ impl Store {
     /// On SQLite errors.
     pub fn summary(&self, now: i64) -> rusqlite::Result<Summary> {
         let mut s = self.counts(now)?;
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT family, count(*), sum(good) FROM peers GROUP BY family ORDER BY family",
-        )?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            if let Some(family) = Family::from_code(r.get(0)?) {
-                s.by_family.push((family, r.get(1)?, r.get(2)?));
-            }
-        }
         let mut stmt = self.conn.prepare_cached(
             "SELECT last_error, count(*) FROM peers WHERE last_error IS NOT NULL \
              GROUP BY last_error ORDER BY count(*) DESC, last_error",

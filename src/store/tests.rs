@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::*;
-use crate::addr::{Family, PeerAddr};
+use crate::addr::{Family, FamilySet, PeerAddr};
 use crate::crawler::{Batch, NewPeer, Outcome, Policy, ProbeResult, SourceGroup};
 use crate::dump::{DumpFigures, ImportedPeer};
 
@@ -317,12 +317,25 @@ fn due_orders_answered_then_new_then_failing() {
 }
 
 #[test]
-fn onion_addresses_are_stored_but_never_due() {
+fn every_network_is_due_but_only_the_reachable_ones_are_selected() {
     let (_dir, mut store) = temp_store();
     let onion = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion:8333";
-    store.add_peers(&[gossip(onion, 1)], 0).unwrap();
-    assert_eq!(store.count().unwrap(), 1);
-    assert!(store.due(100, 10).unwrap().is_empty());
+    let peers = [
+        gossip(onion, 1),
+        gossip("[fc00::1]:8333", 1),
+        gossip("1.2.3.4:8333", 1),
+    ];
+    store.add_peers(&peers, 0).unwrap();
+    assert_eq!(store.due(100, 10).unwrap().len(), 3);
+    let due = |families: FamilySet| -> Vec<String> {
+        let due = store.due_in(100, 10, families).unwrap();
+        due.iter().map(|d| d.addr.to_string()).collect()
+    };
+    let clear: FamilySet = [Family::Ipv4, Family::Ipv6].into_iter().collect();
+    assert_eq!(due(clear), ["1.2.3.4:8333"]);
+    assert_eq!(due(FamilySet::NONE.with(Family::Onion)), [onion]);
+    assert_eq!(due(FamilySet::NONE.with(Family::Cjdns)), ["[fc00::1]:8333"]);
+    assert!(due(FamilySet::NONE).is_empty());
 }
 
 #[test]
@@ -674,7 +687,6 @@ fn version_1_database_upgrades_in_place_with_its_data() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 2);
     let good = row(&store, "5.6.7.8:8333");
     assert!(good.good);
     assert_eq!(
@@ -706,4 +718,56 @@ fn version_1_database_upgrades_in_place_with_its_data() {
         2,
         "reopening does not migrate again"
     );
+}
+
+/// A database written by the previous release (schema version 2), where onion and CJDNS
+/// rows had no due time, upgrades in place to version 3: every row is kept, those rows
+/// become due, and I2P rows become due only on port 0 (the only port I2P peers use).
+#[test]
+fn version_2_database_upgrades_and_makes_other_networks_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    let onion = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion:8333";
+    let i2p = format!("{}.b32.i2p", "a".repeat(52));
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../../migrations/0001_init.sql"))
+            .unwrap();
+        conn.execute_batch(include_str!("../../migrations/0002_evidence.sql"))
+            .unwrap();
+        conn.execute_batch(&format!(
+            "PRAGMA user_version = 2;
+             INSERT INTO peers (address, family, services, source, first_seen, next_try)
+                 VALUES ('1.2.3.4:8333', 1, 9, 'gossip', 100, 100),
+                        ('{onion}', 3, 9, 'gossip', 110, NULL),
+                        ('[fc00::1]:8333', 5, 9, 'gossip', 120, NULL),
+                        ('{i2p}:0', 4, 9, 'import', 130, NULL),
+                        ('{i2p}:8333', 4, 9, 'import', 140, NULL);
+             INSERT INTO peers (address, family, services, source, first_seen, good, tries,
+                 successes, last_success, last_try, reliability_1m, evidence, next_try)
+                 VALUES ('5.6.7.8:8333', 1, 1033, 'seed', 50, 1, 7, 7, 90, 90, 0.5, 3, 200);"
+        ))
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(store.count().unwrap(), 6, "every row is kept");
+    let good = row(&store, "5.6.7.8:8333");
+    assert!(good.good && good.reliability[4] == 0.5 && good.tries == 7);
+    let mut due: Vec<String> = store
+        .due(1000, 10)
+        .unwrap()
+        .iter()
+        .map(|p| p.addr.to_string())
+        .collect();
+    due.sort();
+    let mut expected = vec![
+        "1.2.3.4:8333".to_owned(),
+        "5.6.7.8:8333".to_owned(),
+        onion.to_owned(),
+        "[fc00::1]:8333".to_owned(),
+        format!("{i2p}:0"),
+    ];
+    expected.sort();
+    assert_eq!(due, expected, "the I2P row on port 8333 is never due");
 }

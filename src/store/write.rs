@@ -121,7 +121,7 @@ impl Store {
                     peer.addr.to_string(),
                     peer.addr.family() as i64,
                     now,
-                    peer.addr.socket_addr().map(|_| now),
+                    now,
                 ])?,
             };
         }
@@ -159,7 +159,7 @@ fn insert_peers(
             peer.source.as_str(),
             now,
             peer.seen,
-            peer.addr.socket_addr().map(|_| now),
+            now,
             peer.announced_by as i64,
             ranks.next(peer.announcer),
         ])?;
@@ -245,7 +245,7 @@ fn import_figures(
         d.start_height,
         d.version,
         d.user_agent,
-        addr.socket_addr().map(|_| now),
+        now,
     ])
 }
 

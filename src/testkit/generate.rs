@@ -431,7 +431,7 @@ impl Generator {
             good: false,
             banned_until: 0,
             ban_reason: None,
-            next_try: addr.socket_addr().map(|_| first_seen),
+            next_try: Some(first_seen),
         }
     }
 
