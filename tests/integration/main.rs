@@ -8,5 +8,7 @@ mod crawl;
 mod evidence;
 mod faults;
 mod hostile;
+mod networks;
+mod proxy;
 mod seed_dns;
 mod util;
