@@ -28,6 +28,9 @@ pub struct ProxyGate {
     health: Mutex<Health>,
     /// Probes that failed because of the proxy itself (reason `proxy`).
     pub failures: AtomicU64,
+    /// Probes it carried (whatever the peer did), and their time in all, microseconds.
+    pub carried: AtomicU64,
+    pub carried_micros: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -53,6 +56,8 @@ impl ProxyGate {
                 log: RateLimitedLog::new(Duration::from_secs(10)),
             }),
             failures: AtomicU64::new(0),
+            carried: AtomicU64::new(0),
+            carried_micros: AtomicU64::new(0),
         }
     }
 
@@ -88,8 +93,12 @@ impl ProxyGate {
         ));
     }
 
-    /// A probe through it got past the proxy (whatever the peer did): open it again.
-    pub fn carried(&self, at: std::net::SocketAddr) {
+    /// A probe through it got past the proxy (whatever the peer did) and took `took`: open
+    /// it again.
+    pub fn carried(&self, at: std::net::SocketAddr, took: Duration) {
+        self.carried.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.carried_micros.fetch_add(micros, Ordering::Relaxed);
         let mut h = self.lock();
         if h.down_until.take().is_some() {
             log::info!("the proxy of {} at {at} answers again", self.kind.flag());
@@ -167,8 +176,10 @@ mod tests {
         let later = Instant::now() + FIRST_BACKOFF;
         assert_eq!(g.allowance(later), 0, "the back-off doubled");
         assert_eq!(g.allowance(later + FIRST_BACKOFF), 1);
-        g.carried(at);
+        g.carried(at, Duration::from_millis(3));
         assert_eq!(g.allowance(Instant::now()), 8);
+        assert_eq!(g.carried.load(Ordering::Relaxed), 1);
+        assert_eq!(g.carried_micros.load(Ordering::Relaxed), 3000);
         assert_eq!(g.failures.load(Ordering::Relaxed), 2);
     }
 

@@ -84,11 +84,12 @@ impl Worker {
             log::debug!("{}: no route to its network", job.addr);
             return None;
         };
+        let started = Instant::now();
         let outcome = self.timed(|| match &route {
             Route::Direct(sock) => p2p::probe(*sock, &opts),
             Route::Socks { at, target, .. } => p2p::probe_through(*at, target, &opts),
         });
-        if !self.proxy_passed(&route, &outcome) {
+        if !self.proxy_passed(&route, &outcome, started.elapsed()) {
             return None;
         }
         let time = unix_now();
@@ -112,9 +113,14 @@ impl Worker {
         Some((result, learned))
     }
 
-    /// Tells the proxy's gate how a probe through it went; `false` when the proxy itself
-    /// failed (the probe counts for nothing).
-    fn proxy_passed(&self, route: &Route, outcome: &Result<PeerInfo, ProbeError>) -> bool {
+    /// Tells the proxy's gate how a probe through it went (and how long it took); `false`
+    /// when the proxy itself failed (the probe counts for nothing).
+    fn proxy_passed(
+        &self,
+        route: &Route,
+        outcome: &Result<PeerInfo, ProbeError>,
+        took: Duration,
+    ) -> bool {
         let Route::Socks { kind, at, .. } = route else {
             return true;
         };
@@ -127,7 +133,7 @@ impl Worker {
                 false
             }
             _ => {
-                gate.carried(*at);
+                gate.carried(*at, took);
                 true
             }
         }
