@@ -295,8 +295,8 @@ impl Store {
         Ok(())
     }
 
-    /// Counts by status and probes in the last hour, in one pass over the table (the
-    /// status line); `by_family` and `by_error` are left empty.
+    /// Counts by status and by network, and probes in the last hour, in one pass over the
+    /// table (the status line); `by_error` is left empty.
     ///
     /// # Errors
     /// On SQLite errors.
