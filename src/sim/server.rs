@@ -83,14 +83,7 @@ impl SimNetwork {
         let listeners = bind_listeners(&config, &listening, &poll)?;
         let waker = Waker::new(poll.registry(), WAKE)?;
         let shared = Arc::new(shared_state(config));
-        let index = node_index(&shared.config);
-        let public_index = shared
-            .config
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.public, i))
-            .collect();
+        let (index, public_index) = node_index(&shared.config);
         let acceptor = spawn_acceptor(poll, listeners, &shared)?;
         log::debug!(
             "simulated network: {} nodes, {} listening",
@@ -228,14 +221,13 @@ fn seed_node(config: &SimConfig) -> io::Result<usize> {
         .ok_or_else(|| io::Error::new(ErrorKind::InvalidInput, "no good node to seed from"))
 }
 
-/// Each node's index by its address.
-fn node_index(config: &SimConfig) -> HashMap<SocketAddr, usize> {
-    config
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.addr, i))
-        .collect()
+/// Each node's index by its listener address, and by its public address.
+fn node_index(config: &SimConfig) -> (HashMap<SocketAddr, usize>, HashMap<PeerAddr, usize>) {
+    let nodes = config.nodes.iter().enumerate();
+    (
+        nodes.clone().map(|(i, n)| (n.addr, i)).collect(),
+        nodes.map(|(i, n)| (n.public, i)).collect(),
+    )
 }
 
 /// Binds a non-blocking listener for each of the `nodes` (indices into the configured
