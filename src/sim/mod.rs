@@ -9,6 +9,11 @@
 //! `getaddr` answers form a graph that lets a crawler starting from [`SimNetwork::seed`] find
 //! every node (see [`SimConfig::answer_lists`]), plus "poison" addresses it must never dial.
 //!
+//! Some nodes may live on Tor, I2P or CJDNS ([`SimConfig::place`], [`Network`]): they are
+//! gossiped by `.onion` / `.b32.i2p` name or `fc00::/8` address, and [`SimNetwork::start`]
+//! runs an emulated Tor proxy and I2P router (SOCKS5) that reach the onion and I2P nodes'
+//! hidden loopback listeners, as the seeder's `--onion-proxy` and `--i2p-proxy` would.
+//!
 //! Used by the integration tests, the benches and `dnsseeder demo`.
 //!
 //! Sockets: one `std` listener per node, all registered with one `mio` poll in a single accept
@@ -17,8 +22,11 @@
 //! second.
 
 mod gossip;
+mod networks;
 mod node;
+mod proxy;
 mod server;
+mod socks;
 mod wire;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -30,6 +38,10 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
+use crate::addr::PeerAddr;
+
+pub use networks::{CJDNS_ROUTE_COMMAND, Network, cjdns_bindable};
+pub use proxy::{ProxyStats, SimProxy};
 pub use server::SimNetwork;
 
 /// How a simulated node treats the connections it receives.
@@ -120,8 +132,14 @@ impl Behaviour {
 /// One simulated node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSpec {
-    /// Where it listens (or, for [`Behaviour::Dead`], where nothing listens).
+    /// Where it listens (or, for [`Behaviour::Dead`], where nothing listens). For an onion
+    /// or I2P node, a hidden loopback listener that only its proxy dials.
     pub addr: SocketAddr,
+    /// The overlay it is on ([`SimConfig::place`]).
+    pub network: Network,
+    /// The address the network knows it by: what other nodes gossip and the seeder stores
+    /// (`addr` itself for clear and CJDNS nodes, a `.onion` or `.b32.i2p` name otherwise).
+    pub public: PeerAddr,
     /// What it does with connections.
     pub behaviour: Behaviour,
     /// Service bits in its `version` message and in other nodes' gossip about it.
@@ -157,10 +175,20 @@ pub struct SimConfig {
     pub idle_timeout: Duration,
     /// Seed of the RNG that draws the random part of the gossip lists.
     pub gossip_seed: u64,
+    /// How long the emulated Tor and I2P proxies wait before answering a CONNECT to a known
+    /// name (a circuit being built).
+    pub circuit_delay: Duration,
+    /// The first /16 block of 127.0.0.0/8 reserved for this configuration.
+    block: usize,
+    /// Index of the first address of the block that no node uses (two are kept for the
+    /// proxies).
+    spare: usize,
 }
 
 /// Nodes per /16 block: third octet 0..=255, fourth octet 1..=254.
 const NODES_PER_BLOCK: usize = 256 * 254;
+/// Addresses reserved after the nodes' for the emulated proxies (Tor, I2P).
+const PROXY_ADDRS: usize = 2;
 /// Second octets 1..=199 hold nodes; 200..=254 hold the flood addresses.
 const LAST_NODE_BLOCK: usize = 199;
 /// The next free second octet for a new configuration in this process.
@@ -214,14 +242,15 @@ impl SimConfig {
     ///
     /// # Panics
     ///
-    /// If `behaviours` has more than 199 × 65,024 entries.
+    /// If `behaviours` has more than 199 × 65,024 − 2 entries.
     pub fn new(magic: Magic, port: u16, behaviours: &[Behaviour]) -> SimConfig {
+        let most = LAST_NODE_BLOCK * NODES_PER_BLOCK - PROXY_ADDRS;
         assert!(
-            behaviours.len() <= LAST_NODE_BLOCK * NODES_PER_BLOCK,
-            "precondition: at most {} simulated nodes",
-            LAST_NODE_BLOCK * NODES_PER_BLOCK
+            behaviours.len() <= most,
+            "precondition: at most {most} simulated nodes"
         );
-        let block = reserve_blocks(behaviours.len().div_ceil(NODES_PER_BLOCK).max(1));
+        let addresses = behaviours.len() + PROXY_ADDRS;
+        let block = reserve_blocks(addresses.div_ceil(NODES_PER_BLOCK));
         let nodes = behaviours
             .iter()
             .enumerate()
@@ -240,6 +269,9 @@ impl SimConfig {
             wrong_magic: other_magic(magic),
             idle_timeout: Duration::from_secs(60),
             gossip_seed: 0x5eed,
+            circuit_delay: Duration::from_millis(20),
+            block,
+            spare: behaviours.len(),
         }
     }
 
@@ -280,8 +312,10 @@ impl SimConfig {
         SimConfig::new(magic, port, &behaviours)
     }
 
-    /// The node addresses each node returns to `getaddr`, aligned with [`SimConfig::nodes`]
-    /// (empty for nodes that do not answer). Poison and flood addresses are not included.
+    /// The IP addresses each node returns to `getaddr`, aligned with [`SimConfig::nodes`]
+    /// (empty for nodes that do not answer): those of clear and CJDNS nodes; onion and I2P
+    /// nodes are left out (see [`SimConfig::public_answer_lists`]). Poison and flood
+    /// addresses are not included.
     ///
     /// The lists are built deterministically from [`SimConfig::gossip_seed`]: answering nodes
     /// form a shuffled ring in which each lists its next [`SimConfig::ring_successors`];
@@ -290,7 +324,12 @@ impl SimConfig {
     pub fn answer_lists(&self) -> Vec<Vec<SocketAddr>> {
         gossip::plan(self)
             .into_iter()
-            .map(|list| list.into_iter().map(|j| self.nodes[j].addr).collect())
+            .map(|list| {
+                list.into_iter()
+                    .filter(|&j| matches!(self.nodes[j].network, Network::Clear | Network::Cjdns))
+                    .map(|j| self.nodes[j].addr)
+                    .collect()
+            })
             .collect()
     }
 }
@@ -305,8 +344,11 @@ fn node_spec(block: usize, i: usize, behaviour: Behaviour, port: u16) -> NodeSpe
         Behaviour::NoServices => ServiceFlags::NONE,
         _ => ServiceFlags::from(SERVICE_MIX[i % SERVICE_MIX.len()]),
     };
+    let addr = SocketAddr::new(IpAddr::V4(node_ip(block, i)), port);
     NodeSpec {
-        addr: SocketAddr::new(IpAddr::V4(node_ip(block, i)), port),
+        addr,
+        network: Network::Clear,
+        public: PeerAddr::from_socket(addr),
         behaviour,
         services,
         start_height: 900_000 + i32::try_from(i % 1000).unwrap_or(0),

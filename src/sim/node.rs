@@ -12,9 +12,10 @@ use bitcoin::p2p::{Magic, ServiceFlags};
 use rand::seq::SliceRandom;
 use rand::{Rng, RngExt};
 
-use super::Behaviour;
 use super::server::Shared;
 use super::wire::{Conn, HEADER_LEN, Incoming, encode_message};
+use super::{Behaviour, Network};
+use crate::addr::{Host, PeerAddr};
 
 /// Protocol version of the good nodes (Bitcoin Core 22+).
 const PROTOCOL_VERSION: u32 = 70016;
@@ -132,11 +133,16 @@ fn handshake_version(shared: &Shared, node: usize, peer: SocketAddr) -> VersionM
     let spec = &shared.config.nodes[node];
     let old = spec.behaviour == Behaviour::OldVersion;
     let services = node_services(spec);
+    // A hidden node does not give its listener away (Core sends an empty address anyway).
+    let own = match spec.network {
+        Network::Onion | Network::I2p => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+        Network::Clear | Network::Cjdns => spec.addr,
+    };
     let mut version = VersionMessage::new(
         services,
         i64::from(now()),
         Address::new(&peer, ServiceFlags::NONE),
-        Address::new(&spec.addr, services),
+        Address::new(&own, services),
         rand::rng().random(),
         if old {
             "/Satoshi:0.3.18/".to_owned()
@@ -172,17 +178,23 @@ struct Session<'a> {
 
 /// One entry of an address answer.
 enum Entry {
-    /// An IP address, sendable as `addr` and `addrv2`.
-    Ip(SocketAddr, ServiceFlags),
-    /// An entry only `addrv2` can carry.
+    /// A peer address: IPs go as `addr` and `addrv2`, CJDNS as IPv6 in `addr`; onion and
+    /// I2P names only as `addrv2`.
+    Peer(PeerAddr, ServiceFlags),
+    /// An entry only `addrv2` can carry, in a form `PeerAddr` has no room for.
     V2Only(AddrV2, u16),
 }
 
 impl Entry {
+    /// An entry for an IP socket address.
+    fn ip(addr: SocketAddr, services: ServiceFlags) -> Entry {
+        Entry::Peer(PeerAddr::from_socket(addr), services)
+    }
+
     /// The entry as `addrv2` carries it, seen at `time`.
     fn to_v2(&self, time: u32) -> AddrV2Message {
         let (addr, port, services) = match self {
-            Entry::Ip(sa, services) => (v2_addr(sa.ip()), sa.port(), *services),
+            Entry::Peer(peer, services) => (v2_addr(peer.host), peer.port, *services),
             Entry::V2Only(addr, port) => (addr.clone(), *port, flood_services()),
         };
         AddrV2Message {
@@ -195,10 +207,15 @@ impl Entry {
 
     /// The entry as `addr` carries it; `None` for an entry only `addrv2` can carry.
     fn to_v1(&self) -> Option<Address> {
-        match self {
-            Entry::Ip(sa, services) => Some(Address::new(sa, *services)),
-            Entry::V2Only(..) => None,
-        }
+        let Entry::Peer(peer, services) = self else {
+            return None;
+        };
+        let ip = match peer.host {
+            Host::V4(ip) => IpAddr::V4(ip),
+            Host::V6(ip) | Host::Cjdns(ip) => IpAddr::V6(ip),
+            Host::TorV3(_) | Host::I2p(_) => return None,
+        };
+        Some(Address::new(&SocketAddr::new(ip, peer.port), *services))
     }
 }
 
@@ -312,8 +329,8 @@ impl<'a> Session<'a> {
         if self.behaviour() == Behaviour::OldVersion {
             return Vec::new();
         }
-        let own = Entry::Ip(self.shared.config.nodes[self.node].addr, self.services());
-        vec![
+        let own = Entry::Peer(self.shared.config.nodes[self.node].public, self.services());
+        let mut msgs = vec![
             NetworkMessage::SendHeaders,
             NetworkMessage::SendCmpct(SendCmpct {
                 send_compact: false,
@@ -321,8 +338,9 @@ impl<'a> Session<'a> {
             }),
             NetworkMessage::Ping(rand::rng().random()),
             NetworkMessage::FeeFilter(1000),
-            self.addr_message(std::slice::from_ref(&own)),
-        ]
+        ];
+        msgs.extend(self.addr_message(std::slice::from_ref(&own)));
+        msgs
     }
 
     /// Sends the node's gossip list (plus poison), split in two on every third connection,
@@ -346,8 +364,9 @@ impl<'a> Session<'a> {
     /// Sends `entries` in messages of at most [`MAX_ADDR_PER_MSG`].
     fn send_addrs(&mut self, entries: &[Entry]) -> io::Result<()> {
         for chunk in entries.chunks(MAX_ADDR_PER_MSG) {
-            let msg = self.addr_message(chunk);
-            self.conn.send(self.magic, msg)?;
+            if let Some(msg) = self.addr_message(chunk) {
+                self.conn.send(self.magic, msg)?;
+            }
         }
         Ok(())
     }
@@ -360,10 +379,11 @@ impl<'a> Session<'a> {
         for m in 0..count {
             let first = (rank * count + m) * MAX_ADDR_PER_MSG;
             let chunk: Vec<Entry> = (first..first + MAX_ADDR_PER_MSG)
-                .map(|k| Entry::Ip(flood_addr(k, self.shared.config.port), flood_services()))
+                .map(|k| Entry::ip(flood_addr(k, self.shared.config.port), flood_services()))
                 .collect();
-            let msg = self.addr_message(&chunk);
-            self.conn.send(self.magic, msg)?;
+            if let Some(msg) = self.addr_message(&chunk) {
+                self.conn.send(self.magic, msg)?;
+            }
         }
         Ok(())
     }
@@ -373,7 +393,7 @@ impl<'a> Session<'a> {
         let nodes = &self.shared.config.nodes;
         let mut entries: Vec<Entry> = self.shared.plan[self.node]
             .iter()
-            .map(|&j| Entry::Ip(nodes[j].addr, nodes[j].services))
+            .map(|&j| Entry::Peer(nodes[j].public, nodes[j].services))
             .collect();
         if self.shared.poisoner[self.node] {
             let port = self.shared.config.port;
@@ -382,7 +402,7 @@ impl<'a> Session<'a> {
                     .config
                     .poison
                     .iter()
-                    .map(|&addr| Entry::Ip(addr, flood_services())),
+                    .map(|&addr| Entry::ip(addr, flood_services())),
             );
             entries.push(Entry::V2Only(
                 AddrV2::Unknown(UNKNOWN_NETWORK_ID, vec![0xab; 12]),
@@ -395,24 +415,30 @@ impl<'a> Session<'a> {
         entries
     }
 
-    /// An `addrv2` message if the client asked for it, else `addr` (dropping v2-only entries).
-    fn addr_message(&self, entries: &[Entry]) -> NetworkMessage {
+    /// An `addrv2` message if the client asked for it, else `addr` (dropping v2-only
+    /// entries; `None` if that leaves nothing to send).
+    fn addr_message(&self, entries: &[Entry]) -> Option<NetworkMessage> {
         let now = now();
         let mut rng = rand::rng();
         let mut time = || now.saturating_sub(rng.random_range(60..3 * 3600));
         if self.addrv2 {
-            NetworkMessage::AddrV2(entries.iter().map(|e| e.to_v2(time())).collect())
-        } else {
-            let v1 = entries.iter().filter_map(Entry::to_v1);
-            NetworkMessage::Addr(v1.map(|address| (time(), address)).collect())
+            return Some(NetworkMessage::AddrV2(
+                entries.iter().map(|e| e.to_v2(time())).collect(),
+            ));
         }
+        let v1: Vec<_> = entries.iter().filter_map(Entry::to_v1).collect();
+        (!v1.is_empty() || entries.is_empty())
+            .then(|| NetworkMessage::Addr(v1.into_iter().map(|a| (time(), a)).collect()))
     }
 }
 
-fn v2_addr(ip: IpAddr) -> AddrV2 {
-    match ip {
-        IpAddr::V4(ip) => AddrV2::Ipv4(ip),
-        IpAddr::V6(ip) => AddrV2::Ipv6(ip),
+fn v2_addr(host: Host) -> AddrV2 {
+    match host {
+        Host::V4(ip) => AddrV2::Ipv4(ip),
+        Host::V6(ip) => AddrV2::Ipv6(ip),
+        Host::TorV3(key) => AddrV2::TorV3(key),
+        Host::I2p(hash) => AddrV2::I2p(hash),
+        Host::Cjdns(ip) => AddrV2::Cjdns(ip),
     }
 }
 

@@ -1,8 +1,9 @@
-//! The running network: listeners, the accept loop and the per-connection threads.
+//! The running network: listeners, the accept loop, the per-connection threads and the
+//! emulated proxies.
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -13,7 +14,9 @@ use bitcoin::p2p::Magic;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::{Behaviour, NodeSpec, SimConfig, gossip, node};
+use super::networks::{bind_cjdns, cjdns_bindable};
+use super::{Behaviour, Network, NodeSpec, SimConfig, SimProxy, gossip, node};
+use crate::addr::PeerAddr;
 
 /// Token of the waker that interrupts the poll on shutdown (listeners use their node index).
 const WAKE: Token = Token(usize::MAX);
@@ -39,6 +42,8 @@ pub(crate) struct Shared {
     pub accepted: Vec<AtomicU64>,
     /// Connection threads still running.
     pub live: AtomicUsize,
+    /// Connections to onion and I2P nodes that did not come from their proxy.
+    pub hidden_direct: AtomicU64,
 }
 
 /// A running simulated network. Dropping it stops it, like [`SimNetwork::shutdown`].
@@ -46,22 +51,30 @@ pub(crate) struct Shared {
 pub struct SimNetwork {
     shared: Arc<Shared>,
     index: HashMap<SocketAddr, usize>,
+    public_index: HashMap<PeerAddr, usize>,
     seed: usize,
+    proxies: Vec<(Network, SimProxy)>,
     waker: Waker,
     acceptor: Option<JoinHandle<()>>,
 }
 
 impl SimNetwork {
     /// Raises the open-file limit to its hard limit, binds a listener for every node that is
-    /// not [`Behaviour::Dead`] and starts the accept thread.
+    /// not [`Behaviour::Dead`], starts the accept thread, and starts an emulated Tor proxy if
+    /// any node is on [`Network::Onion`] and an emulated I2P router if any is on
+    /// [`Network::I2p`].
     ///
     /// # Errors
     ///
     /// If the configuration has no `Good` node (there would be no seed), if the open-file
-    /// limit cannot hold one descriptor per listener plus some spare, or if an address
-    /// cannot be bound (already in use, or not a local address).
+    /// limit cannot hold one descriptor per listener plus some spare, if CJDNS nodes cannot
+    /// bind in `fc00::/8` (the message names the route to add), or if an address cannot be
+    /// bound (already in use, or not a local address).
     pub fn start(config: SimConfig) -> io::Result<SimNetwork> {
         let seed = seed_node(&config)?;
+        if config.nodes.iter().any(|n| n.network == Network::Cjdns) {
+            cjdns_bindable()?;
+        }
         let listening: Vec<usize> = (0..config.nodes.len())
             .filter(|&i| config.nodes[i].behaviour != Behaviour::Dead)
             .collect();
@@ -70,20 +83,68 @@ impl SimNetwork {
         let listeners = bind_listeners(&config, &listening, &poll)?;
         let waker = Waker::new(poll.registry(), WAKE)?;
         let shared = Arc::new(shared_state(config));
-        let index = node_index(&shared.config);
+        let (index, public_index) = node_index(&shared.config);
         let acceptor = spawn_acceptor(poll, listeners, &shared)?;
         log::debug!(
             "simulated network: {} nodes, {} listening",
             shared.config.nodes.len(),
             listening.len()
         );
-        Ok(SimNetwork {
+        let mut net = SimNetwork {
             shared,
             index,
+            public_index,
             seed,
+            proxies: Vec::new(),
             waker,
             acceptor: Some(acceptor),
-        })
+        };
+        net.start_proxies()?;
+        Ok(net)
+    }
+
+    /// Starts a proxy for each hidden network that has nodes.
+    fn start_proxies(&mut self) -> io::Result<()> {
+        for network in [Network::Onion, Network::I2p] {
+            if self.nodes().iter().any(|n| n.network == network) {
+                let proxy = SimProxy::start(&self.shared.config, network)?;
+                self.proxies.push((network, proxy));
+            }
+        }
+        Ok(())
+    }
+
+    /// The emulated proxy of `network` (`Onion`: Tor; `I2p`: an I2P router), if any node
+    /// is on it.
+    pub fn proxy(&self, network: Network) -> Option<&SimProxy> {
+        self.proxies
+            .iter()
+            .find(|(n, _)| *n == network)
+            .map(|(_, proxy)| proxy)
+    }
+
+    /// The address of the emulated Tor proxy (for `--onion-proxy`), if any node is an onion.
+    pub fn onion_proxy(&self) -> Option<SocketAddr> {
+        self.proxy(Network::Onion).map(SimProxy::addr)
+    }
+
+    /// The address of the emulated I2P router's SOCKS5 port (for `--i2p-proxy`), if any
+    /// node is on I2P.
+    pub fn i2p_proxy(&self) -> Option<SocketAddr> {
+        self.proxy(Network::I2p).map(SimProxy::addr)
+    }
+
+    /// Connections that onion and I2P nodes accepted from anywhere but their proxy's
+    /// address: 0 as long as nobody dials their hidden listeners directly.
+    pub fn hidden_direct_connections(&self) -> u64 {
+        self.shared.hidden_direct.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted so far by the node known as `public` (0 for an unknown one).
+    pub fn connections_to(&self, public: &PeerAddr) -> u64 {
+        self.public_index
+            .get(public)
+            .map_or(0, |&i| self.shared.accepted[i].load(Ordering::Relaxed))
     }
 
     /// The nodes, as configured.
@@ -118,14 +179,17 @@ impl SimNetwork {
             .map_or(0, |&i| self.shared.accepted[i].load(Ordering::Relaxed))
     }
 
-    /// Stops accepting, closes every listener and waits (up to 3 s) for the connection
-    /// threads to close their sockets.
+    /// Stops accepting, closes every listener (the proxies' too) and waits (up to 3 s) for
+    /// the connection threads to close their sockets.
     pub fn shutdown(mut self) {
         self.stop();
     }
 
     fn stop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
+        for (_, proxy) in &self.proxies {
+            proxy.stop();
+        }
         let Some(acceptor) = self.acceptor.take() else {
             return;
         };
@@ -157,14 +221,13 @@ fn seed_node(config: &SimConfig) -> io::Result<usize> {
         .ok_or_else(|| io::Error::new(ErrorKind::InvalidInput, "no good node to seed from"))
 }
 
-/// Each node's index by its address.
-fn node_index(config: &SimConfig) -> HashMap<SocketAddr, usize> {
-    config
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.addr, i))
-        .collect()
+/// Each node's index by its listener address, and by its public address.
+fn node_index(config: &SimConfig) -> (HashMap<SocketAddr, usize>, HashMap<PeerAddr, usize>) {
+    let nodes = config.nodes.iter().enumerate();
+    (
+        nodes.clone().map(|(i, n)| (n.addr, i)).collect(),
+        nodes.map(|(i, n)| (n.public, i)).collect(),
+    )
 }
 
 /// Binds a non-blocking listener for each of the `nodes` (indices into the configured
@@ -177,8 +240,12 @@ fn bind_listeners(
     let mut listeners = HashMap::with_capacity(nodes.len());
     for &i in nodes {
         let addr = config.nodes[i].addr;
-        let listener = TcpListener::bind(addr)
-            .map_err(|e| io::Error::new(e.kind(), format!("bind {addr}: {e}")))?;
+        let listener = if config.nodes[i].network == Network::Cjdns {
+            bind_cjdns(addr)?
+        } else {
+            TcpListener::bind(addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("bind {addr}: {e}")))?
+        };
         listener.set_nonblocking(true)?;
         poll.registry().register(
             &mut SourceFd(&listener.as_raw_fd()),
@@ -228,6 +295,7 @@ fn shared_state(config: SimConfig) -> Shared {
         stop: AtomicBool::new(false),
         accepted,
         live: AtomicUsize::new(0),
+        hidden_direct: AtomicU64::new(0),
     }
 }
 
@@ -291,6 +359,9 @@ fn accept_all(listener: &TcpListener, node: usize, shared: &Arc<Shared>) -> bool
         match listener.accept() {
             Ok((stream, peer)) => {
                 let nth = shared.accepted[node].fetch_add(1, Ordering::Relaxed) + 1;
+                if is_direct_to_hidden(&shared.config, node, peer) {
+                    shared.hidden_direct.fetch_add(1, Ordering::Relaxed);
+                }
                 spawn_connection(stream, peer, node, nth, shared);
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
@@ -301,6 +372,13 @@ fn accept_all(listener: &TcpListener, node: usize, shared: &Arc<Shared>) -> bool
             }
         }
     }
+}
+
+/// Whether `node` is an onion or I2P node and `peer` is not its proxy.
+fn is_direct_to_hidden(config: &SimConfig, node: usize, peer: SocketAddr) -> bool {
+    let network = config.nodes[node].network;
+    matches!(network, Network::Onion | Network::I2p)
+        && peer.ip() != IpAddr::V4(config.proxy_ip(network))
 }
 
 fn spawn_connection(

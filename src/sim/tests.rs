@@ -16,6 +16,8 @@ use bitcoin::p2p::{Magic, ServiceFlags};
 use super::wire::encode_message;
 use super::{Behaviour, SimConfig, SimNetwork};
 
+mod networks;
+
 const PORT: u16 = 28333;
 const MAGIC: Magic = Magic::REGTEST;
 

@@ -70,6 +70,11 @@ impl Conn<'_> {
         Ok(true)
     }
 
+    /// Fills `buf` completely. Returns `Ok(false)` on EOF, stop or idle timeout.
+    pub(crate) fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.fill(buf)
+    }
+
     /// Reads one message. Returns `Ok(None)` on EOF, stop, idle timeout or an oversized
     /// header (the stream is then useless).
     pub(crate) fn read_message(&mut self) -> io::Result<Option<Incoming>> {
@@ -161,7 +166,8 @@ pub(crate) fn encode_message(magic: Magic, msg: NetworkMessage) -> Vec<u8> {
     encode::serialize(&RawNetworkMessage::new(magic, msg))
 }
 
-fn is_retry(e: &io::Error) -> bool {
+/// Whether a socket call failed only because its timeout passed (or a signal came).
+pub(crate) fn is_retry(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted

@@ -4,7 +4,8 @@
 //! of a dump line, and a DNS client over real sockets ([`dns_client`]). One copy, so the
 //! fuzzers and the stable-Rust property tests that mirror them cannot drift apart.
 //!
-//! It also holds [`generate`], the generator of realistic peer databases that the benches
+//! It also holds [`ensure_cjdns_route`], which lets the simulated network's CJDNS nodes
+//! bind where the machine allows it, and [`generate`], the generator of realistic peer databases that the benches
 //! and tests fill their databases with.
 //!
 //! Not part of the seeder's behaviour; the checks panic on a violation, as a test should.
@@ -236,4 +237,32 @@ pub fn check_dump_line(addr: &PeerAddr, f: &DumpFigures) {
         assert!((a - b).abs() <= PCT_TOLERANCE, "{a} vs {b}");
     }
     assert_eq!(format_line(&back.addr, &g), line, "not a fixed point");
+}
+
+/// Makes `fc00::/8` bindable for the simulated CJDNS nodes: if [`crate::sim::cjdns_bindable`]
+/// fails, adds the route `ip -6 route add local fc00::/8 dev lo` (an existing route is fine)
+/// and checks again. Needs root, or a network namespace with CAP_NET_ADMIN
+/// (`unshare -rn`).
+///
+/// # Errors
+/// Why the route is missing and could not be added (not root, no `ip`, IPv6 disabled on
+/// `lo`), for a test to print as the reason it skips.
+pub fn ensure_cjdns_route() -> Result<(), String> {
+    use crate::sim::{CJDNS_ROUTE_COMMAND, cjdns_bindable};
+    if cjdns_bindable().is_ok() {
+        return Ok(());
+    }
+    let args: Vec<&str> = CJDNS_ROUTE_COMMAND.split(' ').skip(1).collect();
+    let out = std::process::Command::new("ip")
+        .args(&args)
+        .output()
+        .map_err(|e| format!("cannot run `{CJDNS_ROUTE_COMMAND}` ({e}): is iproute2 installed?"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && !stderr.contains("File exists") {
+        return Err(format!(
+            "`{CJDNS_ROUTE_COMMAND}` failed ({}): it needs root or CAP_NET_ADMIN, and IPv6 on lo",
+            stderr.trim()
+        ));
+    }
+    cjdns_bindable().map_err(|e| format!("fc00::/8 is still not bindable: {e}"))
 }
