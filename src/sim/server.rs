@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::{self, ErrorKind};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub live: AtomicUsize,
     /// Connections to onion and I2P nodes that did not come from their proxy.
     pub hidden_direct: AtomicU64,
+    /// Connections accepted by all nodes, by the client's IP address.
+    pub sources: Mutex<HashMap<IpAddr, u64>>,
 }
 
 /// A running simulated network. Dropping it stops it, like [`SimNetwork::shutdown`].
@@ -138,6 +140,13 @@ impl SimNetwork {
     /// address: 0 as long as nobody dials their hidden listeners directly.
     pub fn hidden_direct_connections(&self) -> u64 {
         self.shared.hidden_direct.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted by all nodes so far, by the client's IP address (a test tells
+    /// a proxy's connections from direct ones by the address the proxy binds).
+    pub fn connection_sources(&self) -> HashMap<IpAddr, u64> {
+        let sources = self.shared.sources.lock();
+        sources.unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Connections accepted so far by the node known as `public` (0 for an unknown one).
@@ -296,6 +305,7 @@ fn shared_state(config: SimConfig) -> Shared {
         accepted,
         live: AtomicUsize::new(0),
         hidden_direct: AtomicU64::new(0),
+        sources: Mutex::default(),
     }
 }
 
@@ -362,6 +372,8 @@ fn accept_all(listener: &TcpListener, node: usize, shared: &Arc<Shared>) -> bool
                 if is_direct_to_hidden(&shared.config, node, peer) {
                     shared.hidden_direct.fetch_add(1, Ordering::Relaxed);
                 }
+                let mut sources = shared.sources.lock().unwrap_or_else(PoisonError::into_inner);
+                *sources.entry(peer.ip()).or_default() += 1;
                 spawn_connection(stream, peer, node, nth, shared);
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return true,

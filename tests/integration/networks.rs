@@ -162,9 +162,8 @@ fn tor_stopped_mid_run(sim: &SimNetwork, db: &Path, seeder: &Seeder) {
     std::thread::sleep(Duration::from_secs(6));
     let ipv4_tried = tried_since(db, 1, paused_at);
     assert!(ipv4_tried > 0, "no IPv4 probe while Tor was down");
-    let lost: Vec<&String> = good_before
-        .difference(&good_among(db, &onion))
-        .collect();
+    let good_after = good_among(db, &onion);
+    let lost: Vec<&String> = good_before.difference(&good_after).collect();
     assert!(lost.is_empty(), "onion peers lost their standing: {lost:?}");
     let counted = seeder.log().iter().rev().find_map(|l| {
         let (_, rest) = l.split_once("; by network: ")?;
@@ -174,7 +173,7 @@ fn tor_stopped_mid_run(sim: &SimNetwork, db: &Path, seeder: &Seeder) {
     let counted: u64 = counted.and_then(|n| n.parse().ok()).unwrap_or(0);
     assert!(counted > 0, "the status line counts no proxy failure");
     let requests = tor.stats().requests;
-    tor.resume();
+    tor.resume().expect("the emulated Tor listens again");
     seeder.wait_for_log("answers again", Duration::from_secs(30));
     let start = Instant::now();
     while tor.stats().requests <= requests {
