@@ -17,7 +17,8 @@ use crate::cli::{DbArg, DemoArgs, NetworkArg, RateLimit, RunArgs};
 use crate::config::Config;
 use crate::crawler::{CrawlCounters, Crawler, ProxyKind};
 use crate::dns::{DnsHandle, DnsServer, PeerSource};
-use crate::sim::{SimConfig, SimNetwork};
+use crate::crawler::Networks;
+use crate::sim::{self, Network, SimConfig, SimNetwork};
 use crate::store::Store;
 use crate::{dump, unix_now};
 
@@ -240,8 +241,11 @@ const DEMO_NETWORK: NetworkArg = NetworkArg::Regtest;
 /// The flags `demo` runs with, as if typed after `dnsseeder run`: regtest against the
 /// simulated seed on loopback, a fast clock and short timeouts, the demo zone served
 /// without a rate limit, and no DNS seeds.
-fn demo_run_args(args: &DemoArgs, db: &Path, seed: SocketAddr) -> RunArgs {
+fn demo_run_args(args: &DemoArgs, db: &Path, seed: SocketAddr, networks: Networks) -> RunArgs {
     RunArgs {
+        onion_proxy: networks.onion_proxy,
+        i2p_proxy: networks.i2p_proxy,
+        cjdns_reachable: networks.cjdns,
         db: DbArg {
             db: db.to_path_buf(),
         },
@@ -271,8 +275,13 @@ fn demo_run_args(args: &DemoArgs, db: &Path, seed: SocketAddr) -> RunArgs {
 ///
 /// # Errors
 /// A [`UsageError`](crate::cli::UsageError) when `--threads` is over the limit.
-fn demo_config(args: &DemoArgs, db: &Path, seed: SocketAddr) -> anyhow::Result<Config> {
-    let mut config = Config::from_args(&demo_run_args(args, db, seed))?;
+fn demo_config(
+    args: &DemoArgs,
+    db: &Path,
+    seed: SocketAddr,
+    networks: Networks,
+) -> anyhow::Result<Config> {
+    let mut config = Config::from_args(&demo_run_args(args, db, seed, networks))?;
     // A setting that has no flag, shortened to the demo's pace: DNS answer sets are
     // rebuilt after 2 s (not 5 s).
     if let Some(dns) = &mut config.dns {
@@ -311,25 +320,66 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         .db
         .clone()
         .unwrap_or_else(|| temp.path().join("demo.db"));
-    let sim = SimNetwork::start(SimConfig::mixed(
-        args.nodes.max(32),
-        DEMO_NETWORK.network().into(),
-        DEMO_NETWORK.default_port(),
-    ))
-    .context("cannot start the simulated network")?;
-    log::info!(
-        "demo: {} simulated nodes on 127.0.0.0/8 (seed {}), database {}",
-        sim.nodes().len(),
-        sim.seed(),
-        db.display()
-    );
-    let config = demo_config(args, &db, sim.seed())?;
+    let sim = SimNetwork::start(demo_network(args.nodes.max(32)))
+        .context("cannot start the simulated network")?;
+    let networks = demo_networks(&sim);
+    log::info!("demo: {}, database {}", describe(&sim), db.display());
+    let config = demo_config(args, &db, sim.seed(), networks)?;
     serve(&config, &demo_stop(args.duration)?)?;
     log::info!(
         "demo: look inside with `dnsseeder peers --db {}` (kept only with --db)",
         db.display()
     );
     Ok(())
+}
+
+/// The demo's simulated network: every behaviour, 15% of the nodes onion and 5% I2P
+/// (behind the proxies it runs), and 5% CJDNS when `fc00::/8` is routed to `lo`.
+fn demo_network(nodes: usize) -> SimConfig {
+    let mut config = SimConfig::mixed(
+        nodes,
+        DEMO_NETWORK.network().into(),
+        DEMO_NETWORK.default_port(),
+    );
+    config.place(Network::Onion, 0.15);
+    config.place(Network::I2p, 0.05);
+    match sim::cjdns_bindable() {
+        Ok(()) => config.place(Network::Cjdns, 0.05),
+        Err(e) => log::info!(
+            "demo: no CJDNS nodes ({e}); as root, `{}` adds them",
+            sim::CJDNS_ROUTE_COMMAND
+        ),
+    }
+    config
+}
+
+/// The routes to the demo's networks: its emulated Tor and I2P proxies, and CJDNS if it
+/// has such nodes.
+fn demo_networks(sim: &SimNetwork) -> Networks {
+    Networks {
+        proxy: None,
+        onion_proxy: sim.onion_proxy(),
+        i2p_proxy: sim.i2p_proxy(),
+        cjdns: sim.nodes().iter().any(|n| n.network == Network::Cjdns),
+    }
+}
+
+/// The demo's network in one line: nodes per network and the proxies' addresses.
+fn describe(sim: &SimNetwork) -> String {
+    let count = |network| sim.nodes().iter().filter(|n| n.network == network).count();
+    let at = |proxy: Option<SocketAddr>| proxy.map_or("-".to_owned(), |a| a.to_string());
+    format!(
+        "{} simulated nodes: {} on 127.0.0.0/8 (seed {}), {} onion behind the emulated Tor \
+         at {}, {} I2P behind the emulated I2P router at {}, {} CJDNS on fc00::/8",
+        sim.nodes().len(),
+        count(Network::Clear),
+        sim.seed(),
+        count(Network::Onion),
+        at(sim.onion_proxy()),
+        count(Network::I2p),
+        at(sim.i2p_proxy()),
+        count(Network::Cjdns)
+    )
 }
 
 /// The peer store as the DNS server's source of answer sets: one indexed query per
@@ -425,7 +475,7 @@ mod tests {
             dump_interval: Duration::from_secs(3600),
             dns: Some(dns),
         };
-        let config = demo_config(&args, db, seed).unwrap();
+        let config = demo_config(&args, db, seed, Networks::default()).unwrap();
         assert_eq!(format!("{config:?}"), format!("{expected:?}"));
     }
 }
