@@ -24,6 +24,7 @@ pub mod reliability;
 pub mod seeder;
 pub mod services;
 pub mod sim;
+pub mod socks5;
 pub mod store;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
