@@ -1,8 +1,8 @@
 //! Property tests that mirror the cargo-fuzz targets in `fuzz/` on stable Rust, so that
 //! `cargo test` keeps guarding the paths the fuzzers explored (see docs/SECURITY.md,
 //! "Fuzzing"): arbitrary bytes, and structured inputs that get past the first checks,
-//! through the P2P reader and conversation, the DNS responder and the dump importer,
-//! plus the peer-address text round trip and the service-flag parser.
+//! through the P2P reader and conversation, the DNS responder, the dump importer and the
+//! SOCKS5 client, plus the peer-address text round trip and the service-flag parser.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
@@ -31,6 +31,8 @@ use crate::p2p::{
     parse_header,
 };
 use crate::services;
+use crate::socks5::{SocksError, Target};
+use crate::testkit::socks5::{check_socks5_connect, check_socks5_reply};
 use crate::testkit::{
     ScriptedPeer, check_dns_response, check_dump_line, peer_handshake, raw_frame,
 };
@@ -472,5 +474,100 @@ proptest! {
         let names: Vec<&str> = picks.iter().map(|&i| services::NAMES[i].0).collect();
         let want = picks.iter().fold(0, |m, &i| m | services::NAMES[i].1);
         prop_assert_eq!(services::parse(&names.join(",")), Ok(want));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// SOCKS5: the fuzz target `socks5_reply`.
+
+const SOCKS_CHUNKS: [usize; 5] = [1, 2, 3, 7, usize::MAX];
+
+fn any_socks_target() -> impl Strategy<Value = Target> {
+    prop_oneof![
+        "[a-z2-7]{56}\\.onion".prop_map(|name| Target::Domain(name, 8333)),
+        "[a-z2-7]{52}\\.b32\\.i2p".prop_map(|name| Target::Domain(name, 0)),
+        any::<SocketAddr>().prop_map(Target::Ip),
+    ]
+}
+
+/// A CONNECT reply with mostly valid fields: code, reserved byte and address type each
+/// usually right, an address of the announced length, then `cut` bytes dropped from the end.
+fn any_reply() -> impl Strategy<Value = (Vec<u8>, u8, bool)> {
+    let code = prop_oneof![2 => Just(0u8), 1 => any::<u8>()];
+    let reserved = prop_oneof![4 => Just(0u8), 1 => any::<u8>()];
+    let atyp = prop_oneof![3 => prop::sample::select(vec![1u8, 3, 4]), 1 => any::<u8>()];
+    let cut = prop_oneof![3 => Just(0usize), 1 => 1..12usize];
+    (
+        code,
+        reserved,
+        atyp,
+        any::<u8>(),
+        any::<[u8; 255]>(),
+        any::<u16>(),
+        cut,
+    )
+        .prop_map(|(code, reserved, atyp, len, body, port, cut)| {
+            let address = match atyp {
+                1 => 4,
+                4 => 16,
+                3 => 1 + usize::from(len),
+                _ => 4,
+            };
+            let mut reply = vec![5, code, reserved, atyp, len];
+            reply.extend_from_slice(&body[..address - 1]);
+            reply.extend(port.to_be_bytes());
+            let cut = cut.min(reply.len());
+            let valid = code == 0 && reserved == 0 && [1, 3, 4].contains(&atyp) && cut == 0;
+            reply.truncate(reply.len() - cut);
+            (reply, code, valid)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn socks5_arbitrary_bytes_never_panic(
+        data in proptest::collection::vec(any::<u8>(), 0..600),
+        chunk in prop::sample::select(SOCKS_CHUNKS.to_vec()),
+        target in any_socks_target(),
+    ) {
+        check_socks5_reply(&data);
+        check_socks5_connect(&data, chunk, &target).ok();
+        let mut after_method = vec![5, 0];
+        after_method.extend(&data);
+        check_socks5_connect(&after_method, chunk, &target).ok();
+    }
+
+    /// Besides the checks of `check_socks5_connect`: a whole success reply is accepted
+    /// with the peer's bytes after it, and a failure code is reported as that code, even
+    /// in a reply cut short or otherwise malformed.
+    #[test]
+    fn socks5_structured_replies(
+        (reply, code, valid) in any_reply(),
+        trailing in proptest::collection::vec(any::<u8>(), 0..40),
+        chunk in prop::sample::select(SOCKS_CHUNKS.to_vec()),
+        target in any_socks_target(),
+    ) {
+        check_socks5_reply(&reply);
+        let mut script = vec![5, 0];
+        script.extend(&reply);
+        let result = check_socks5_connect(&script, chunk, &target);
+        prop_assert_eq!(result.is_ok(), valid, "{:?}", result);
+        if code != 0 && reply.len() >= 2 {
+            let peer = matches!(code, 0x03..=0x06 | 0xF0..=0xF7);
+            match &result {
+                Err(SocksError::Peer { code: c, .. }) => prop_assert!(peer && *c == code),
+                Err(e) => {
+                    let named = e.to_string().contains(&format!("{code:#04x}"));
+                    prop_assert!(!peer && named, "{}", e);
+                }
+                Ok(()) => prop_assert!(false, "success with code {code:#04x}"),
+            }
+        }
+        // The peer's bytes after the reply (or after a cut reply: they may complete it).
+        script.extend(&trailing);
+        let later = check_socks5_connect(&script, chunk, &target);
+        prop_assert!(later.is_ok() || !valid, "{:?}", later);
     }
 }

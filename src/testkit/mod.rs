@@ -1,8 +1,9 @@
 //! What the unit tests, the property tests (`src/proptests.rs`), the cargo-fuzz targets
 //! (`fuzz/`) and the integration tests share: an in-memory peer for the probe's
 //! conversation and the messages it says, the invariants they check of a DNS response and
-//! of a dump line, and a DNS client over real sockets ([`dns_client`]). One copy, so the
-//! fuzzers and the stable-Rust property tests that mirror them cannot drift apart.
+//! of a dump line, the SOCKS5 client's checks ([`socks5`]), and a DNS client over real
+//! sockets ([`dns_client`]). One copy, so the fuzzers and the stable-Rust property tests
+//! that mirror them cannot drift apart.
 //!
 //! It also holds [`ensure_cjdns_route`], which lets the simulated network's CJDNS nodes
 //! bind where the machine allows it, and [`generate`], the generator of realistic peer databases that the benches
@@ -16,6 +17,7 @@
 pub mod dns_client;
 pub mod generate;
 pub mod rng;
+pub mod socks5;
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
