@@ -6,7 +6,7 @@
 //! again opens it. Its networks wait meanwhile, due, and the peers' records are untouched;
 //! the scheduler keeps the other networks going.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,8 @@ pub struct ProxyGate {
     cap: usize,
     max_backoff: Duration,
     health: Mutex<Health>,
+    /// Probes queued for it or running through it now.
+    busy: AtomicUsize,
     /// Probes that failed because of the proxy itself (reason `proxy`).
     pub failures: AtomicU64,
     /// Probes it carried (whatever the peer did), and their time in all, microseconds.
@@ -55,6 +57,7 @@ impl ProxyGate {
                 backoff: FIRST_BACKOFF,
                 log: RateLimitedLog::new(Duration::from_secs(10)),
             }),
+            busy: AtomicUsize::new(0),
             failures: AtomicU64::new(0),
             carried: AtomicU64::new(0),
             carried_micros: AtomicU64::new(0),
@@ -69,6 +72,23 @@ impl ProxyGate {
             Some(until) if now < until => 0,
             Some(_) => 1,
         }
+    }
+
+    /// How many more probes may be queued for it now: its [`allowance`](Self::allowance)
+    /// less the probes queued or running.
+    pub fn room(&self, now: Instant) -> usize {
+        self.allowance(now)
+            .saturating_sub(self.busy.load(Ordering::Acquire))
+    }
+
+    /// A probe was queued for it (the scheduler).
+    pub fn reserve(&self) {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A probe through it ended, its socket closed (a worker).
+    pub fn release(&self) {
+        let _ = (self.busy).fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
     /// Whether it is closed to probes now (failed, backing off, or on trial).
@@ -158,6 +178,16 @@ mod tests {
         let g = gate(1.0);
         assert_eq!(g.allowance(Instant::now()), 8);
         assert!(!g.is_down());
+        for _ in 0..3 {
+            g.reserve();
+        }
+        assert_eq!(g.room(Instant::now()), 5);
+        g.release();
+        assert_eq!(g.room(Instant::now()), 6);
+        for _ in 0..10 {
+            g.release();
+        }
+        assert_eq!(g.room(Instant::now()), 8, "never below none busy");
     }
 
     #[test]

@@ -72,6 +72,16 @@ pub enum Route {
     },
 }
 
+impl Route {
+    /// The proxy this route goes through, if any.
+    pub fn proxy(&self) -> Option<ProxyKind> {
+        match self {
+            Route::Direct(_) => None,
+            Route::Socks { kind, .. } => Some(*kind),
+        }
+    }
+}
+
 impl Networks {
     /// The proxy of `kind`, if configured.
     pub fn proxy(&self, kind: ProxyKind) -> Option<SocketAddr> {

@@ -100,7 +100,7 @@ impl Scheduler {
         // then sees the new `next_try`) or waits until the selection is over. Released in
         // between, an address still due in the query's snapshot would be probed twice.
         let mut in_flight = lock(&self.in_flight);
-        let (families, mut proxy_room) = self.reachable_now(&in_flight);
+        let (families, mut proxy_room) = self.reachable_now();
         if families.is_empty() {
             return Ok(seeds);
         }
@@ -113,18 +113,15 @@ impl Scheduler {
     /// The families to select from now, and the room left in each proxy (by
     /// [`ProxyKind::index`]): a network without a route, or whose proxy is full or backing
     /// off, waits.
-    fn reachable_now(&self, in_flight: &HashSet<PeerAddr>) -> (FamilySet, [usize; 3]) {
-        let networks = &self.config.networks;
-        let mut families = networks.reachable();
+    fn reachable_now(&self) -> (FamilySet, [usize; 3]) {
+        let mut families = self.config.networks.reachable();
         let mut room = [usize::MAX; 3];
         let now = Instant::now();
         for kind in ProxyKind::ALL {
             let Some(gate) = self.gates.get(kind) else {
                 continue;
             };
-            let through = |a: &&PeerAddr| networks.proxy_for(a.family()) == Some(kind);
-            let busy = in_flight.iter().filter(through).count();
-            room[kind.index()] = gate.allowance(now).saturating_sub(busy);
+            room[kind.index()] = gate.room(now);
             if room[kind.index()] == 0 {
                 families = families.minus(kind.families());
             }
@@ -150,9 +147,8 @@ impl Scheduler {
                 last_getaddr: None,
             })
             .collect();
-        let mut in_flight = lock(&self.in_flight);
-        let (_, mut proxy_room) = self.reachable_now(&in_flight);
-        self.queue(due, &mut in_flight, take, &mut proxy_room)
+        let (_, mut proxy_room) = self.reachable_now();
+        self.queue(due, &mut lock(&self.in_flight), take, &mut proxy_room)
     }
 
     /// Queues up to `room` of `due` that are not in flight and fit in their proxy's
@@ -176,13 +172,16 @@ impl Scheduler {
             if !in_flight.insert(peer.addr) {
                 continue;
             }
-            if let Some(kind) = proxy {
-                proxy_room[kind.index()] -= 1;
-            }
             let addr = peer.addr;
             if self.jobs.try_send(peer).is_err() {
                 in_flight.remove(&addr);
                 break;
+            }
+            if let Some(kind) = proxy {
+                proxy_room[kind.index()] -= 1;
+                if let Some(gate) = self.gates.get(kind) {
+                    gate.reserve();
+                }
             }
             queued += 1;
         }

@@ -89,6 +89,9 @@ impl Worker {
             Route::Direct(sock) => p2p::probe(*sock, &opts),
             Route::Socks { at, target, .. } => p2p::probe_through(*at, target, &opts),
         });
+        if let Some(gate) = route.proxy().and_then(|kind| self.gates.get(kind)) {
+            gate.release();
+        }
         if !self.proxy_passed(&route, &outcome, started.elapsed()) {
             return None;
         }

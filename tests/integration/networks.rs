@@ -17,7 +17,7 @@ use hickory_proto::rr::RecordType;
 use crate::util::{DNS_FLAGS, Seeder, arg, crawl_args, heavy, run_ok};
 
 /// Probes in flight through each proxy at most (`--proxy-probes`).
-const CAP: u64 = 6;
+const CAP: u64 = 8;
 
 /// Rows of `db` among `addrs` that are good (0 while the file cannot be read).
 fn good_among(db: &Path, addrs: &[String]) -> HashSet<String> {
@@ -93,7 +93,7 @@ fn network_flags(sim: &SimNetwork, cjdns: bool) -> Vec<String> {
         "--threads".to_owned(),
         "64".to_owned(),
         "--retry-scale".to_owned(),
-        "0.001".to_owned(),
+        "0.005".to_owned(),
     ];
     if cjdns {
         flags.push("--cjdns-reachable".to_owned());
