@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::io::{self, ErrorKind};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -372,7 +372,10 @@ fn accept_all(listener: &TcpListener, node: usize, shared: &Arc<Shared>) -> bool
                 if is_direct_to_hidden(&shared.config, node, peer) {
                     shared.hidden_direct.fetch_add(1, Ordering::Relaxed);
                 }
-                let mut sources = shared.sources.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut sources = shared
+                    .sources
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 *sources.entry(peer.ip()).or_default() += 1;
                 spawn_connection(stream, peer, node, nth, shared);
             }

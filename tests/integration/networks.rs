@@ -56,9 +56,10 @@ fn wait_until_good(db: &Path, addrs: &[String], limit: Duration) -> Duration {
 
 /// The public addresses of the good nodes of `network`.
 fn good_of(sim: &SimNetwork, network: Network) -> Vec<String> {
-    let nodes = sim.nodes().iter().filter(|n: &&NodeSpec| {
-        n.network == network && n.behaviour == Behaviour::Good
-    });
+    let nodes = sim
+        .nodes()
+        .iter()
+        .filter(|n: &&NodeSpec| n.network == network && n.behaviour == Behaviour::Good);
     nodes.map(|n| n.public.to_string()).collect()
 }
 
@@ -78,7 +79,10 @@ fn hidden_network() -> (SimNetwork, bool) {
             false
         }
     };
-    (SimNetwork::start(config).expect("the simulated network starts"), cjdns)
+    (
+        SimNetwork::start(config).expect("the simulated network starts"),
+        cjdns,
+    )
 }
 
 /// The flags for the proxies the simulation runs, and CJDNS if routed.
@@ -138,9 +142,16 @@ fn hidden_networks_are_crawled_through_their_routes() {
         assert!(stats.requests > 0, "{network:?}: no request");
         assert_eq!(stats.ip_requests, 0, "{network:?}: a request named an IP");
         assert_eq!(stats.domain_requests, stats.requests, "{network:?}");
-        assert!(stats.max_in_flight <= CAP, "{network:?}: {stats:?} over the cap {CAP}");
+        assert!(
+            stats.max_in_flight <= CAP,
+            "{network:?}: {stats:?} over the cap {CAP}"
+        );
     }
-    assert_eq!(sim.hidden_direct_connections(), 0, "a hidden node was dialed directly");
+    assert_eq!(
+        sim.hidden_direct_connections(),
+        0,
+        "a hidden node was dialed directly"
+    );
     for line in seeder.log().iter().filter(|l| l.contains(" dial ")) {
         if line.contains(".onion:") || line.contains(".b32.i2p:") {
             assert!(line.contains(" via "), "dialed directly: {line}");
@@ -168,7 +179,9 @@ fn tor_stopped_mid_run(sim: &SimNetwork, db: &Path, seeder: &Seeder) {
     let counted = seeder.log().iter().rev().find_map(|l| {
         let (_, rest) = l.split_once("; by network: ")?;
         let (_, failures) = rest.split_once("; ")?;
-        failures.split_once(" proxy failures").map(|(n, _)| n.to_owned())
+        failures
+            .split_once(" proxy failures")
+            .map(|(n, _)| n.to_owned())
     });
     let counted: u64 = counted.and_then(|n| n.parse().ok()).unwrap_or(0);
     assert!(counted > 0, "the status line counts no proxy failure");
@@ -177,7 +190,10 @@ fn tor_stopped_mid_run(sim: &SimNetwork, db: &Path, seeder: &Seeder) {
     seeder.wait_for_log("answers again", Duration::from_secs(30));
     let start = Instant::now();
     while tor.stats().requests <= requests {
-        assert!(start.elapsed() < Duration::from_secs(30), "onion probes did not resume");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "onion probes did not resume"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     eprintln!("Tor down: {ipv4_tried} IPv4 peers probed meanwhile, {counted} proxy failures");
@@ -203,15 +219,22 @@ fn no_hidden_address_in_dns(sim: &SimNetwork, seeder: &Seeder) {
         .map(|n| n.addr.ip())
         .collect();
     let mut served = 0;
-    for (id, name) in ["seed.example.com", "x1.seed.example.com", "x9.seed.example.com"]
-        .iter()
-        .enumerate()
+    for (id, name) in [
+        "seed.example.com",
+        "x1.seed.example.com",
+        "x9.seed.example.com",
+    ]
+    .iter()
+    .enumerate()
     {
         for rtype in [RecordType::A, RecordType::AAAA] {
             let packet = query(id as u16, name, rtype, Some(4096));
             let answer = exchange(&socket, server, &packet).expect("an answer");
             for ip in addresses(&answer) {
-                assert!(clear.contains(&ip), "{name} {rtype}: {ip} is not a clear-net node");
+                assert!(
+                    clear.contains(&ip),
+                    "{name} {rtype}: {ip} is not a clear-net node"
+                );
                 served += 1;
             }
         }
@@ -259,15 +282,27 @@ for (net, good), n in sorted(counts.items()):
         .output()
         .expect("python3 runs");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let good_in = |net: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{net} 1 ")))
             .map_or(0, |n| n.trim().parse::<usize>().unwrap())
     };
     eprintln!("dump by network and good flag:\n{text}");
-    for (net, network) in [("onion", Network::Onion), ("i2p", Network::I2p), ("cjdns", Network::Cjdns)] {
+    for (net, network) in [
+        ("onion", Network::Onion),
+        ("i2p", Network::I2p),
+        ("cjdns", Network::Cjdns),
+    ] {
         let expected = good_of(sim, network).len();
-        assert!(good_in(net) * 100 >= expected * 95, "{net}: {} good lines of {expected}", good_in(net));
+        assert!(
+            good_in(net) * 100 >= expected * 95,
+            "{net}: {} good lines of {expected}",
+            good_in(net)
+        );
     }
 }

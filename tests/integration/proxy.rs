@@ -36,7 +36,9 @@ impl Microsocks {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| {
-                format!("microsocks does not start ({e}): install it with `apt-get install microsocks`")
+                format!(
+                    "microsocks does not start ({e}): install it with `apt-get install microsocks`"
+                )
             })?;
         let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
         let started = Microsocks { child, addr };
@@ -87,7 +89,10 @@ fn every_ipv4_probe_goes_through_microsocks() {
         "--retry-scale",
         "0.001",
     ];
-    let seeder = Seeder::start(&crawl_args(arg(&db), &seed, &extra), "info,dnsseeder::p2p=debug");
+    let seeder = Seeder::start(
+        &crawl_args(arg(&db), &seed, &extra),
+        "info,dnsseeder::p2p=debug",
+    );
     let good: Vec<String> = (sim.nodes().iter())
         .filter(|n| n.behaviour == Behaviour::Good)
         .map(|n| n.addr.to_string())
@@ -109,12 +114,23 @@ fn every_ipv4_probe_goes_through_microsocks() {
         .filter(|l| l.contains(" dial "))
         .collect();
     assert!(dials.len() >= good.len(), "{} dials", dials.len());
-    let direct: Vec<&String> = dials.iter().filter(|l| !l.ends_with(&format!(" via {proxy_flag}"))).collect();
+    let direct: Vec<&String> = dials
+        .iter()
+        .filter(|l| !l.ends_with(&format!(" via {proxy_flag}")))
+        .collect();
     assert!(direct.is_empty(), "dialed without the proxy: {direct:?}");
     let sources = sim.connection_sources();
     eprintln!("connections accepted by source: {sources:?}");
-    assert!(sources.get(&IpAddr::V4(PROXY_SOURCE)).is_some_and(|&n| n > 0));
-    assert_eq!(sources.len(), 1, "a node saw a connection from elsewhere: {sources:?}");
+    assert!(
+        sources
+            .get(&IpAddr::V4(PROXY_SOURCE))
+            .is_some_and(|&n| n > 0)
+    );
+    assert_eq!(
+        sources.len(),
+        1,
+        "a node saw a connection from elsewhere: {sources:?}"
+    );
 }
 
 /// How many of `addrs` are good in `db`.
