@@ -198,7 +198,7 @@ fn write_stats_json(s: &Summary, out: &mut impl Write) -> anyhow::Result<()> {
 }
 
 fn write_stats_table(s: &Summary, out: &mut impl Write) -> std::io::Result<()> {
-    writeln!(out, "known        {}", s.known)?;
+    writeln!(out, "known          {}", s.known)?;
     for (name, n) in [
         ("good", s.good),
         ("reachable", s.reachable),
@@ -207,15 +207,15 @@ fn write_stats_table(s: &Summary, out: &mut impl Write) -> std::io::Result<()> {
         ("banned", s.banned),
         ("tried (1h)", s.tried_last_hour),
     ] {
-        writeln!(out, "  {name:<11}{n}")?;
+        writeln!(out, "  {name:<13}{n}")?;
     }
-    writeln!(out, "by network   known / good")?;
+    writeln!(out, "by network     known / good")?;
     for (family, known, good) in &s.by_family {
-        writeln!(out, "  {:<11}{known} / {good}", family.name())?;
+        writeln!(out, "  {:<13}{known} / {good}", family.name())?;
     }
     writeln!(out, "last errors")?;
     for (error, n) in &s.by_error {
-        writeln!(out, "  {error:<11}{n}")?;
+        writeln!(out, "  {error:<13}{n}")?;
     }
     Ok(())
 }

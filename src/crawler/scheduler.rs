@@ -172,16 +172,17 @@ impl Scheduler {
             if !in_flight.insert(peer.addr) {
                 continue;
             }
+            // Reserved before it is sent: a worker may probe it and release it at once.
+            let gate = proxy.and_then(|kind| self.gates.get(kind));
+            gate.inspect(|g| g.reserve());
             let addr = peer.addr;
             if self.jobs.try_send(peer).is_err() {
                 in_flight.remove(&addr);
+                gate.inspect(|g| g.release());
                 break;
             }
             if let Some(kind) = proxy {
                 proxy_room[kind.index()] -= 1;
-                if let Some(gate) = self.gates.get(kind) {
-                    gate.reserve();
-                }
             }
             queued += 1;
         }

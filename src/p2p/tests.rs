@@ -537,3 +537,85 @@ fn messages_that_arrive_together_are_read_in_one_call() {
     // One timeout per read and one per write (`version` and `sendaddrv2` go in one write).
     assert_eq!(timeouts, reads + writes - 1);
 }
+
+/// A one-shot SOCKS5 proxy on loopback: accepts one client, answers the greeting, reads the
+/// CONNECT request and replies `reply`, then (after a success) plays the peer `script`.
+/// Returns its address and the request it received.
+fn socks_proxy(reply: Vec<u8>, script: Vec<u8>) -> (SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut greeting = [0u8; 3];
+        s.read_exact(&mut greeting).unwrap();
+        s.write_all(&[5, 0]).unwrap();
+        let mut request = vec![0u8; 5];
+        s.read_exact(&mut request).unwrap();
+        let rest = match request[3] {
+            1 => 4 + 2 - 1,
+            4 => 16 + 2 - 1,
+            _ => usize::from(request[4]) + 2,
+        };
+        let mut tail = vec![0u8; rest];
+        s.read_exact(&mut tail).unwrap();
+        request.extend(tail);
+        s.write_all(&reply).unwrap();
+        if reply[1] == 0 {
+            s.write_all(&script).unwrap();
+            let mut sink = [0u8; 4096];
+            while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+        }
+        request
+    });
+    (addr, handle)
+}
+
+#[test]
+fn probe_through_a_proxy_sends_the_name_and_converses() {
+    let success = vec![5, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    let (proxy, server) = socks_proxy(success, handshake());
+    let name = "expyuzz4wqqyqhjn.onion".to_owned();
+    let target = crate::socks5::Target::Domain(name.clone(), 8333);
+    let mut opts = ProbeOptions::new(magic());
+    opts.getaddr = false;
+    let info = probe_through(proxy, &target, &opts).unwrap();
+    assert_eq!(info.version, 70016);
+    let request = server.join().unwrap();
+    assert_eq!(&request[..5], &[5, 1, 0, 3, name.len() as u8]);
+    assert_eq!(
+        &request[5..5 + name.len()],
+        name.as_bytes(),
+        "the name, unresolved"
+    );
+}
+
+#[test]
+fn the_proxys_failures_and_the_peers_are_told_apart() {
+    let target = crate::socks5::Target::Domain("a.onion".to_owned(), 8333);
+    let opts = ProbeOptions::new(magic());
+    let reply = |code: u8| vec![5, code, 0, 1, 0, 0, 0, 0, 0, 0];
+    for (code, reason) in [
+        (0x05, "refused"),
+        (0x04, "unreachable"),
+        (0xf0, "unreachable"),
+        (0x01, "proxy"),
+    ] {
+        let (proxy, server) = socks_proxy(reply(code), Vec::new());
+        let err = probe_through(proxy, &target, &opts).unwrap_err();
+        assert_eq!(err.reason(), reason, "code {code:#x}: {err}");
+        assert_eq!(err.is_proxy_failure(), reason == "proxy");
+        server.join().unwrap();
+    }
+    // Nothing listens: the proxy is down, not the peer.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let err = probe_through(closed, &target, &opts).unwrap_err();
+    assert!(err.is_proxy_failure(), "{err}");
+    // A forbidden IP target is refused before the proxy is contacted.
+    let forbidden = crate::socks5::Target::Ip("0.0.0.0:8333".parse().unwrap());
+    let err = probe_through(closed, &forbidden, &opts).unwrap_err();
+    assert_eq!(err.reason(), "forbidden");
+}

@@ -352,7 +352,7 @@ fn stats_and_network_filter() {
     let limited = run_ok(&["peers", "--db", arg(&db), "--limit", "7"]);
     assert_eq!(limited.lines().count(), 8, "header and seven rows");
     let table = run_ok(&["stats", "--db", arg(&db)]);
-    assert!(table.starts_with("known        500"), "{table}");
+    assert!(table.starts_with("known          500"), "{table}");
 }
 
 /// A database filled by the test kit's generator reads back through the real binary:

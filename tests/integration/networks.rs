@@ -120,7 +120,7 @@ fn hidden_networks_are_crawled_through_their_routes() {
     let seed = sim.seed().to_string();
     let flags = network_flags(&sim, cjdns);
     let extra: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let seeder = Seeder::start(
+    let mut seeder = Seeder::start(
         &crawl_args(arg(&db), &seed, &extra),
         "info,dnsseeder::p2p=debug",
     );
@@ -157,7 +157,67 @@ fn hidden_networks_are_crawled_through_their_routes() {
             assert!(line.contains(" via "), "dialed directly: {line}");
         }
     }
+    // The rest reads a database that no longer changes.
+    seeder.signal("TERM");
+    assert!(seeder.wait_exit(Duration::from_secs(10)).0.success());
     dump_lines_are_makeseeds_lines(&db, &sim);
+    cli_shows_each_network(&db, cjdns);
+}
+
+/// `peers --network NAME --good` lists exactly the good rows of that network (from the
+/// seeder's own database, read with SQL), and `stats` has a line per network.
+fn cli_shows_each_network(db: &Path, cjdns: bool) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let networks: &[(&str, i64)] = if cjdns {
+        &[("onion", 3), ("i2p", 4), ("cjdns", 5)]
+    } else {
+        &[("onion", 3), ("i2p", 4)]
+    };
+    let stats = run_ok(&["stats", "--db", arg(db)]);
+    for &(name, family) in networks {
+        let args = [
+            "peers",
+            "--db",
+            arg(db),
+            "--network",
+            name,
+            "--good",
+            "--format",
+            "json",
+        ];
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&run_ok(&args)).unwrap();
+        let listed: HashSet<String> = (rows.iter())
+            .map(|r| r["address"].as_str().unwrap().to_owned())
+            .collect();
+        let mut stmt = conn
+            .prepare("SELECT address FROM peers WHERE good = 1 AND family = ?1")
+            .unwrap();
+        let expected: HashSet<String> = (stmt.query_map([family], |r| r.get(0)).unwrap())
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(!expected.is_empty(), "no good {name} peer");
+        assert_eq!(listed, expected, "peers --network {name} --good");
+        assert!(rows.iter().all(|r| r["network"] == name));
+        let line = format!(
+            "  {name:<13}{} / {}",
+            count(&conn, family, false),
+            expected.len()
+        );
+        assert!(
+            stats.contains(&line),
+            "stats has no line {line:?}:\n{stats}"
+        );
+    }
+}
+
+/// Rows of `family` (good ones only if `good`).
+fn count(conn: &rusqlite::Connection, family: i64, good: bool) -> usize {
+    conn.query_row(
+        "SELECT count(*) FROM peers WHERE family = ?1 AND (good = 1 OR NOT ?2)",
+        rusqlite::params![family, good],
+        |r| r.get(0),
+    )
+    .unwrap()
 }
 
 /// Stops the emulated Tor for a while: the good onion peers stay good, the failures are

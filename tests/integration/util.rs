@@ -164,6 +164,9 @@ impl Drop for Seeder {
                 .log
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(path) = std::env::var_os("DNSSEEDER_TEST_LOG") {
+                let _ = std::fs::write(path, log.join("\n"));
+            }
             let tail = log.len().saturating_sub(200);
             eprintln!(
                 "---- seeder log (last {} of {} lines) ----",
