@@ -197,18 +197,7 @@ impl Crawler {
     pub fn start(config: CrawlConfig) -> anyhow::Result<Crawler> {
         let (writer_store, scheduler_store) = open_stores(&config)?;
         let threads = config.threads.max(1);
-        let mut crawler = Crawler {
-            stop: Arc::new(AtomicBool::new(false)),
-            threads: Vec::with_capacity(threads + 2),
-            counters: Arc::new(CrawlCounters::default()),
-            pace: Arc::new(pace::InstantPace::new(INSTANT_FAILURES_PER_SEC)),
-            gates: Arc::new(ProxyGates::new(
-                &config.networks,
-                config.proxy_probes,
-                config.policy.scale,
-            )),
-            in_flight: InFlight::default(),
-        };
+        let mut crawler = Crawler::new(&config);
         let (job_tx, job_rx) = bounded::<DuePeer>(threads * 2);
         // Small: each result may carry 2500 learned addresses, and a slow writer should
         // slow the workers down rather than let memory grow.
@@ -236,6 +225,23 @@ impl Crawler {
         );
         crawler.spawn("scheduler", WRITER_NICE, move || scheduler.run())?;
         Ok(crawler)
+    }
+
+    /// The shared state, before any thread runs.
+    fn new(config: &CrawlConfig) -> Crawler {
+        let scale = config.policy.scale;
+        Crawler {
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::with_capacity(config.threads + 2),
+            counters: Arc::new(CrawlCounters::default()),
+            pace: Arc::new(pace::InstantPace::new(INSTANT_FAILURES_PER_SEC)),
+            gates: Arc::new(ProxyGates::new(
+                &config.networks,
+                config.proxy_probes,
+                scale,
+            )),
+            in_flight: InFlight::default(),
+        }
     }
 
     fn worker(

@@ -172,13 +172,7 @@ impl Scheduler {
             if !in_flight.insert(peer.addr) {
                 continue;
             }
-            // Reserved before it is sent: a worker may probe it and release it at once.
-            let gate = proxy.and_then(|kind| self.gates.get(kind));
-            gate.inspect(|g| g.reserve());
-            let addr = peer.addr;
-            if self.jobs.try_send(peer).is_err() {
-                in_flight.remove(&addr);
-                gate.inspect(|g| g.release());
+            if !self.send(peer, in_flight, proxy) {
                 break;
             }
             if let Some(kind) = proxy {
@@ -187,6 +181,26 @@ impl Scheduler {
             queued += 1;
         }
         queued
+    }
+
+    /// Sends `peer`, marked in flight, to the workers with a slot of its proxy; unmarks it
+    /// and returns `false` when the queue is full.
+    fn send(
+        &self,
+        peer: DuePeer,
+        in_flight: &mut HashSet<PeerAddr>,
+        proxy: Option<ProxyKind>,
+    ) -> bool {
+        // Reserved before it is sent: a worker may probe it and release the slot at once.
+        let gate = proxy.and_then(|kind| self.gates.get(kind));
+        gate.inspect(|g| g.reserve());
+        let addr = peer.addr;
+        if self.jobs.try_send(peer).is_err() {
+            in_flight.remove(&addr);
+            gate.inspect(|g| g.release());
+            return false;
+        }
+        true
     }
 
     /// Probes `--seed` and DNS seeds first: at start, and again while too few peers

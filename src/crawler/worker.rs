@@ -95,11 +95,20 @@ impl Worker {
         if !self.proxy_passed(&route, &outcome, started.elapsed()) {
             return None;
         }
+        Some(self.result(&job.addr, outcome))
+    }
+
+    /// The result of a probe of `addr` that ended now, and the gossip it admits.
+    fn result(
+        &self,
+        addr: &PeerAddr,
+        outcome: Result<PeerInfo, ProbeError>,
+    ) -> (ProbeResult, Vec<NewPeer>) {
         let time = unix_now();
         let (outcome, asked_getaddr, learned) = match outcome {
-            Ok(info) => self.answered(&job.addr, info, time),
+            Ok(info) => self.answered(addr, info, time),
             Err(e) => {
-                log::debug!("{} failed: {e}", job.addr);
+                log::debug!("{addr} failed: {e}");
                 let outcome = Outcome::Failure {
                     reason: e.reason(),
                     violation: e.is_violation(),
@@ -108,12 +117,12 @@ impl Worker {
             }
         };
         let result = ProbeResult {
-            addr: job.addr,
+            addr: *addr,
             time,
             outcome,
             asked_getaddr,
         };
-        Some((result, learned))
+        (result, learned)
     }
 
     /// Tells the proxy's gate how a probe through it went (and how long it took); `false`
