@@ -6,7 +6,8 @@
 //!   docs/PERFORMANCE.md;
 //! - `good_ips_1m/*`: the DNS cache rebuild, every good IPv4 peer having a service mask,
 //!   from 1M rows of which 50k are good (target: 20 ms per call);
-//! - `due_1m`: the scheduler taking 1000 due addresses from the same 1M rows.
+//! - `due_1m`: the scheduler taking 1000 due addresses from the same 1M rows;
+//!   `due_1m_without_onion` the same with the onion rows skipped (the Tor proxy full or down).
 //!
 //! Each database is built once per process in a temporary directory. Before measuring,
 //! the query plans of the DNS and scheduler queries are printed (and checked to use their
@@ -31,7 +32,7 @@ use criterion::measurement::WallTime;
 use criterion::{
     BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
 };
-use dnsseeder::addr::{Family, Host, PeerAddr};
+use dnsseeder::addr::{Family, FamilySet, Host, PeerAddr};
 use dnsseeder::crawler::{NewPeer, Policy, SourceGroup};
 use dnsseeder::store::Store;
 use explain::explain_queries;
@@ -141,6 +142,12 @@ fn queries(c: &mut Criterion) {
     c.bench_function("due_1m/1000", |b| {
         let store = big_db(&mut db);
         b.iter(|| store.due(black_box(NOW), 1000).expect("due runs"));
+    });
+    // As the scheduler asks while the Tor proxy is full or down: onion rows skipped.
+    c.bench_function("due_1m_without_onion/1000", |b| {
+        let store = big_db(&mut db);
+        let clear = FamilySet::ALL.without(Family::Onion);
+        b.iter(|| store.due_in(black_box(NOW), 1000, clear).expect("due runs"));
     });
     if let Some((_, store)) = &mut db {
         writer_at_1m(store);
