@@ -273,7 +273,7 @@ pub fn probe_through(
         Target::Domain(_, port) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), *port),
     };
     let start = Instant::now();
-    log::debug!("dial {} via {proxy}", target_text(target));
+    log::debug!("dial {target} via {proxy}");
     let mut stream = TcpStream::connect_timeout(&proxy, opts.connect_timeout)
         .map_err(|e| ProbeError::Proxy(format!("cannot connect to it: {e}")))?;
     stream.set_nodelay(true).map_err(ProbeError::Io)?;
@@ -288,14 +288,6 @@ pub fn probe_through(
     let result = converse(&mut stream, peer, opts, Instant::now() + opts.deadline);
     let _ = stream.shutdown(std::net::Shutdown::Both);
     result
-}
-
-/// A SOCKS5 target as logs show it (`name:port`, or the socket address).
-fn target_text(target: &Target) -> String {
-    match target {
-        Target::Domain(name, port) => format!("{name}:{port}"),
-        Target::Ip(sock) => sock.to_string(),
-    }
 }
 
 /// Runs the handshake and address collection on a stream that has just opened: the
