@@ -10,44 +10,7 @@ use dnsseeder::sim::{Behaviour, SimConfig, SimNetwork};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
-use crate::util::{Seeder, arg, crawl_args, heavy};
-
-/// How many of `addrs` are good in the database at `db` (0 while it cannot be read).
-fn good_among(db: &std::path::Path, addrs: &[String]) -> usize {
-    let Ok(conn) = rusqlite::Connection::open(db) else {
-        return 0;
-    };
-    let good: rusqlite::Result<usize> = conn.query_row(
-        "SELECT count(*) FROM peers WHERE good = 1 AND address IN \
-         (SELECT value FROM json_each(?1))",
-        [serde_json::to_string(addrs).expect("addresses as JSON")],
-        |r| r.get(0),
-    );
-    good.unwrap_or(0)
-}
-
-/// Polls until at least `percent` of `addrs` are good; returns how long it took, or fails
-/// the test after `limit`.
-fn wait_until_good(
-    db: &std::path::Path,
-    addrs: &[String],
-    percent: usize,
-    limit: Duration,
-) -> Duration {
-    let start = Instant::now();
-    loop {
-        let good = good_among(db, addrs);
-        if good * 100 >= addrs.len() * percent {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "only {good} of {} good nodes good after {limit:?}",
-            addrs.len()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
+use crate::util::{Seeder, arg, crawl_args, heavy, wait_until_good};
 
 fn good_nodes(sim: &SimNetwork) -> Vec<String> {
     let nodes = sim

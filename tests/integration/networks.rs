@@ -14,7 +14,7 @@ use dnsseeder::sim::{Behaviour, Network, NodeSpec, SimConfig, SimNetwork};
 use dnsseeder::testkit::dns_client::{addresses, client, exchange, query};
 use hickory_proto::rr::RecordType;
 
-use crate::util::{DNS_FLAGS, Seeder, arg, crawl_args, heavy, run_ok};
+use crate::util::{DNS_FLAGS, Seeder, arg, crawl_args, heavy, run_ok, wait_until_good};
 
 /// Probes in flight through each proxy at most (`--proxy-probes`).
 const CAP: u64 = 8;
@@ -35,23 +35,6 @@ fn good_among(db: &Path, addrs: &[String]) -> HashSet<String> {
                 .collect::<rusqlite::Result<HashSet<String>>>()
         });
     rows.unwrap_or_default()
-}
-
-/// Waits until at least 95% of `addrs` are good; fails the test after `limit`.
-fn wait_until_good(db: &Path, addrs: &[String], limit: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        let good = good_among(db, addrs).len();
-        if good * 100 >= addrs.len() * 95 {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "only {good} of {} good hidden nodes good after {limit:?}",
-            addrs.len()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 /// The public addresses of the good nodes of `network`.
@@ -127,7 +110,7 @@ fn hidden_networks_are_crawled_through_their_routes() {
     let mut hidden = good_of(&sim, Network::Onion);
     hidden.extend(good_of(&sim, Network::I2p));
     hidden.extend(good_of(&sim, Network::Cjdns));
-    let took = wait_until_good(&db, &hidden, Duration::from_secs(120));
+    let took = wait_until_good(&db, &hidden, 95, Duration::from_secs(120));
     eprintln!(
         "95% of {} good onion, I2P and CJDNS nodes good after {:.1} s",
         hidden.len(),

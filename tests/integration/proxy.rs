@@ -10,7 +10,7 @@ use bitcoin::Network;
 use bitcoin::p2p::Magic;
 use dnsseeder::sim::{Behaviour, SimConfig, SimNetwork};
 
-use crate::util::{Seeder, arg, crawl_args, heavy};
+use crate::util::{Seeder, arg, crawl_args, heavy, wait_until_good};
 
 /// The address microsocks binds its outgoing connections to: the nodes tell its
 /// connections from any the seeder would make itself (from 127.0.0.1).
@@ -97,19 +97,7 @@ fn every_ipv4_probe_goes_through_microsocks() {
         .filter(|n| n.behaviour == Behaviour::Good)
         .map(|n| n.addr.to_string())
         .collect();
-    let start = Instant::now();
-    loop {
-        let n = good_count(&db, &good);
-        if n * 100 >= good.len() * 95 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "{n} of {} good nodes good through microsocks",
-            good.len()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    wait_until_good(&db, &good, 95, Duration::from_secs(90));
     let dials: Vec<String> = (seeder.log().into_iter())
         .filter(|l| l.contains(" dial "))
         .collect();
@@ -131,17 +119,4 @@ fn every_ipv4_probe_goes_through_microsocks() {
         1,
         "a node saw a connection from elsewhere: {sources:?}"
     );
-}
-
-/// How many of `addrs` are good in `db`.
-fn good_count(db: &std::path::Path, addrs: &[String]) -> usize {
-    let Ok(conn) = rusqlite::Connection::open(db) else {
-        return 0;
-    };
-    conn.query_row(
-        "SELECT count(*) FROM peers WHERE good = 1 AND address IN (SELECT value FROM json_each(?1))",
-        [serde_json::to_string(addrs).unwrap()],
-        |r| r.get(0),
-    )
-    .unwrap_or(0)
 }

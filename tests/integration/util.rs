@@ -238,3 +238,40 @@ pub fn crawl_args<'a>(db: &'a str, seed: &'a str, extra: &[&'a str]) -> Vec<&'a 
     args.extend_from_slice(extra);
     args
 }
+
+/// How many of `addrs` are good in the database at `db` (0 while it cannot be read).
+pub fn good_count(db: &std::path::Path, addrs: &[String]) -> usize {
+    let Ok(conn) = rusqlite::Connection::open(db) else {
+        return 0;
+    };
+    let good: rusqlite::Result<usize> = conn.query_row(
+        "SELECT count(*) FROM peers WHERE good = 1 AND address IN \
+         (SELECT value FROM json_each(?1))",
+        [serde_json::to_string(addrs).expect("addresses as JSON")],
+        |r| r.get(0),
+    );
+    good.unwrap_or(0)
+}
+
+/// Polls until at least `percent` of `addrs` are good; returns how long it took, or fails
+/// the test after `limit`.
+pub fn wait_until_good(
+    db: &std::path::Path,
+    addrs: &[String],
+    percent: usize,
+    limit: std::time::Duration,
+) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    loop {
+        let good = good_count(db, addrs);
+        if good * 100 >= addrs.len() * percent {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "only {good} of {} good nodes good after {limit:?}",
+            addrs.len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
