@@ -15,6 +15,19 @@
 //! raised). Before issue 11 a probe had no handshake timeout and a 1 s grace:
 //! `--handshake-timeout 2 --addr-grace 1` measures that.
 //!
+//! With `--onion F`, that share of each kind of node (silent ones included) lives on Tor: it
+//! is gossiped by its `.onion` name and reachable only through the emulated Tor proxy the
+//! simulated network runs (each CONNECT waits `--circuit-delay`, a circuit being built),
+//! which the crawler gets as its `--onion-proxy`, with at most `--proxy-probes` probes in
+//! flight through it. The pass then has a second bound: the proxy's own share, the onion
+//! probes' time divided by `--proxy-probes`. The bench prints it next to the pool's ideal,
+//! the pass's ratio to the larger of the two, the proxy's requests and most sessions open
+//! at once (which must stay within the cap), how many of the gate's slots were held on
+//! average (by probes queued or running) against the probes running, and the mean onion
+//! probe against the mean of all. Every other `Good` node also gossips an onion name no
+//! node has (the simulated network's poison): with a proxy those are dialed too, through
+//! the same slots, and the emulated Tor refuses them at once.
+//!
 //! It also reports the CPU per probe (the process, and split by thread role: crawler
 //! workers, writer, scheduler, the simulated network, the bench's own polling), the writer's
 //! batch sizes (from the crawler's counters) and the peak of open file descriptors (each
@@ -24,10 +37,14 @@
 //! cargo bench --bench crawl                                   # 5000 nodes, 10% silent, 256 threads
 //! cargo bench --bench crawl -- --nodes 20000 --threads 512 --silent 0.1 --dead 0.1
 //! cargo bench --bench crawl -- --probe-timeout 20              # the seeder's own timeouts
+//! cargo bench --bench crawl -- --onion 0.2                     # 20% on Tor, 32 probes through it
+//! cargo bench --bench crawl -- --onion 0.2 --proxy-probes 8    # the proxy's cap sets the pass
 //! ```
 //! Flags (each also an environment variable `CRAWL_<NAME>`): `--nodes`, `--threads`,
 //! `--silent`, `--dead`, `--probe-timeout` (s), `--connect-timeout` (s),
-//! `--handshake-timeout` (s), `--addr-grace` (s), `--max-secs` (give up after this long).
+//! `--handshake-timeout` (s), `--addr-grace` (s), `--max-secs` (give up after this long),
+//! `--onion` (fraction on Tor, default 0), `--proxy-probes` (default 32), `--circuit-delay`
+//! (s, default 0.02).
 
 #[path = "common/flags.rs"]
 mod flags;
@@ -39,7 +56,6 @@ mod run;
 mod threads;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -48,9 +64,11 @@ use std::time::{Duration, Instant};
 use bitcoin::Network;
 use bitcoin::p2p::Magic;
 
-use dnsseeder::crawler::{CrawlConfig, CrawlCounters, Crawler, Networks, Policy};
+use dnsseeder::crawler::{
+    CrawlConfig, CrawlCounters, Crawler, Networks, Policy, ProxyGate, ProxyGates, ProxyKind,
+};
 use dnsseeder::p2p::ProbeOptions;
-use dnsseeder::sim::{SimConfig, SimNetwork};
+use dnsseeder::sim::{Network as SimNet, ProxyStats, SimConfig, SimNetwork, SimProxy};
 use rusqlite::{Connection, OpenFlags, Statement, params};
 
 /// Regtest's default P2P port.
@@ -72,6 +90,12 @@ flags::params! {
     /// The seeder's default (`DEFAULT_ADDR_GRACE`).
     addr_grace: f64 = 0.25;
     max_secs: f64 = 600.0;
+    /// The share of the nodes on Tor (0: none, no proxy).
+    onion: f64 = 0.0;
+    /// The seeder's default (`--proxy-probes`).
+    proxy_probes: usize = 32;
+    /// The emulated Tor's wait before each CONNECT reply (`SimConfig`'s default).
+    circuit_delay: f64 = 0.02;
 }
 
 impl Params {
@@ -84,9 +108,12 @@ impl Params {
             || p.silent + p.dead >= 1.0
             || p.probe_timeout <= 0.0
             || p.handshake_timeout <= 0.0
+            || p.onion > 1.0
+            || p.proxy_probes == 0
         {
             return Err("need --nodes >= 2, --threads >= 1, --silent + --dead < 1, \
-                        --probe-timeout > 0, --handshake-timeout > 0"
+                        --probe-timeout > 0, --handshake-timeout > 0, --onion <= 1, \
+                        --proxy-probes >= 1"
                 .to_owned());
         }
         Ok(Params {
@@ -102,8 +129,9 @@ struct Sample {
     at: Duration,
     known: u64,
     probed: u64,
-    /// Probes in flight, and results committed, by the crawler's counters.
+    /// Probes in flight, probes finished, and results committed, by the crawler's counters.
     in_flight: usize,
+    probes: u64,
     committed: u64,
 }
 
@@ -128,6 +156,35 @@ struct Timeline {
     samples: u64,
     /// Most open file descriptors seen (sampled every 2 s and at the end).
     peak_fds: u64,
+    /// The onion probes' side of the pass (with `--onion`).
+    onion: OnionTimeline,
+}
+
+/// How the onion probes went through the pass, sampled with the database.
+#[derive(Debug, Default)]
+struct OnionTimeline {
+    /// The proxy's use from the first onion job queued while the other probes ran, then
+    /// after they were done.
+    during: Occupancy,
+    after: Occupancy,
+    /// When the gate first held a slot.
+    first_job: Option<Duration>,
+    /// When the counters first showed as many other probes as other nodes, and the onion
+    /// probes carried by then.
+    clear_done: Option<Duration>,
+    carried_at_clear: u64,
+    /// Onion probes carried at the last sample, and when that count last grew.
+    carried: u64,
+    last_carried: Option<Duration>,
+}
+
+/// Sums over samples of the gate's slots held (probes queued or running through the
+/// proxy) and of the sessions open at the emulated Tor.
+#[derive(Debug, Default, Clone, Copy)]
+struct Occupancy {
+    held: f64,
+    sessions: f64,
+    samples: u64,
 }
 
 fn main() -> ExitCode {
@@ -140,32 +197,48 @@ fn main() -> ExitCode {
 /// Runs the bench; returns whether the pass completed.
 fn bench(p: &Params) -> Result<bool, String> {
     let magic = Magic::from(Network::Regtest);
-    let sim = SimNetwork::start(SimConfig::with_fractions(
-        p.nodes, p.silent, p.dead, magic, PORT,
-    ))
-    .map_err(|e| format!("cannot start the simulated network: {e}"))?;
-    let nodes: Vec<String> = sim.nodes().iter().map(|n| n.addr.to_string()).collect();
+    let sim = SimNetwork::start(sim_config(p, magic))
+        .map_err(|e| format!("cannot start the simulated network: {e}"))?;
+    // Onion nodes are stored by their `.onion` name.
+    let nodes: Vec<String> = sim.nodes().iter().map(|n| n.public.to_string()).collect();
     let dir = tempfile::tempdir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
     let db = dir.path().join("crawl.db");
-    let config = crawl_config(p, magic, &db, sim.seed());
+    let config = crawl_config(p, magic, &db, &sim);
     let cpu_before = Cpu::now();
     let started = Instant::now();
     let crawler = Crawler::start(config).map_err(|e| format!("cannot start the crawler: {e:#}"))?;
     let conn = watch_connection(&db, &nodes)?;
-    let counters = crawler.counters.clone();
-    let timeline = poll(&conn, &counters, p, &nodes, started)?;
+    let (counters, gates) = (crawler.counters.clone(), crawler.gates.clone());
+    let onion = OnionWatch::new(&gates, &sim, p.proxy_probes);
+    let timeline = poll(&conn, &counters, p, &nodes, started, onion.as_ref())?;
     // Snapshot everything at the end of the pass, before stopping anything.
     let snapshot = Snapshot::take(&counters, &cpu_before, &timeline);
+    let tor = onion.as_ref().map(OnionWatch::snapshot);
     let listeners = sim_listeners(&sim);
     crawler.stop();
     sim.shutdown();
     report(p, &timeline, &snapshot, nodes.len(), listeners);
+    if let Some(tor) = &tor {
+        report_onion(p, &timeline, &snapshot, tor);
+    }
     Ok(timeline.all_probed.is_some())
 }
 
+/// The simulated network: `--nodes` with the `--silent` and `--dead` shares, and the
+/// `--onion` share of each kind on Tor behind a proxy waiting `--circuit-delay`.
+fn sim_config(p: &Params, magic: Magic) -> SimConfig {
+    let mut config = SimConfig::with_fractions(p.nodes, p.silent, p.dead, magic, PORT);
+    config.circuit_delay = Duration::from_secs_f64(p.circuit_delay);
+    if p.onion > 0.0 {
+        config.place(SimNet::Onion, p.onion);
+    }
+    config
+}
+
 /// The crawler's settings: `--threads` workers with the bench's timeouts, on regtest,
-/// private addresses allowed, starting from `seed` alone.
-fn crawl_config(p: &Params, magic: Magic, db: &Path, seed: SocketAddr) -> CrawlConfig {
+/// private addresses allowed, starting from the seed of `sim` alone, its Tor proxy (if any
+/// node is an onion) as `--onion-proxy` with `--proxy-probes`.
+fn crawl_config(p: &Params, magic: Magic, db: &Path, sim: &SimNetwork) -> CrawlConfig {
     let mut probe = ProbeOptions::new(magic);
     probe.connect_timeout = Duration::from_secs_f64(p.connect_timeout);
     probe.deadline = Duration::from_secs_f64(p.probe_timeout);
@@ -182,10 +255,13 @@ fn crawl_config(p: &Params, magic: Magic, db: &Path, seed: SocketAddr) -> CrawlC
             allow_private: true,
             max_addresses: 1_000_000,
         },
-        seeds: vec![seed],
+        seeds: vec![sim.seed()],
         dns_seeds: Vec::new(),
-        networks: Networks::default(),
-        proxy_probes: 32,
+        networks: Networks {
+            onion_proxy: sim.onion_proxy(),
+            ..Networks::default()
+        },
+        proxy_probes: p.proxy_probes,
     }
 }
 
@@ -230,6 +306,7 @@ fn poll(
     p: &Params,
     nodes: &[String],
     started: Instant,
+    onion: Option<&OnionWatch>,
 ) -> Result<Timeline, String> {
     let n = nodes.len() as u64;
     let mut watch = Watch::new(conn, nodes)?;
@@ -244,6 +321,9 @@ fn poll(
         }
         let s = watch.sample(counters, n, started)?;
         t.record(s, p.threads, n, watch.last_sim_id);
+        if let Some(o) = onion {
+            t.onion.record(o, &s, n);
+        }
         if let (Some(id), None) = (t.last_learned, t.last_learned_probed) {
             if watch.tries(id)? > 0 {
                 t.last_learned_probed = Some(s.at);
@@ -285,6 +365,99 @@ impl Timeline {
                 ..s
             });
             self.last_learned = last_sim_id;
+        }
+    }
+}
+
+impl OnionTimeline {
+    /// Notes the gate's and the proxy's occupancy now, in the phase the counters in `s`
+    /// say (the other probes of `n` nodes in all running or done), and whether an onion
+    /// probe ended since the last sample.
+    fn record(&mut self, o: &OnionWatch, s: &Sample, n: u64) {
+        let (held, sessions) = o.occupancy();
+        let carried = o.gate.carried.load(Ordering::Relaxed);
+        if self.clear_done.is_none()
+            && s.probes.saturating_sub(carried) >= n.saturating_sub(o.nodes)
+        {
+            self.clear_done = Some(s.at);
+            self.carried_at_clear = carried;
+        }
+        if self.clear_done.is_some() {
+            self.after.add(held, sessions);
+        } else if held > 0 || self.first_job.is_some() {
+            self.first_job.get_or_insert(s.at);
+            self.during.add(held, sessions);
+        }
+        if carried > self.carried {
+            self.carried = carried;
+            self.last_carried = Some(s.at);
+        }
+    }
+}
+
+impl Occupancy {
+    fn add(&mut self, held: usize, sessions: u64) {
+        self.held += held as f64;
+        self.sessions += sessions as f64;
+        self.samples += 1;
+    }
+
+    /// `mean H held, S open` over the samples.
+    fn means(&self) -> String {
+        let n = self.samples.max(1) as f64;
+        format!("{:.1} held, {:.1} open", self.held / n, self.sessions / n)
+    }
+}
+
+/// The onion side of the run: the crawler's gate of the Tor proxy and the emulated Tor.
+struct OnionWatch<'a> {
+    gate: &'a ProxyGate,
+    proxy: &'a SimProxy,
+    /// `--proxy-probes`.
+    cap: usize,
+    /// Nodes on Tor.
+    nodes: u64,
+}
+
+/// What the gate and the emulated Tor counted by the end of the pass.
+#[derive(Debug)]
+struct OnionSnapshot {
+    nodes: u64,
+    carried: u64,
+    carried_secs: f64,
+    failures: u64,
+    proxy: ProxyStats,
+}
+
+impl<'a> OnionWatch<'a> {
+    /// The watch of the onion probes, if `sim` has onion nodes (and so a Tor proxy the
+    /// crawler has a gate for).
+    fn new(gates: &'a ProxyGates, sim: &'a SimNetwork, cap: usize) -> Option<OnionWatch<'a>> {
+        let nodes = sim.nodes().iter();
+        let nodes = nodes.filter(|n| n.network == SimNet::Onion).count() as u64;
+        Some(OnionWatch {
+            gate: gates.get(ProxyKind::Onion)?,
+            proxy: sim.proxy(SimNet::Onion)?,
+            cap,
+            nodes,
+        })
+    }
+
+    /// The gate's slots held now (probes queued or running through it: its cap less its
+    /// room, all of them while it backs off) and the sessions open at the proxy.
+    fn occupancy(&self) -> (usize, u64) {
+        let held = self.cap.saturating_sub(self.gate.room(Instant::now()));
+        (held, self.proxy.stats().in_flight)
+    }
+
+    fn snapshot(&self) -> OnionSnapshot {
+        let g = self.gate;
+        OnionSnapshot {
+            nodes: self.nodes,
+            carried: g.carried.load(Ordering::Relaxed),
+            carried_secs: g.carried_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            failures: g.failures.load(Ordering::Relaxed),
+            proxy: self.proxy.stats(),
         }
     }
 }
@@ -336,6 +509,7 @@ impl<'a> Watch<'a> {
         started: Instant,
     ) -> Result<Sample, String> {
         let in_flight = counters.in_flight.load(Ordering::Relaxed);
+        let probes = counters.probes.load(Ordering::Relaxed);
         let committed = counters.committed.load(Ordering::Relaxed);
         self.read_new_rows()?;
         let probed: u64 = if committed >= n {
@@ -350,6 +524,7 @@ impl<'a> Watch<'a> {
             known: self.known,
             probed,
             in_flight,
+            probes,
             committed,
         })
     }
@@ -487,6 +662,95 @@ fn report_pass(p: &Params, t: &Timeline, s: &Snapshot, n: usize) {
     println!(
         "  duplicates         {} nodes probed more than once ({} committed probes of {n} nodes)",
         t.reprobed, t.tries
+    );
+}
+
+/// Prints the onion probes against the proxy's bound (their time / `--proxy-probes`), the
+/// pass against the larger of that bound and the pool's ideal, and how the proxy was used.
+fn report_onion(p: &Params, t: &Timeline, s: &Snapshot, o: &OnionSnapshot) {
+    let ideal = s.probe_secs / p.threads as f64;
+    let bound = o.carried_secs / p.proxy_probes as f64;
+    let (larger, which) = if bound > ideal {
+        (bound, "the proxy's bound")
+    } else {
+        (ideal, "the pool's ideal")
+    };
+    let others = s.probes.saturating_sub(o.carried).max(1) as f64;
+    println!(
+        "  onion              {} nodes on Tor ({:.0}%), circuit delay {} s, --proxy-probes {}",
+        o.nodes,
+        p.onion * 100.0,
+        p.circuit_delay,
+        p.proxy_probes
+    );
+    println!(
+        "  onion probes       {} carried ({} beyond the onion nodes: names no node has), {:.1} s \
+         in all, {:.3} s per probe (all probes {:.3} s, the others {:.3} s); {} proxy failures",
+        o.carried,
+        o.carried.saturating_sub(o.nodes),
+        o.carried_secs,
+        o.carried_secs / o.carried.max(1) as f64,
+        s.probe_secs / s.probes.max(1) as f64,
+        (s.probe_secs - o.carried_secs) / others,
+        o.failures
+    );
+    println!(
+        "  proxy bound        {bound:.2} s (onion probe time / {} proxy probes); pool ideal {ideal:.2} s",
+        p.proxy_probes
+    );
+    println!(
+        "  ratio to larger    {:.3} (pass / {which}; target <= 1.5: {})",
+        s.wall / larger,
+        if s.wall / larger <= 1.5 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    report_proxy_use(p, t, s, o);
+}
+
+/// Prints the proxy's requests and sessions, the gate's occupancy against the probes
+/// running, and when each side of the pass was done.
+fn report_proxy_use(p: &Params, t: &Timeline, s: &Snapshot, o: &OnionSnapshot) {
+    let secs =
+        |d: Option<Duration>| d.map_or("never".to_owned(), |d| format!("{:.2} s", d.as_secs_f64()));
+    println!(
+        "  proxy              {} requests ({} by name), at most {} sessions at once (cap {}: {})",
+        o.proxy.requests,
+        o.proxy.domain_requests,
+        o.proxy.max_in_flight,
+        p.proxy_probes,
+        if o.proxy.max_in_flight <= p.proxy_probes as u64 {
+            "kept"
+        } else {
+            "EXCEEDED"
+        }
+    );
+    report_slots(p, &t.onion, s, o);
+    println!(
+        "  done               the other probes by {}, the last onion probe by {} (by the counters)",
+        secs(t.onion.clear_done),
+        secs(t.onion.last_carried)
+    );
+}
+
+/// Prints the proxy's slots held and open, and the onion probes carried per second, while
+/// the other probes ran and after.
+fn report_slots(p: &Params, t: &OnionTimeline, s: &Snapshot, o: &OnionSnapshot) {
+    let at = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64());
+    let (first, clear) = (at(t.first_job), at(t.clear_done));
+    let during = t.carried_at_clear as f64 / (clear - first);
+    let after = o.carried.saturating_sub(t.carried_at_clear) as f64 / (s.wall - clear);
+    println!(
+        "  proxy slots        of {} (held: queued or running; open: sessions at the proxy), \
+         mean from the first onion job to the others' end ({first:.2}-{clear:.2} s): {}, \
+         {during:.1} onion probes/s; after: {}, {after:.1}/s; {:.1} running over the pass \
+         (onion probe time / pass)",
+        p.proxy_probes,
+        t.during.means(),
+        t.after.means(),
+        o.carried_secs / s.wall
     );
 }
 
