@@ -85,6 +85,11 @@ impl FamilySet {
         FamilySet(self.0 & !(1 << family as u8))
     }
 
+    /// The families of both sets.
+    pub fn union(self, other: FamilySet) -> FamilySet {
+        FamilySet(self.0 | other.0)
+    }
+
     /// This set without the families of `other`.
     pub fn minus(self, other: FamilySet) -> FamilySet {
         FamilySet(self.0 & !other.0)
@@ -563,6 +568,12 @@ mod tests {
             FamilySet::ALL
         );
         assert!(FamilySet::NONE.is_empty() && !set.is_empty());
+        assert_eq!(
+            FamilySet::NONE
+                .with(Family::Ipv4)
+                .union(FamilySet::NONE.with(Family::Onion)),
+            set
+        );
         assert_eq!(
             set.minus(FamilySet::NONE.with(Family::Onion)),
             FamilySet::NONE.with(Family::Ipv4)

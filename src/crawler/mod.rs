@@ -12,6 +12,10 @@
 //! hands the result to the writer; the writer commits results and learned addresses in
 //! batched transactions, where the store folds each result into the peer's record by the
 //! verdict of `reliability`. The scheduler also queues bootstrap seeds for the writer.
+//! Probes through a SOCKS5 proxy (Tor, I2P, `--proxy`) have a queue of their own per proxy,
+//! as long as its cap (`queues.rs`), topped up at every tick, so they never wait behind the
+//! direct ones while holding a proxy slot (`proxies.rs`); `route.rs` says which way each
+//! address goes.
 //! An address is marked in flight when queued and unmarked by the writer once its result
 //! is committed, so no address is probed twice at once and the next selection sees its
 //! new `next_try`. Shutdown is by flag and channel disconnection: the scheduler stops and
@@ -27,6 +31,7 @@ mod known_gossip;
 mod messages;
 mod pace;
 mod proxies;
+mod queues;
 mod route;
 mod scheduler;
 mod worker;
@@ -41,7 +46,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Sender, bounded};
 
 use crate::addr::{Family, PeerAddr};
 use crate::p2p::ProbeOptions;
@@ -198,7 +203,7 @@ impl Crawler {
         let (writer_store, scheduler_store) = open_stores(&config)?;
         let threads = config.threads.max(1);
         let mut crawler = Crawler::new(&config);
-        let (job_tx, job_rx) = bounded::<DuePeer>(threads * 2);
+        let (job_tx, job_rx) = queues::job_queues(threads, &config.networks, config.proxy_probes);
         // Small: each result may carry 2500 learned addresses, and a slow writer should
         // slow the workers down rather than let memory grow.
         let (result_tx, result_rx) = bounded::<ToWriter>(RESULT_QUEUE);
@@ -246,7 +251,7 @@ impl Crawler {
 
     fn worker(
         &self,
-        jobs: &Receiver<DuePeer>,
+        jobs: &queues::JobReceivers,
         results: &Sender<ToWriter>,
         budget: &Arc<budget::LearnedBudget>,
         config: &Arc<CrawlConfig>,

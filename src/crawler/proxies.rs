@@ -11,6 +11,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::route::{Networks, ProxyKind};
+use crate::addr::FamilySet;
 use crate::ratelog::RateLimitedLog;
 
 /// First back-off after a proxy failure, before scaling.
@@ -155,6 +156,22 @@ impl ProxyGates {
         self.gates[kind.index()].as_ref()
     }
 
+    /// The families whose probes go through a configured proxy.
+    pub fn families(&self) -> FamilySet {
+        let kinds = ProxyKind::ALL.into_iter();
+        kinds
+            .filter(|&k| self.get(k).is_some())
+            .fold(FamilySet::NONE, |set, k| set.union(k.families()))
+    }
+
+    /// Whether any proxy has probes queued or running.
+    pub fn any_busy(&self) -> bool {
+        let gates = self.gates.iter().flatten();
+        gates
+            .into_iter()
+            .any(|g| g.busy.load(Ordering::Acquire) > 0)
+    }
+
     /// Probes failed because of a proxy, all proxies together.
     pub fn failures(&self) -> u64 {
         self.gates
@@ -242,5 +259,9 @@ mod tests {
         assert!(gates.get(ProxyKind::Onion).is_some());
         assert!(gates.get(ProxyKind::Clear).is_none() && gates.get(ProxyKind::I2p).is_none());
         assert_eq!(gates.failures(), 0);
+        assert_eq!(gates.families(), ProxyKind::Onion.families());
+        assert!(!gates.any_busy());
+        gates.get(ProxyKind::Onion).unwrap().reserve();
+        assert!(gates.any_busy());
     }
 }

@@ -2,7 +2,8 @@
 //! already in flight. Bootstrap seeds (`--seed` and what DNS seeds resolve to) go first,
 //! straight to the workers, at start whatever the database holds and again while too few
 //! peers have answered lately; then the order of the store's `due` query (peers that
-//! answered before, never-tried ones by evidence, failing ones).
+//! answered before, never-tried ones by evidence, failing ones), for each proxy's networks
+//! up to the proxy's room, and for the direct networks once half the direct queue is free.
 
 use std::collections::HashSet;
 use std::net::ToSocketAddrs;
@@ -14,6 +15,7 @@ use anyhow::Context;
 use crossbeam_channel::Sender;
 
 use super::proxies::ProxyGates;
+use super::queues::JobSenders;
 use super::route::ProxyKind;
 use super::{
     BOOTSTRAP_MIN_ANSWERED, CrawlConfig, DuePeer, InFlight, NewPeer, Source, ToWriter, lock,
@@ -25,7 +27,7 @@ use crate::unix_now;
 
 pub(super) struct Scheduler {
     store: Store,
-    jobs: Sender<DuePeer>,
+    jobs: JobSenders,
     /// Bootstrap seeds go to the writer, which adds them and makes them due.
     seeds_out: Sender<ToWriter>,
     in_flight: InFlight,
@@ -42,7 +44,7 @@ pub(super) struct Scheduler {
 impl Scheduler {
     pub(super) fn new(
         store: Store,
-        (jobs, seeds_out): (Sender<DuePeer>, Sender<ToWriter>),
+        (jobs, seeds_out): (JobSenders, Sender<ToWriter>),
         (in_flight, gates): (InFlight, Arc<ProxyGates>),
         config: Arc<CrawlConfig>,
         stop: Arc<AtomicBool>,
@@ -60,7 +62,7 @@ impl Scheduler {
         }
     }
 
-    /// Fills the queue every 20 ms while there is work (100 ms otherwise) and bootstraps
+    /// Fills the queues every 20 ms while there is work (100 ms otherwise) and bootstraps
     /// every (scaled) minute, until the stop flag is set.
     pub(super) fn run(mut self) -> anyhow::Result<()> {
         let scale = self.config.policy.scale;
@@ -74,59 +76,65 @@ impl Scheduler {
                     errors.log(&format!("bootstrap: {e:#}"));
                 }
             }
-            let queued = self.fill_queue().unwrap_or_else(|e| {
+            let queued = self.fill_queues().unwrap_or_else(|e| {
                 errors.log(&format!("selecting due peers: {e:#}"));
                 0
             });
-            let pause = if queued > 0 { 20 } else { 100 };
-            std::thread::sleep(Duration::from_millis(pause));
+            // A proxy with probes running frees slots soon: top it up at the short tick.
+            let busy = queued > 0 || self.gates.any_busy();
+            std::thread::sleep(Duration::from_millis(if busy { 20 } else { 100 }));
         }
         Ok(())
     }
 
-    /// Queues seeds first, then due addresses, none in flight; returns how many were queued.
-    fn fill_queue(&mut self) -> anyhow::Result<usize> {
+    /// Queues seeds first, then due addresses of each proxy that has room, then direct
+    /// ones, none in flight; returns how many were queued.
+    fn fill_queues(&mut self) -> anyhow::Result<usize> {
         let seeds = self.queue_seeds();
-        let capacity = self.jobs.capacity().unwrap_or(0);
-        let room = capacity.saturating_sub(self.jobs.len());
+        let mut queued = seeds;
+        for kind in ProxyKind::ALL {
+            queued += self.fill_proxy(kind)?;
+        }
+        let direct = &self.jobs.direct;
+        let capacity = direct.capacity().unwrap_or(0);
+        let room = capacity.saturating_sub(direct.len());
         // Each selection reads the in-flight addresses again (they stay due until their
         // results are committed): topping up a few slots at a time read hundreds of rows per
         // job queued. Wait until half the queue (`threads` jobs) has been taken.
         if room == 0 || room * 2 < capacity {
-            return Ok(seeds);
+            return Ok(queued);
+        }
+        let families = (self.config.networks.reachable()).minus(self.gates.families());
+        Ok(queued + self.select_and_queue(families, room)?)
+    }
+
+    /// Tops up the queue of the proxy `kind` (if configured) to its room now (none while
+    /// it backs off after a failure).
+    fn fill_proxy(&self, kind: ProxyKind) -> anyhow::Result<usize> {
+        let room = self.gates.get(kind).map_or(0, |g| g.room(Instant::now()));
+        if room == 0 {
+            return Ok(0);
+        }
+        self.select_and_queue(kind.families(), room)
+    }
+
+    /// Selects up to `room` due addresses of `families` that are not in flight and queues
+    /// them; returns how many.
+    fn select_and_queue(&self, families: FamilySet, room: usize) -> anyhow::Result<usize> {
+        if families.is_empty() {
+            return Ok(0);
         }
         // The lock is held across the selection: the writer releases an address only after
         // committing its result, so a release either happens before the query starts (which
         // then sees the new `next_try`) or waits until the selection is over. Released in
         // between, an address still due in the query's snapshot would be probed twice.
         let mut in_flight = lock(&self.in_flight);
-        let (families, mut proxy_room) = self.reachable_now();
-        if families.is_empty() {
-            return Ok(seeds);
-        }
-        let due = self
-            .store
-            .due_in(unix_now(), room + in_flight.len(), families)?;
-        Ok(seeds + self.queue(due, &mut in_flight, room, &mut proxy_room))
-    }
-
-    /// The families to select from now, and the room left in each proxy (by
-    /// [`ProxyKind::index`]): a network without a route, or whose proxy is full or backing
-    /// off, waits.
-    fn reachable_now(&self) -> (FamilySet, [usize; 3]) {
-        let mut families = self.config.networks.reachable();
-        let mut room = [usize::MAX; 3];
-        let now = Instant::now();
-        for kind in ProxyKind::ALL {
-            let Some(gate) = self.gates.get(kind) else {
-                continue;
-            };
-            room[kind.index()] = gate.room(now);
-            if room[kind.index()] == 0 {
-                families = families.minus(kind.families());
-            }
-        }
-        (families, room)
+        let busy = in_flight
+            .iter()
+            .filter(|a| families.contains(a.family()))
+            .count();
+        let due = self.store.due_in(unix_now(), room + busy, families)?;
+        Ok(self.queue(due, &mut in_flight, room))
     }
 
     /// Queues the waiting seeds that fit (their rows are written by the writer, which gets
@@ -135,11 +143,8 @@ impl Scheduler {
         if self.seeds_first.is_empty() {
             return 0;
         }
-        let room = self
-            .jobs
-            .capacity()
-            .unwrap_or(0)
-            .saturating_sub(self.jobs.len());
+        let direct = &self.jobs.direct;
+        let room = direct.capacity().unwrap_or(0).saturating_sub(direct.len());
         let take = room.min(self.seeds_first.len());
         let due: Vec<DuePeer> = (self.seeds_first.drain(..take))
             .map(|addr| DuePeer {
@@ -147,26 +152,20 @@ impl Scheduler {
                 last_getaddr: None,
             })
             .collect();
-        let (_, mut proxy_room) = self.reachable_now();
-        self.queue(due, &mut lock(&self.in_flight), take, &mut proxy_room)
+        self.queue(due, &mut lock(&self.in_flight), take)
     }
 
-    /// Queues up to `room` of `due` that are not in flight and fit in their proxy's
-    /// `proxy_room`, marking them; returns how many.
-    fn queue(
-        &self,
-        due: Vec<DuePeer>,
-        in_flight: &mut HashSet<PeerAddr>,
-        room: usize,
-        proxy_room: &mut [usize; 3],
-    ) -> usize {
+    /// Queues up to `room` of `due` that are not in flight, each on its route's queue (one
+    /// through a proxy only while the proxy has room), marking them; returns how many.
+    fn queue(&self, due: Vec<DuePeer>, in_flight: &mut HashSet<PeerAddr>, room: usize) -> usize {
         let mut queued = 0;
         for peer in due {
             if queued == room {
                 break;
             }
             let proxy = self.config.networks.proxy_for(peer.addr.family());
-            if proxy.is_some_and(|kind| proxy_room[kind.index()] == 0) {
+            let gate = proxy.and_then(|kind| self.gates.get(kind));
+            if gate.is_some_and(|g| g.room(Instant::now()) == 0) {
                 continue;
             }
             if !in_flight.insert(peer.addr) {
@@ -175,16 +174,13 @@ impl Scheduler {
             if !self.send(peer, in_flight, proxy) {
                 break;
             }
-            if let Some(kind) = proxy {
-                proxy_room[kind.index()] -= 1;
-            }
             queued += 1;
         }
         queued
     }
 
-    /// Sends `peer`, marked in flight, to the workers with a slot of its proxy; unmarks it
-    /// and returns `false` when the queue is full.
+    /// Sends `peer`, marked in flight, to its route's queue, holding a slot of its proxy;
+    /// unmarks it and returns `false` when the queue is full.
     fn send(
         &self,
         peer: DuePeer,
@@ -195,7 +191,7 @@ impl Scheduler {
         let gate = proxy.and_then(|kind| self.gates.get(kind));
         gate.inspect(|g| g.reserve());
         let addr = peer.addr;
-        if self.jobs.try_send(peer).is_err() {
+        if self.jobs.queue(proxy).try_send(peer).is_err() {
             in_flight.remove(&addr);
             gate.inspect(|g| g.release());
             return false;

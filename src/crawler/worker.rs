@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{RecvTimeoutError, Sender};
 
 use super::budget::LearnedBudget;
 use super::pace::{InstantPace, Streak, failed_locally};
 use super::proxies::ProxyGates;
+use super::queues::JobReceivers;
 use super::route::Route;
 use super::{
     CrawlConfig, CrawlCounters, DuePeer, InFlight, NewPeer, Outcome, ProbeResult, SourceGroup,
@@ -26,7 +27,7 @@ use crate::unix_now;
 /// Earliest plausible gossip timestamp (2009-01-03, the genesis block).
 const GENESIS_TIME: i64 = 1_231_006_505;
 pub(super) struct Worker {
-    pub(super) jobs: Receiver<DuePeer>,
+    pub(super) jobs: JobReceivers,
     pub(super) results: Sender<ToWriter>,
     pub(super) budget: Arc<LearnedBudget>,
     pub(super) config: Arc<CrawlConfig>,
