@@ -286,8 +286,31 @@ pub fn probe_through(
     )
     .map_err(ProbeError::from_socks)?;
     let result = converse(&mut stream, peer, opts, Instant::now() + opts.deadline);
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    close_through_proxy(stream);
     result
+}
+
+/// Longest wait for a proxy to close its side of a stream after we closed ours.
+const PROXY_CLOSE_WAIT: Duration = Duration::from_millis(250);
+
+/// Closes a stream through a proxy the polite way: our side first, then a wait (at most
+/// [`PROXY_CLOSE_WAIT`], reading at most 64 KiB the peer still sends) for the proxy to
+/// close its side, so that it has ended the stream before the slot it held is used again.
+fn close_through_proxy(mut stream: TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let deadline = Instant::now() + PROXY_CLOSE_WAIT;
+    let mut sink = [0u8; 4096];
+    let mut left = 64 * 1024usize;
+    while left > 0 {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if wait.is_zero() || stream.set_read_timeout(Some(wait)).is_err() {
+            return;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
 }
 
 /// Runs the handshake and address collection on a stream that has just opened: the

@@ -304,16 +304,43 @@ fn accept_all(listener: &TcpListener, shared: &Arc<ProxyShared>) {
 fn start_session(stream: TcpStream, shared: &Arc<ProxyShared>) {
     let open = shared.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
     shared.max_in_flight.fetch_max(open, Ordering::AcqRel);
+    let slot = Arc::new(Slot {
+        shared: Arc::clone(shared),
+        left: AtomicBool::new(false),
+    });
     let worker = Arc::clone(shared);
     let spawned = crate::thread::spawn_with_stack("sim-socks", SESSION_STACK, move || {
-        socks::serve(stream, &worker);
-        worker.in_flight.fetch_sub(1, Ordering::AcqRel);
+        socks::serve(stream, &worker, &slot);
         Ok(())
     });
     if let Err(e) = spawned {
-        // The stream was moved into the failed closure and is closed with it.
-        shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        // The stream and the slot were moved into the failed closure and left with it.
         log::warn!("simulated proxy: {e:#}");
+    }
+}
+
+/// One session's place in the count of sessions in flight. It leaves the count once, when
+/// the proxy ends the session with the client (before its last reply, or before it shuts
+/// the relay down), so a client that waits for that end never sees its next session
+/// counted beside this one; at the latest when the session's thread drops it.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    shared: Arc<ProxyShared>,
+    left: AtomicBool,
+}
+
+impl Slot {
+    /// Leaves the count (once).
+    pub(crate) fn leave(&self) {
+        if !self.left.swap(true, Ordering::AcqRel) {
+            self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.leave();
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use socket2::{Domain, Socket, Type};
 
 use super::Network;
-use super::proxy::{ProxyShared, SESSION_STACK, Target};
+use super::proxy::{ProxyShared, SESSION_STACK, Slot, Target};
 use super::wire::{Conn, POLL_INTERVAL, is_retry};
 
 /// SOCKS protocol version.
@@ -49,7 +49,7 @@ enum Request {
 }
 
 /// Serves one accepted client until it or the node closes, or the network stops.
-pub(crate) fn serve(stream: TcpStream, shared: &Arc<ProxyShared>) {
+pub(crate) fn serve(stream: TcpStream, shared: &Arc<ProxyShared>, slot: &Arc<Slot>) {
     let client = Conn {
         stream,
         stop: &shared.stop,
@@ -59,11 +59,11 @@ pub(crate) fn serve(stream: TcpStream, shared: &Arc<ProxyShared>) {
         return;
     }
     // Errors only mean the client went away or misbehaved: the session just ends.
-    let _ = session(client, shared);
+    let _ = session(client, shared, slot);
 }
 
 /// Greeting, request, reply; then the relay if the circuit was built.
-fn session(mut client: Conn<'_>, shared: &Arc<ProxyShared>) -> io::Result<()> {
+fn session(mut client: Conn<'_>, shared: &Arc<ProxyShared>, slot: &Arc<Slot>) -> io::Result<()> {
     if !greet(&mut client)? {
         return Ok(());
     }
@@ -72,22 +72,28 @@ fn session(mut client: Conn<'_>, shared: &Arc<ProxyShared>) -> io::Result<()> {
     };
     count(shared, &request);
     let (name, port) = match request {
-        _ if command != CONNECT => return reply(&mut client, COMMAND_NOT_SUPPORTED),
+        _ if command != CONNECT => return fail(&mut client, slot, COMMAND_NOT_SUPPORTED),
         Request::Domain(name, port) => (name, port),
-        Request::Ip => return reply(&mut client, NOT_ALLOWED),
-        Request::Unsupported => return reply(&mut client, ATYP_NOT_SUPPORTED),
+        Request::Ip => return fail(&mut client, slot, NOT_ALLOWED),
+        Request::Unsupported => return fail(&mut client, slot, ATYP_NOT_SUPPORTED),
     };
     let Some(target) = shared.targets.get(&name.to_ascii_lowercase()) else {
-        return reply(&mut client, unknown_name(shared.network));
+        return fail(&mut client, slot, unknown_name(shared.network));
     };
     if !client.pause(shared.circuit_delay) {
         return Ok(());
     }
     let Ok(upstream) = dial(shared.source(), target, port) else {
-        return reply(&mut client, refused(shared.network));
+        return fail(&mut client, slot, refused(shared.network));
     };
     reply(&mut client, SUCCEEDED)?;
-    relay(client.stream, upstream, shared)
+    relay(client.stream, upstream, shared, slot)
+}
+
+/// Ends the session with a failure reply, out of the count of sessions first.
+fn fail(client: &mut Conn<'_>, slot: &Slot, code: u8) -> io::Result<()> {
+    slot.leave();
+    reply(client, code)
 }
 
 /// Reads the greeting and answers it. `Ok(false)` if the client is not speaking SOCKS5 or
@@ -192,26 +198,32 @@ fn dial(source: SocketAddr, target: &Target, port: u16) -> io::Result<TcpStream>
 
 /// Copies bytes both ways (a helper thread takes node to client) until either side closes
 /// or the network stops; then both sockets are shut down, as Tor closes the whole stream.
-fn relay(client: TcpStream, upstream: TcpStream, shared: &Arc<ProxyShared>) -> io::Result<()> {
+fn relay(
+    client: TcpStream,
+    upstream: TcpStream,
+    shared: &Arc<ProxyShared>,
+    slot: &Arc<Slot>,
+) -> io::Result<()> {
     upstream.set_nodelay(true)?;
     upstream.set_read_timeout(Some(POLL_INTERVAL))?;
     upstream.set_write_timeout(Some(POLL_INTERVAL))?;
     let (to_client, from_upstream) = (client.try_clone()?, upstream.try_clone()?);
-    let back = Arc::clone(shared);
+    let (back, back_slot) = (Arc::clone(shared), Arc::clone(slot));
     let helper = crate::thread::spawn_with_stack("sim-relay", SESSION_STACK, move || {
-        pump(from_upstream, to_client, &back);
+        pump(from_upstream, to_client, &back, &back_slot);
         Ok(())
     })
     .map_err(io::Error::other)?;
-    pump(client, upstream, shared);
+    pump(client, upstream, shared, slot);
     if helper.join().is_err() {
         log::warn!("simulated proxy: a relay thread panicked");
     }
     Ok(())
 }
 
-/// Copies from `from` to `to` until EOF, an error or stop; then shuts both down.
-fn pump(mut from: TcpStream, to: TcpStream, shared: &ProxyShared) {
+/// Copies from `from` to `to` until EOF, an error or stop; then ends the session (its
+/// slot first) and shuts both down.
+fn pump(mut from: TcpStream, to: TcpStream, shared: &ProxyShared, slot: &Slot) {
     let mut to = Conn {
         stream: to,
         stop: &shared.stop,
@@ -227,6 +239,7 @@ fn pump(mut from: TcpStream, to: TcpStream, shared: &ProxyShared) {
             Err(_) => break,
         }
     }
+    slot.leave();
     let _ = from.shutdown(Shutdown::Both);
     let _ = to.stream.shutdown(Shutdown::Both);
 }
