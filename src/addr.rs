@@ -48,6 +48,12 @@ impl Family {
         Family::Cjdns,
     ];
 
+    /// Tor, I2P and CJDNS: the networks DNS never serves, and whose rows the scheduler
+    /// reads from their own indexes (family codes 3 and up).
+    pub fn is_hidden(self) -> bool {
+        self as i64 >= 3
+    }
+
     /// The lower-case name used on the command line and in output.
     pub fn name(self) -> &'static str {
         match self {
@@ -101,6 +107,13 @@ impl FamilySet {
 
     pub fn is_empty(self) -> bool {
         self.0 == 0
+    }
+
+    /// The one family in the set, if it holds exactly one.
+    pub fn only(self) -> Option<Family> {
+        let mut families = Family::ALL.into_iter().filter(|&f| self.contains(f));
+        let first = families.next()?;
+        families.next().is_none().then_some(first)
     }
 
     /// The set as SQL tests it: bit `family` of the integer (`(?n >> family) & 1`).
@@ -579,6 +592,11 @@ mod tests {
             FamilySet::NONE.with(Family::Ipv4)
         );
         assert_eq!(set.bits(), 1 << 1 | 1 << 3, "bit n is family code n");
+        assert_eq!(set.only(), None);
+        assert_eq!(FamilySet::NONE.with(Family::I2p).only(), Some(Family::I2p));
+        assert_eq!(FamilySet::NONE.only(), None);
+        let hidden: Vec<Family> = Family::ALL.into_iter().filter(|f| f.is_hidden()).collect();
+        assert_eq!(hidden, [Family::Onion, Family::I2p, Family::Cjdns]);
     }
 
     #[test]

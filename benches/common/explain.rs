@@ -5,7 +5,7 @@
 //! would make their figures meaningless.
 
 use dnsseeder::addr::{Family, FamilySet};
-use dnsseeder::store::{DUE_SQL, GOOD_SQL};
+use dnsseeder::store::{DUE_SQL, GOOD_SQL, HIDDEN_DUE_SQL};
 use rusqlite::{Connection, ToSql};
 
 /// Prints and checks the plans of the DNS cache's query (IPv4 peers with the service
@@ -23,6 +23,9 @@ pub fn explain_queries(conn: &Connection, mask: i64, now: i64) -> anyhow::Result
     )?;
     for (sql, index) in DUE_SQL {
         explain(conn, sql, &[&now, &1000, &FamilySet::ALL.bits()], index)?;
+    }
+    for (sql, index) in HIDDEN_DUE_SQL {
+        explain(conn, sql, &[&now, &1000, &(Family::Onion as i64)], index)?;
     }
     Ok(())
 }

@@ -34,6 +34,28 @@ pub const DUE_SQL: [(&str, &str); 3] = [
     ),
 ];
 
+/// The scheduler's queries for one network of Tor, I2P and CJDNS (`?3`, its family code),
+/// in the same classes and orders as [`DUE_SQL`], on partial indexes that hold only those
+/// networks' rows: in the general ones they are a few among many.
+pub const HIDDEN_DUE_SQL: [(&str, &str); 3] = [
+    (
+        "SELECT address, last_getaddr FROM peers WHERE last_success IS NOT NULL \
+         AND family >= 3 AND family = ?3 AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
+        "peers_hidden_due_answered",
+    ),
+    (
+        "SELECT address, last_getaddr FROM peers WHERE last_success IS NULL AND tries = 0 \
+         AND family >= 3 AND family = ?3 AND next_try <= ?1 \
+         ORDER BY evidence DESC, source_rank, next_try LIMIT ?2",
+        "peers_hidden_due_new",
+    ),
+    (
+        "SELECT address, last_getaddr FROM peers WHERE last_success IS NULL AND tries > 0 \
+         AND family >= 3 AND family = ?3 AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
+        "peers_hidden_due_failing",
+    ),
+];
+
 /// The DNS answer-set query ([`Store::good_ips`]): good peers of family `?1` whose
 /// services include mask `?2`, read from the covering index `peers_good`.
 pub const GOOD_SQL: &str =
@@ -186,7 +208,8 @@ impl Store {
     }
 
     /// As [`Store::due`], of the families in `families` only (those the crawler can reach
-    /// now: a network without its flag, or whose proxy is down or full, waits).
+    /// now: a network without its flag, or whose proxy is down or full, waits). One of Tor,
+    /// I2P or CJDNS alone is read from its own indexes ([`HIDDEN_DUE_SQL`]).
     ///
     /// # Errors
     /// On SQLite errors.
@@ -196,14 +219,18 @@ impl Store {
         limit: usize,
         families: FamilySet,
     ) -> rusqlite::Result<Vec<DuePeer>> {
+        let (queries, filter) = match families.only() {
+            Some(family) if family.is_hidden() => (HIDDEN_DUE_SQL, family as i64),
+            _ => (DUE_SQL, families.bits()),
+        };
         let mut due = Vec::with_capacity(limit);
-        for (sql, _index) in DUE_SQL {
+        for (sql, _index) in queries {
             if due.len() >= limit {
                 break;
             }
             let mut stmt = self.conn.prepare_cached(sql)?;
             let left = (limit - due.len()) as i64;
-            let rows = stmt.query_map(params![now, left, families.bits()], |r| {
+            let rows = stmt.query_map(params![now, left, filter], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
             })?;
             for row in rows {

@@ -771,3 +771,53 @@ fn version_2_database_upgrades_and_makes_other_networks_due() {
     expected.sort();
     assert_eq!(due, expected, "the I2P row on port 8333 is never due");
 }
+
+/// The scheduler's queries for one hidden network run on their own partial indexes (on a
+/// real file with the schema's indexes, whatever the table holds).
+#[test]
+fn hidden_network_selections_use_their_own_indexes() {
+    let (_dir, store) = temp_store();
+    for (sql, index) in crate::store::HIDDEN_DUE_SQL {
+        let plan: Vec<String> = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(rusqlite::params![1000, 10, Family::Onion as i64], |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(plan.iter().any(|d| d.contains(index)), "{sql}: {plan:?}");
+    }
+}
+
+/// One hidden network's selection keeps the classes' order: peers that answered, then
+/// never-tried ones by evidence, then failing ones.
+#[test]
+fn a_hidden_network_is_selected_in_class_order() {
+    let (_dir, mut store) = temp_store();
+    let onion = |i: u8| PeerAddr {
+        host: crate::addr::Host::TorV3([i; 32]),
+        port: 8333,
+    };
+    let text: Vec<String> = (1..=4).map(|i| onion(i).to_string()).collect();
+    let peers: Vec<NewPeer> = text.iter().map(|a| gossip(a, 1)).collect();
+    store.add_peers(&peers, 0).unwrap();
+    let batch = results_only(vec![
+        success(&text[2], 10, 1),
+        failure(&text[3], 10, "timeout", false),
+    ]);
+    let policy = Policy {
+        scale: 0.0001,
+        ..POLICY
+    };
+    store.commit_batch(&batch, &policy, 10).unwrap();
+    let order: Vec<String> = store
+        .due_in(1000, 10, FamilySet::NONE.with(Family::Onion))
+        .unwrap()
+        .iter()
+        .map(|d| d.addr.to_string())
+        .collect();
+    assert_eq!(order[0], text[2], "answered first");
+    assert_eq!(order[3], text[3], "failing last");
+    assert_eq!(order.len(), 4);
+}
