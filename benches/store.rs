@@ -7,7 +7,8 @@
 //! - `good_ips_1m/*`: the DNS cache rebuild, every good IPv4 peer having a service mask,
 //!   from 1M rows of which 50k are good (target: 20 ms per call);
 //! - `due_1m`: the scheduler taking 1000 due addresses from the same 1M rows;
-//!   `due_1m_without_onion` the same with the onion rows skipped (the Tor proxy full or down).
+//!   `due_1m_without_onion` the same with the onion rows skipped (the Tor proxy full or down);
+//!   `due_1m_onion/32` a Tor proxy's top-up, onion rows only.
 //!
 //! Each database is built once per process in a temporary directory. Before measuring,
 //! the query plans of the DNS and scheduler queries are printed (and checked to use their
@@ -142,6 +143,12 @@ fn queries(c: &mut Criterion) {
     c.bench_function("due_1m/1000", |b| {
         let store = big_db(&mut db);
         b.iter(|| store.due(black_box(NOW), 1000).expect("due runs"));
+    });
+    // As the scheduler tops up the Tor proxy's queue: onion rows only, on their indexes.
+    c.bench_function("due_1m_onion/32", |b| {
+        let store = big_db(&mut db);
+        let onion = FamilySet::NONE.with(Family::Onion);
+        b.iter(|| store.due_in(black_box(NOW), 32, onion).expect("due runs"));
     });
     // As the scheduler asks while the Tor proxy is full or down: onion rows skipped.
     c.bench_function("due_1m_without_onion/1000", |b| {
