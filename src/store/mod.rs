@@ -25,7 +25,9 @@ use crate::crawler::SourceGroup;
 use crate::reliability::{Stats, WINDOW_NAMES};
 
 pub use open::{OpenError, SCHEMA_VERSION};
-pub use read::{DUE_SQL, GOOD_SQL, HIDDEN_DUE_SQL, PeerFilter, PeerRow, STATUS_SQL, Status, Summary};
+pub use read::{
+    DUE_SQL, GOOD_SQL, HIDDEN_DUE_SQL, PeerFilter, PeerRow, STATUS_SQL, Status, Summary,
+};
 pub use write::BatchSummary;
 
 /// A connection to the peer database.

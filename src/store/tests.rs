@@ -782,7 +782,9 @@ fn hidden_network_selections_use_their_own_indexes() {
             .conn
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .unwrap()
-            .query_map(rusqlite::params![1000, 10, Family::Onion as i64], |r| r.get(3))
+            .query_map(rusqlite::params![1000, 10, Family::Onion as i64], |r| {
+                r.get(3)
+            })
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();
