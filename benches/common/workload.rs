@@ -97,6 +97,7 @@ impl Workload {
         let rng = &mut self.rng;
         let (outcome, asked_getaddr) = if rng.chance(chance) {
             let success = Outcome::Success {
+                transport: "v1",
                 version: 70016,
                 services: common::services(rng),
                 user_agent: common::user_agent(rng).to_owned(),

@@ -12,6 +12,9 @@ use crate::reliability::Probe;
 pub struct DuePeer {
     pub addr: PeerAddr,
     pub last_getaddr: Option<i64>,
+    /// Its services as last known (from the peer itself, or gossip): P2P_V2 there makes the
+    /// probe try v2 first.
+    pub services: u64,
 }
 
 /// Where a new address came from (the `source` column).
@@ -133,6 +136,8 @@ pub enum Outcome {
         services: u64,
         user_agent: String,
         start_height: i64,
+        /// The transport spoken: `"v1"` or `"v2"` (the `transport` column).
+        transport: &'static str,
     },
     /// It did not; `reason` is stored in `last_error` (`refused`, `timeout`, ...).
     /// A protocol `violation` (bad header, wrong magic, oversize) bans the peer for a day.

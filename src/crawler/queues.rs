@@ -78,6 +78,7 @@ mod tests {
         DuePeer {
             addr: s.parse::<PeerAddr>().expect("a test address"),
             last_getaddr: None,
+            services: 0,
         }
     }
 

@@ -150,6 +150,7 @@ impl Scheduler {
             .map(|addr| DuePeer {
                 addr,
                 last_getaddr: None,
+                services: 0,
             })
             .collect();
         self.queue(due, &mut lock(&self.in_flight), take)

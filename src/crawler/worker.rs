@@ -187,6 +187,7 @@ impl Worker {
         );
         let learned = admit(&info.addrs, addr, self.config.policy.allow_private, time);
         let outcome = Outcome::Success {
+            transport: "v1",
             version: i64::from(info.version),
             services: info.services,
             user_agent: info.user_agent,

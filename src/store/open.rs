@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_evidence.sql"),
     include_str!("../../migrations/0003_networks.sql"),
+    include_str!("../../migrations/0004_transport.sql"),
 ];
 
 /// The schema version this build writes.

@@ -17,18 +17,18 @@ use crate::dump::DumpFigures;
 /// families the crawler can reach ([`FamilySet::bits`]): rows of the others are skipped.
 pub const DUE_SQL: [(&str, &str); 3] = [
     (
-        "SELECT address, last_getaddr FROM peers WHERE last_success IS NOT NULL \
+        "SELECT address, last_getaddr, services FROM peers WHERE last_success IS NOT NULL \
          AND next_try <= ?1 AND (?3 >> family) & 1 ORDER BY next_try LIMIT ?2",
         "peers_due_answered",
     ),
     (
-        "SELECT address, last_getaddr FROM peers WHERE last_success IS NULL AND tries = 0 \
+        "SELECT address, last_getaddr, services FROM peers WHERE last_success IS NULL AND tries = 0 \
          AND next_try <= ?1 AND (?3 >> family) & 1 \
          ORDER BY evidence DESC, source_rank, next_try LIMIT ?2",
         "peers_due_new",
     ),
     (
-        "SELECT address, last_getaddr FROM peers WHERE last_success IS NULL AND tries > 0 \
+        "SELECT address, last_getaddr, services FROM peers WHERE last_success IS NULL AND tries > 0 \
          AND next_try <= ?1 AND (?3 >> family) & 1 ORDER BY next_try LIMIT ?2",
         "peers_due_failing",
     ),
@@ -39,27 +39,28 @@ pub const DUE_SQL: [(&str, &str); 3] = [
 /// networks' rows: in the general ones they are a few among many.
 pub const HIDDEN_DUE_SQL: [(&str, &str); 3] = [
     (
-        "SELECT address, last_getaddr FROM peers WHERE last_success IS NOT NULL \
+        "SELECT address, last_getaddr, services FROM peers WHERE last_success IS NOT NULL \
          AND family >= 3 AND family = ?3 AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
         "peers_hidden_due_answered",
     ),
     (
-        "SELECT address, last_getaddr FROM peers WHERE last_success IS NULL AND tries = 0 \
+        "SELECT address, last_getaddr, services FROM peers WHERE last_success IS NULL AND tries = 0 \
          AND family >= 3 AND family = ?3 AND next_try <= ?1 \
          ORDER BY evidence DESC, source_rank, next_try LIMIT ?2",
         "peers_hidden_due_new",
     ),
     (
-        "SELECT address, last_getaddr FROM peers WHERE last_success IS NULL AND tries > 0 \
+        "SELECT address, last_getaddr, services FROM peers WHERE last_success IS NULL AND tries > 0 \
          AND family >= 3 AND family = ?3 AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
         "peers_hidden_due_failing",
     ),
 ];
 
 /// The DNS answer-set query ([`Store::good_ips`]): good peers of family `?1` whose
-/// services include mask `?2`, read from the covering index `peers_good`.
-pub const GOOD_SQL: &str =
-    "SELECT address FROM peers WHERE good = 1 AND family = ?1 AND services & ?2 = ?2";
+/// services include mask `?2`, read from the covering index `peers_good`; for a mask with
+/// P2P_V2 (bit 11, 2048), only peers whose last successful probe was v2 (SPEC §10).
+pub const GOOD_SQL: &str = "SELECT address FROM peers WHERE good = 1 AND family = ?1 \
+    AND services & ?2 = ?2 AND (?2 & 2048 = 0 OR transport = 'v2')";
 
 /// A peer's status, derived from its columns (see [`STATUS_SQL`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,12 +232,21 @@ impl Store {
             let mut stmt = self.conn.prepare_cached(sql)?;
             let left = (limit - due.len()) as i64;
             let rows = stmt.query_map(params![now, left, filter], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+                let services = r.get::<_, i64>(2)? as u64;
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    services,
+                ))
             })?;
             for row in rows {
-                let (text, last_getaddr) = row?;
+                let (text, last_getaddr, services) = row?;
                 if let Ok(addr) = text.parse() {
-                    due.push(DuePeer { addr, last_getaddr });
+                    due.push(DuePeer {
+                        addr,
+                        last_getaddr,
+                        services,
+                    });
                 }
             }
         }

@@ -88,6 +88,7 @@ fn success(a: &str, time: i64, services: u64) -> ProbeResult {
             services,
             user_agent: "/Satoshi:27.0.0/".into(),
             start_height: 900_000,
+            transport: "v1",
         },
         asked_getaddr: true,
     }
@@ -750,7 +751,6 @@ fn version_2_database_upgrades_and_makes_other_networks_due() {
         .unwrap();
     }
     let store = Store::open(&path).unwrap();
-    assert_eq!(SCHEMA_VERSION, 3);
     assert_eq!(store.count().unwrap(), 6, "every row is kept");
     let good = row(&store, "5.6.7.8:8333");
     assert!(good.good && good.reliability[4] == 0.5 && good.tries == 7);
@@ -822,4 +822,99 @@ fn a_hidden_network_is_selected_in_class_order() {
     assert_eq!(order[0], text[2], "answered first");
     assert_eq!(order[3], text[3], "failing last");
     assert_eq!(order.len(), 4);
+}
+
+/// Masks with P2P_V2 (0x800) are answered only with peers whose last successful probe was
+/// v2: a peer that advertises the bit but spoke v1 is left out there, and only there.
+#[test]
+fn v2_masks_hold_only_peers_that_spoke_v2() {
+    let (_dir, mut store) = temp_store();
+    let all = ["1.1.1.1:8333", "2.2.2.2:8333", "3.3.3.3:8333"];
+    let peers: Vec<_> = all.iter().map(|a| gossip(a, 0)).collect();
+    store.add_peers(&peers, 0).unwrap();
+    let mut results: Vec<ProbeResult> = all.iter().map(|a| success(a, 10, 0xc09)).collect();
+    if let Outcome::Success { transport, .. } = &mut results[0].outcome {
+        *transport = "v2";
+    }
+    results[2] = success(all[2], 10, 0x409);
+    let batch = Batch {
+        results,
+        learned: vec![],
+    };
+    store.commit_batch(&batch, &POLICY, 10).unwrap();
+    let ips = |mask| {
+        let mut ips = store.good_ips(Family::Ipv4, mask).unwrap();
+        ips.sort();
+        ips.iter().map(ToString::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(ips(0x809), ["1.1.1.1"], "only the peer that spoke v2");
+    assert_eq!(ips(0x800), ["1.1.1.1"]);
+    assert_eq!(ips(0x9), ["1.1.1.1", "2.2.2.2", "3.3.3.3"]);
+    let transport: Option<String> = store
+        .conn
+        .query_row(
+            "SELECT transport FROM peers WHERE address = '2.2.2.2:8333'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(transport.as_deref(), Some("v1"));
+}
+
+/// A database written by the previous release (schema version 3) opens and upgrades to
+/// version 4 with every row kept; the transport of their last probes is not known (NULL)
+/// until a probe succeeds again.
+#[test]
+fn version_3_database_upgrades_with_an_unknown_transport() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v3.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for sql in [
+            include_str!("../../migrations/0001_init.sql"),
+            include_str!("../../migrations/0002_evidence.sql"),
+            include_str!("../../migrations/0003_networks.sql"),
+        ] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 3;
+             INSERT INTO peers (address, family, services, source, first_seen, next_try)
+                 VALUES ('1.2.3.4:8333', 1, 9, 'gossip', 100, 100);
+             INSERT INTO peers (address, family, services, source, first_seen, good, tries,
+                 successes, last_success, last_try, reliability_1m, evidence, next_try)
+                 VALUES ('5.6.7.8:8333', 1, 3081, 'seed', 50, 1, 7, 7, 90, 90, 0.5, 3, 200);",
+        )
+        .unwrap();
+    }
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(store.count().unwrap(), 2, "every row is kept");
+    let good = row(&store, "5.6.7.8:8333");
+    assert!(good.good && good.reliability[4] == 0.5 && good.services == 3081);
+    assert!(store.good_ips(Family::Ipv4, 9).unwrap().len() == 1);
+    assert!(
+        store.good_ips(Family::Ipv4, 0x809).unwrap().is_empty(),
+        "not known to speak v2"
+    );
+    let mut result = success("5.6.7.8:8333", 300, 3081);
+    if let Outcome::Success { transport, .. } = &mut result.outcome {
+        *transport = "v2";
+    }
+    store
+        .commit_batch(&results_only(vec![result]), &POLICY, 300)
+        .unwrap();
+    let transport: Option<String> = store
+        .conn
+        .query_row(
+            "SELECT transport FROM peers WHERE address = '5.6.7.8:8333'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        transport.as_deref(),
+        Some("v2"),
+        "a successful probe writes its transport"
+    );
 }

@@ -338,11 +338,13 @@ fn write_outcome(tx: &Transaction<'_>, id: i64, result: &ProbeResult) -> rusqlit
             services,
             user_agent,
             start_height,
+            transport,
         } => {
             tx.prepare_cached(
                 "UPDATE peers SET last_success = ?2, last_error = NULL, \
                  last_getaddr = CASE WHEN ?3 THEN ?2 ELSE last_getaddr END, version = ?4, \
-                 services = ?5, user_agent = ?6, start_height = ?7 WHERE id = ?1",
+                 services = ?5, user_agent = ?6, start_height = ?7, transport = ?8 \
+                 WHERE id = ?1",
             )?
             .execute(params![
                 id,
@@ -352,6 +354,7 @@ fn write_outcome(tx: &Transaction<'_>, id: i64, result: &ProbeResult) -> rusqlit
                 *services as i64,
                 user_agent,
                 start_height,
+                transport,
             ])?;
         }
         Outcome::Failure { reason, .. } => {
