@@ -63,16 +63,28 @@ fn row_json(r: &PeerRow) -> serde_json::Value {
         "user_agent": r.user_agent,
         "start_height": r.start_height,
         "banned_until": r.banned_until,
+        "transport": r.transport,
     })
 }
 
 /// Headings of the table's columns before the agent.
-const TABLE_HEADINGS: [&str; 12] = [
-    "address", "status", "services", "2h", "8h", "1d", "1w", "1m", "tries", "ok", "version",
+const TABLE_HEADINGS: [&str; 13] = [
+    "address",
+    "status",
+    "services",
+    "2h",
+    "8h",
+    "1d",
+    "1w",
+    "1m",
+    "tries",
+    "ok",
+    "version",
     "height",
+    "transport",
 ];
 /// Widths of those columns; the first two are left-aligned, the others right-aligned.
-const TABLE_WIDTHS: [usize; 12] = [46, 11, 8, 7, 7, 7, 7, 7, 6, 6, 7, 8];
+const TABLE_WIDTHS: [usize; 13] = [46, 11, 8, 7, 7, 7, 7, 7, 6, 6, 7, 8, 9];
 
 fn write_table(rows: &[PeerRow], out: &mut impl Write) -> std::io::Result<()> {
     write_table_line(out, &TABLE_HEADINGS.map(str::to_owned), "agent")?;
@@ -83,7 +95,7 @@ fn write_table(rows: &[PeerRow], out: &mut impl Write) -> std::io::Result<()> {
 }
 
 /// A row's cells under [`TABLE_HEADINGS`].
-fn table_cells(r: &PeerRow) -> [String; 12] {
+fn table_cells(r: &PeerRow) -> [String; 13] {
     let [r2h, r8h, r1d, r1w, r1m] = r.reliability.map(|v| format!("{:.2}%", 100.0 * v));
     [
         r.address.clone(),
@@ -98,13 +110,14 @@ fn table_cells(r: &PeerRow) -> [String; 12] {
         r.successes.to_string(),
         r.version.to_string(),
         r.start_height.to_string(),
+        r.transport.clone().unwrap_or_else(|| "-".to_owned()),
     ]
 }
 
 /// Writes one line of the table: the cells padded to [`TABLE_WIDTHS`], then the agent.
 fn write_table_line(
     out: &mut impl Write,
-    cells: &[String; 12],
+    cells: &[String; 13],
     agent: &str,
 ) -> std::io::Result<()> {
     for (i, (cell, width)) in cells.iter().zip(TABLE_WIDTHS).enumerate() {
@@ -128,7 +141,7 @@ fn csv_field(s: &str) -> String {
 /// The header line of `peers --format csv`.
 const CSV_HEADER: &str = "address,network,status,good,services,tries,successes,last_try,\
     last_success,last_error,reliability_2h,reliability_8h,reliability_1d,reliability_1w,\
-    reliability_1m,version,user_agent,start_height";
+    reliability_1m,version,user_agent,start_height,transport";
 
 fn write_csv(rows: &[PeerRow], out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "{CSV_HEADER}")?;
@@ -143,7 +156,7 @@ fn csv_record(r: &PeerRow) -> String {
     let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
     let rel: Vec<String> = r.reliability.iter().map(|v| format!("{v:.6}")).collect();
     format!(
-        "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
         csv_field(&r.address),
         r.family.name(),
         r.status,
@@ -157,7 +170,8 @@ fn csv_record(r: &PeerRow) -> String {
         rel.join(","),
         r.version,
         csv_field(&r.user_agent),
-        r.start_height
+        r.start_height,
+        r.transport.as_deref().unwrap_or("")
     )
 }
 
@@ -186,11 +200,14 @@ fn write_stats_json(s: &Summary, out: &mut impl Write) -> anyhow::Result<()> {
         .iter()
         .map(|(e, n)| (e.clone(), json!(n)))
         .collect();
+    let transports: serde_json::Map<_, _> = (s.by_transport.iter())
+        .map(|(f, v1, v2)| (f.name().to_owned(), json!({"v1": v1, "v2": v2})))
+        .collect();
     let value = json!({
         "known": s.known, "good": s.good, "new": s.new, "reachable": s.reachable,
         "unreachable": s.unreachable, "banned": s.banned,
         "tried_last_hour": s.tried_last_hour,
-        "networks": families, "errors": errors,
+        "networks": families, "errors": errors, "transports": transports,
     });
     serde_json::to_writer_pretty(&mut *out, &value)?;
     writeln!(out)?;
@@ -212,6 +229,10 @@ fn write_stats_table(s: &Summary, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "by network     known / good")?;
     for (family, known, good) in &s.by_family {
         writeln!(out, "  {:<13}{known} / {good}", family.name())?;
+    }
+    writeln!(out, "by transport   v1 / v2 (of the last successful probe)")?;
+    for (family, v1, v2) in &s.by_transport {
+        writeln!(out, "  {:<13}{v1} / {v2}", family.name())?;
     }
     writeln!(out, "last errors")?;
     for (error, n) in &s.by_error {
@@ -285,6 +306,7 @@ mod tests {
             user_agent: "/Satoshi:27.0.0/".into(),
             start_height: 900_000,
             banned_until: 0,
+            transport: Some("v2".into()),
         }
     }
 
@@ -297,7 +319,7 @@ mod tests {
         assert_eq!(
             lines[0],
             format!(
-                "{:<46} {:<11} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>8}  agent",
+                "{:<46} {:<11} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>8} {:>9}  agent",
                 "address",
                 "status",
                 "services",
@@ -309,13 +331,14 @@ mod tests {
                 "tries",
                 "ok",
                 "version",
-                "height"
+                "height",
+                "transport"
             )
         );
         assert_eq!(
             lines[1],
             format!(
-                "{:<46} {:<11} {:>08x} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>8}  {}",
+                "{:<46} {:<11} {:>08x} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>8} {:>9}  {}",
                 "1.2.3.4:8333",
                 "good",
                 0x409,
@@ -328,6 +351,7 @@ mod tests {
                 11,
                 70016,
                 900_000,
+                "v2",
                 "/Satoshi:27.0.0/"
             )
         );
@@ -340,11 +364,11 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], CSV_HEADER);
-        assert_eq!(lines[0].split(',').count(), 18);
+        assert_eq!(lines[0].split(',').count(), 19);
         assert_eq!(
             lines[1],
             "1.2.3.4:8333,ipv4,good,1,1033,12,11,1700000000,,\"a, \"\"quoted\"\" error\",\
-             0.500000,0.250000,1.000000,0.000000,0.123457,70016,/Satoshi:27.0.0/,900000"
+             0.500000,0.250000,1.000000,0.000000,0.123457,70016,/Satoshi:27.0.0/,900000,v2"
         );
     }
 }

@@ -134,6 +134,8 @@ pub struct PeerRow {
     pub user_agent: String,
     pub start_height: i64,
     pub banned_until: i64,
+    /// `v1` or `v2`: the transport of the last successful probe (`None` before one).
+    pub transport: Option<String>,
 }
 
 /// Which rows `peers` lists.
@@ -160,6 +162,8 @@ pub struct Summary {
     pub by_family: Vec<(Family, u64, u64)>,
     /// (last_error, count) over rows whose last probe failed.
     pub by_error: Vec<(String, u64)>,
+    /// (family, v1, v2): rows by the transport of their last successful probe.
+    pub by_transport: Vec<(Family, u64, u64)>,
 }
 
 impl Summary {
@@ -195,7 +199,7 @@ impl Summary {
 /// Column list read into [`PeerRow`], in order.
 const ROW_COLUMNS: &str = "address, family, good, services, tries, successes, last_try, \
     last_success, last_error, reliability_2h, reliability_8h, reliability_1d, reliability_1w, \
-    reliability_1m, version, user_agent, start_height, banned_until";
+    reliability_1m, version, user_agent, start_height, banned_until, transport";
 
 impl Store {
     /// Up to `limit` addresses due at `now`: peers that answered before first, then
@@ -368,7 +372,27 @@ impl Store {
         while let Some(r) = rows.next()? {
             s.by_error.push((r.get(0)?, r.get(1)?));
         }
+        s.by_transport = self.by_transport()?;
         Ok(s)
+    }
+
+    /// Rows by family and the transport of their last successful probe.
+    fn by_transport(&self) -> rusqlite::Result<Vec<(Family, u64, u64)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT family, total(transport = 'v1'), total(transport = 'v2') FROM peers \
+             WHERE transport IS NOT NULL GROUP BY family ORDER BY family",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let (v1, v2): (f64, f64) = (r.get(1)?, r.get(2)?);
+            Ok((Family::from_code(r.get(0)?), v1 as u64, v2 as u64))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let (Some(family), v1, v2) = row? {
+                out.push((family, v1, v2));
+            }
+        }
+        Ok(out)
     }
 
     /// Number of peers whose last success is at or after `since`.
@@ -400,6 +424,7 @@ fn peer_row(r: &Row<'_>) -> rusqlite::Result<PeerRow> {
         user_agent: r.get(15)?,
         start_height: r.get(16)?,
         banned_until: r.get(17)?,
-        status: r.get(18)?,
+        transport: r.get(18)?,
+        status: r.get(19)?,
     })
 }
