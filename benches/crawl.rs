@@ -262,6 +262,7 @@ fn crawl_config(p: &Params, magic: Magic, db: &Path, sim: &SimNetwork) -> CrawlC
             ..Networks::default()
         },
         proxy_probes: p.proxy_probes,
+        v2_first: true,
     }
 }
 

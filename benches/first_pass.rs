@@ -100,6 +100,7 @@ fn crawl_config(p: &Params, db: &Path, sim: &SimNetwork) -> CrawlConfig {
         dns_seeds: Vec::new(),
         networks: Networks::default(),
         proxy_probes: 32,
+        v2_first: true,
     }
 }
 

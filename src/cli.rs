@@ -122,6 +122,16 @@ pub struct ImportArgs {
     pub file: PathBuf,
 }
 
+/// `--v2-transport`: whether probes try BIP324 v2 first with peers that advertise P2P_V2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum V2Transport {
+    /// v2 first when the peer's known services include P2P_V2, v1 after a failed v2
+    /// handshake (as Bitcoin Core does).
+    Auto,
+    /// v1 only.
+    Off,
+}
+
 /// The networks with presets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetworkArg {
@@ -350,6 +360,9 @@ pub struct RunArgs {
     /// Seconds a proxy may take to open the connection to a peer (a Tor or I2P circuit).
     #[arg(long, env = "DNSSEEDER_CIRCUIT_TIMEOUT", default_value_t = DEFAULT_CIRCUIT_TIMEOUT)]
     pub circuit_timeout: f64,
+    /// BIP324: try the encrypted v2 transport first with peers that advertise P2P_V2.
+    #[arg(long, value_enum, env = "DNSSEEDER_V2_TRANSPORT", default_value_t = V2Transport::Auto)]
+    pub v2_transport: V2Transport,
 }
 
 impl Default for RunArgs {
@@ -392,6 +405,7 @@ impl Default for RunArgs {
             proxy: None,
             proxy_probes: DEFAULT_PROXY_PROBES,
             circuit_timeout: DEFAULT_CIRCUIT_TIMEOUT,
+            v2_transport: V2Transport::Auto,
         }
     }
 }

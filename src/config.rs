@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{DEFAULT_HANDSHAKE_TIMEOUT, RunArgs, UsageError};
+use crate::cli::{DEFAULT_HANDSHAKE_TIMEOUT, RunArgs, UsageError, V2Transport};
 use crate::crawler::{CrawlConfig, Networks, Policy};
 use crate::dns::DnsConfig;
 use crate::p2p::ProbeOptions;
@@ -56,6 +56,7 @@ impl Config {
                 dns_seeds: dns_seeds(args),
                 networks: networks(args),
                 proxy_probes: args.proxy_probes,
+                v2_first: args.v2_transport == V2Transport::Auto,
             },
             status_interval: Duration::from_secs(args.status_interval),
             dump: args.dump.clone(),

@@ -469,6 +469,7 @@ mod tests {
                 dns_seeds: Vec::new(),
                 networks: Networks::default(),
                 proxy_probes: 32,
+                v2_first: true,
             },
             status_interval: Duration::from_secs(5),
             dump: None,

@@ -109,5 +109,6 @@ fn config(db: &Path, threads: usize) -> CrawlConfig {
         dns_seeds: Vec::new(),
         networks: Networks::default(),
         proxy_probes: 32,
+        v2_first: true,
     }
 }

@@ -131,6 +131,8 @@ pub struct CrawlConfig {
     pub networks: Networks,
     /// `--proxy-probes`: probes in flight through each proxy at most.
     pub proxy_probes: usize,
+    /// `--v2-transport auto`: v2 first with peers that advertise P2P_V2.
+    pub v2_first: bool,
 }
 
 /// Counters shared with the status line.
@@ -333,6 +335,7 @@ mod tests {
             dns_seeds: Vec::new(),
             networks: Networks::default(),
             proxy_probes: 32,
+            v2_first: true,
         };
         Crawler::start(config).expect("the crawler starts")
     }
