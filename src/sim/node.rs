@@ -9,8 +9,8 @@ use bitcoin::p2p::message::NetworkMessage;
 use bitcoin::p2p::message_compact_blocks::SendCmpct;
 use bitcoin::p2p::message_network::VersionMessage;
 use bitcoin::p2p::{Magic, ServiceFlags};
-use rand::seq::SliceRandom;
 use rand::RngExt;
+use rand::seq::SliceRandom;
 
 use super::server::Shared;
 use super::transport::{Opening, V1_PREFIX_LEN, opening};

@@ -31,13 +31,18 @@ pub(crate) enum Opening {
 
 /// How a client of the network whose magic is `magic` opened, from its first 16 bytes.
 pub(crate) fn opening(first: &[u8; V1_PREFIX_LEN], magic: Magic) -> Opening {
-    if first[4..] != VERSION_COMMAND {
+    if !is_version_header(first) {
         Opening::V2
     } else if first[..4] == magic.to_bytes() {
         Opening::V1
     } else {
         Opening::ForeignV1
     }
+}
+
+/// Whether `first` opens a v1 `version` header, of whatever magic.
+fn is_version_header(first: &[u8; V1_PREFIX_LEN]) -> bool {
+    first[4..] == VERSION_COMMAND
 }
 
 /// Sessions one node saw, by transport.
@@ -60,7 +65,7 @@ pub(crate) struct Tally {
 impl Tally {
     /// Counts one connection that opened with `first`.
     fn count(&self, first: &[u8; V1_PREFIX_LEN]) {
-        let counter = if first[4..] == VERSION_COMMAND {
+        let counter = if is_version_header(first) {
             &self.v1
         } else {
             &self.v2

@@ -94,7 +94,12 @@ pub(crate) fn decode_contents(contents: &[u8]) -> Option<(String, &[u8])> {
     let well_formed = len > 0
         && command[..len].iter().all(u8::is_ascii_graphic)
         && command[len..].iter().all(|&b| b == 0);
-    well_formed.then(|| (String::from_utf8_lossy(&command[..len]).into_owned(), payload))
+    well_formed.then(|| {
+        (
+            String::from_utf8_lossy(&command[..len]).into_owned(),
+            payload,
+        )
+    })
 }
 
 /// The raw bytes one v2 session received after its handshake, when asked for.

@@ -182,7 +182,11 @@ fn malformed_contents_are_no_message() {
     assert_eq!(decode_contents(&[29]), None);
     assert_eq!(decode_contents(&[200, 1]), None);
     assert_eq!(decode_contents(b"\0version"), None, "short command");
-    assert_eq!(decode_contents(b"\0ver\0sion\0\0\0\0"), None, "bytes after NUL");
+    assert_eq!(
+        decode_contents(b"\0ver\0sion\0\0\0\0"),
+        None,
+        "bytes after NUL"
+    );
     assert_eq!(decode_contents(&[0; 13]), None, "empty command");
 }
 
@@ -255,7 +259,10 @@ fn v2_garbage_node_never_completes_a_handshake() {
     assert!(has_v2(net.nodes()[3].services));
     // 1st connection: a key, then garbage without a terminator.
     let first = V2Client::connect(node);
-    assert!(first.is_err() && !is_v1_fallback(first), "garbage is no v1 hint");
+    assert!(
+        first.is_err() && !is_v1_fallback(first),
+        "garbage is no v1 hint"
+    );
     // 2nd: half a key, then the end.
     assert!(is_v1_fallback(V2Client::connect(node)));
     // 3rd, in v1: random bytes.
@@ -303,10 +310,28 @@ fn sessions_count_each_transport() {
     V2Client::connect(v2).unwrap().handshake();
     let _ = V2Client::connect(node_of(&net, Behaviour::V1AdvertisingV2));
     wait_for("counted", || net.sessions(v2).v2_attempts == 2);
-    assert_eq!(net.sessions(good), Sessions { v1: 1, v2_attempts: 0 });
-    assert_eq!(net.sessions(v2), Sessions { v1: 1, v2_attempts: 2 });
+    assert_eq!(
+        net.sessions(good),
+        Sessions {
+            v1: 1,
+            v2_attempts: 0
+        }
+    );
+    assert_eq!(
+        net.sessions(v2),
+        Sessions {
+            v1: 1,
+            v2_attempts: 2
+        }
+    );
     let liar = node_of(&net, Behaviour::V1AdvertisingV2);
-    assert_eq!(net.sessions(liar), Sessions { v1: 0, v2_attempts: 1 });
+    assert_eq!(
+        net.sessions(liar),
+        Sessions {
+            v1: 0,
+            v2_attempts: 1
+        }
+    );
     let unknown = SocketAddr::from(([127, 0, 0, 1], 1));
     assert_eq!(net.sessions(unknown), Sessions::default());
     // A v1 client of another network is no v2 attempt.
