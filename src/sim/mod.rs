@@ -14,6 +14,10 @@
 //! runs an emulated Tor proxy and I2P router (SOCKS5) that reach the onion and I2P nodes'
 //! hidden loopback listeners, as the seeder's `--onion-proxy` and `--i2p-proxy` would.
 //!
+//! Some nodes speak BIP324 v2 transport as well as v1 ([`Behaviour::V2`]), or only pretend
+//! to ([`Behaviour::V1AdvertisingV2`], [`Behaviour::V2Garbage`]); every node counts the
+//! sessions that opened in each transport ([`SimNetwork::sessions`]).
+//!
 //! Used by the integration tests, the benches and `dnsseeder demo`.
 //!
 //! Sockets: one `std` listener per node, all registered with one `mio` poll in a single accept
@@ -27,6 +31,8 @@ mod node;
 mod proxy;
 mod server;
 mod socks;
+mod transport;
+mod v2;
 mod wire;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -43,6 +49,7 @@ use crate::addr::PeerAddr;
 pub use networks::{CJDNS_ROUTE_COMMAND, Network, cjdns_bindable};
 pub use proxy::{ProxyStats, SimProxy};
 pub use server::SimNetwork;
+pub use transport::Sessions;
 
 /// How a simulated node treats the connections it receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,7 +60,10 @@ pub enum Behaviour {
     /// answers `ping` with `pong`. Answers the first `getaddr` after the handshake with its
     /// gossip list (`addrv2` if the client sent `sendaddrv2` before its `verack`, else
     /// `addr`), at most 1000 entries per message, split in two on every third connection.
-    /// Disconnects on a foreign magic; closes when the client closes.
+    /// Disconnects on a foreign magic; closes when the client closes. It speaks only v1:
+    /// when the client opens with a BIP324 key instead, the key's first bytes are a foreign
+    /// magic and it disconnects. Some good nodes advertise P2P_V2 all the same (services
+    /// 0xc09 in the mix, see [`SimConfig::new`]), like [`Behaviour::V1AdvertisingV2`].
     Good,
     /// Nothing listens on its address: connections are refused.
     Dead,
@@ -85,11 +95,48 @@ pub enum Behaviour {
     /// Sends its `version`, then an endless stream of valid messages (`ping`, `inv`,
     /// `sendheaders`, ...) without ever sending `verack`.
     EndlessStream,
+    /// A good node that speaks both transports, as Bitcoin Core 26+ does: if the client's
+    /// first 16 bytes are a v1 `version` header (the magic, then `version` NUL-padded), it
+    /// is `Good` in v1; if they are a v1 header of another network it disconnects;
+    /// otherwise it runs the BIP324 responder (sending random garbage of random length
+    /// after its key, as Core does) and then `Good`'s conversation over v2 packets. Its
+    /// services always include P2P_V2, NETWORK and WITNESS.
+    V2,
+    /// A `Good` node that speaks only v1 but advertises P2P_V2 (a node behind a proxy that
+    /// strips it, or a lie): it disconnects a client that opens with a BIP324 key.
+    V1AdvertisingV2,
+    /// Advertises P2P_V2 and is never good: to a BIP324 client it sends a key and then
+    /// garbage without a terminator (odd-numbered connections) or half a key and closes
+    /// (even-numbered ones); to a v1 client, 2 KiB of random bytes.
+    V2Garbage,
 }
 
 impl Behaviour {
     /// Every behaviour, `Good` first.
-    pub const ALL: [Behaviour; 14] = [
+    pub const ALL: [Behaviour; 17] = [
+        Behaviour::Good,
+        Behaviour::Dead,
+        Behaviour::Silent,
+        Behaviour::Slow,
+        Behaviour::Garbage,
+        Behaviour::OversizeHeader,
+        Behaviour::WrongMagic,
+        Behaviour::OldVersion,
+        Behaviour::NoServices,
+        Behaviour::Flaky,
+        Behaviour::AddrFlood,
+        Behaviour::AltPort,
+        Behaviour::Slowloris,
+        Behaviour::EndlessStream,
+        Behaviour::V2,
+        Behaviour::V1AdvertisingV2,
+        Behaviour::V2Garbage,
+    ];
+
+    /// The behaviours [`SimConfig::mixed`] deals out, `Good` first: all but the v2 ones
+    /// (`V2`, `V1AdvertisingV2`, `V2Garbage`), so the mix stays what tests and benches
+    /// were written against.
+    pub const MIXED: [Behaviour; 14] = [
         Behaviour::Good,
         Behaviour::Dead,
         Behaviour::Silent,
@@ -116,6 +163,8 @@ impl Behaviour {
                 | Behaviour::Flaky
                 | Behaviour::AddrFlood
                 | Behaviour::AltPort
+                | Behaviour::V2
+                | Behaviour::V1AdvertisingV2
         )
     }
 
@@ -124,7 +173,12 @@ impl Behaviour {
     pub(crate) fn is_dependable(self) -> bool {
         matches!(
             self,
-            Behaviour::Good | Behaviour::Slow | Behaviour::NoServices | Behaviour::AltPort
+            Behaviour::Good
+                | Behaviour::Slow
+                | Behaviour::NoServices
+                | Behaviour::AltPort
+                | Behaviour::V2
+                | Behaviour::V1AdvertisingV2
         )
     }
 }
@@ -178,6 +232,10 @@ pub struct SimConfig {
     /// How long the emulated Tor and I2P proxies wait before answering a CONNECT to a known
     /// name (a circuit being built).
     pub circuit_delay: Duration,
+    /// Whether each v2 session of a [`Behaviour::V2`] node keeps the raw bytes its client
+    /// sent after the handshake (the first 64 KiB), for [`SimNetwork::v2_captures`]. Off by
+    /// default.
+    pub capture_v2: bool,
     /// The first /16 block of 127.0.0.0/8 reserved for this configuration.
     block: usize,
     /// Index of the first address of the block that no node uses (two are kept for the
@@ -230,15 +288,17 @@ fn alt_port(port: u16) -> u16 {
 
 /// Service bits handed out in turn to nodes (most have NETWORK).
 const SERVICE_MIX: [u64; 7] = [0x409, 0x9, 0xc09, 0x1, 0x449, 0x40d, 0x408];
-/// Of every 32 nodes built by [`SimConfig::mixed`], the odd positions 1, 3, ..., 21 take the
-/// other eleven behaviours in turn; the other 21 are good.
+/// Of every 32 nodes built by [`SimConfig::mixed`], the odd positions 1, 3, ..., 25 take the
+/// other thirteen of [`Behaviour::MIXED`] in turn; the other 19 are good.
 const MIX_PERIOD: usize = 32;
 
 impl SimConfig {
     /// Builds a network with one node per entry of `behaviours`, in that order, on fresh
     /// addresses `127.<block>.x.y` (a block no other configuration of this process uses),
-    /// services varied (0x409, 0x9, 0xc09, 0x1, ...; 0 for `NoServices`), heights around
-    /// 900,000, and defaults for every knob.
+    /// services varied (0x409, 0x9, 0xc09, 0x1, ...; 0 for `NoServices`; P2P_V2 added for
+    /// the v2 kinds, and NETWORK and WITNESS too for `V2`), heights around 900,000, and
+    /// defaults for every knob. The good nodes given 0xc09 advertise P2P_V2 while speaking
+    /// only v1, as [`Behaviour::V1AdvertisingV2`] nodes do.
     ///
     /// # Panics
     ///
@@ -270,20 +330,21 @@ impl SimConfig {
             idle_timeout: Duration::from_secs(60),
             gossip_seed: 0x5eed,
             circuit_delay: Duration::from_millis(20),
+            capture_v2: false,
             block,
             spare: behaviours.len(),
         }
     }
 
-    /// `n` nodes with every behaviour in a fixed proportion: of every 32 nodes, 21 are
-    /// `Good` and one is of each other kind (so 500 nodes hold 15 or 16 of each). Node 0 is
-    /// good.
+    /// `n` nodes with every behaviour of [`Behaviour::MIXED`] (all but the v2 kinds) in a
+    /// fixed proportion: of every 32 nodes, 19 are `Good` and one is of each other kind (so
+    /// 500 nodes hold 15 or 16 of each). Node 0 is good.
     pub fn mixed(n: usize, magic: Magic, port: u16) -> SimConfig {
         let behaviours: Vec<Behaviour> = (0..n)
             .map(|i| {
                 let pos = i % MIX_PERIOD;
-                if pos % 2 == 1 && pos / 2 < Behaviour::ALL.len() - 1 {
-                    Behaviour::ALL[pos / 2 + 1]
+                if pos % 2 == 1 && pos / 2 < Behaviour::MIXED.len() - 1 {
+                    Behaviour::MIXED[pos / 2 + 1]
                 } else {
                     Behaviour::Good
                 }
@@ -340,9 +401,12 @@ fn node_spec(block: usize, i: usize, behaviour: Behaviour, port: u16) -> NodeSpe
         Behaviour::AltPort => alt_port(port),
         _ => port,
     };
+    let mix = ServiceFlags::from(SERVICE_MIX[i % SERVICE_MIX.len()]);
     let services = match behaviour {
         Behaviour::NoServices => ServiceFlags::NONE,
-        _ => ServiceFlags::from(SERVICE_MIX[i % SERVICE_MIX.len()]),
+        Behaviour::V2 => mix | ServiceFlags::NETWORK | ServiceFlags::WITNESS | ServiceFlags::P2P_V2,
+        Behaviour::V1AdvertisingV2 | Behaviour::V2Garbage => mix | ServiceFlags::P2P_V2,
+        _ => mix,
     };
     let addr = SocketAddr::new(IpAddr::V4(node_ip(block, i)), port);
     NodeSpec {

@@ -9,11 +9,13 @@ use bitcoin::p2p::message::NetworkMessage;
 use bitcoin::p2p::message_compact_blocks::SendCmpct;
 use bitcoin::p2p::message_network::VersionMessage;
 use bitcoin::p2p::{Magic, ServiceFlags};
+use rand::RngExt;
 use rand::seq::SliceRandom;
-use rand::{Rng, RngExt};
 
 use super::server::Shared;
-use super::wire::{Conn, HEADER_LEN, Incoming, encode_message};
+use super::transport::{Opening, V1_PREFIX_LEN, opening};
+use super::v2::{self, Capture, MAX_GARBAGE_LEN, random_bytes};
+use super::wire::{Conn, HEADER_LEN, Incoming, V1, Wire, encode_message};
 use super::{Behaviour, Network};
 use crate::addr::{Host, PeerAddr};
 
@@ -23,6 +25,8 @@ const PROTOCOL_VERSION: u32 = 70016;
 const OLD_PROTOCOL_VERSION: u32 = 31800;
 /// Most entries in one `addr`/`addrv2` message (the protocol limit).
 const MAX_ADDR_PER_MSG: usize = 1000;
+/// Length of a BIP324 public key (ElligatorSwift encoding): any 64 bytes pass for one.
+const V2_KEY_LEN: usize = 64;
 /// Length field of the [`Behaviour::OversizeHeader`] header.
 const OVERSIZE_LEN: u32 = 0xFFFF_FFF0;
 /// Network id of the unknown-network entry in poisoned `addrv2` answers (BIP155 ids stop at 6).
@@ -38,11 +42,9 @@ const USER_AGENTS: [&str; 4] = [
 /// Serves connection number `nth` (1-based) accepted by node `node`, until the client
 /// closes, the node's behaviour ends it, or the network stops.
 pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, node: usize, nth: u64, shared: &Shared) {
-    let mut conn = Conn {
-        stream,
-        stop: &shared.stop,
-        idle: shared.config.idle_timeout,
-    };
+    let stop = &shared.stop;
+    let conn = Conn::new(stream, stop, shared.config.idle_timeout);
+    let mut conn = conn.sniffed(&shared.transports[node]);
     if conn.setup().is_err() {
         return;
     }
@@ -54,11 +56,72 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, node: usize, nth: u64, 
         Behaviour::Flaky if nth % 2 == 0 => {}
         Behaviour::Slowloris => slowloris(conn, shared, node, peer),
         Behaviour::EndlessStream => endless_stream(conn, shared, node, peer),
+        Behaviour::V2 => dual(conn, shared, node, nth, peer),
+        Behaviour::V2Garbage => v2_garbage(conn, shared.config.magic, nth),
         _ => {
-            let mut session = Session::new(conn, shared, node, nth, peer);
-            // Errors only mean the client went away or misbehaved: the connection just ends.
-            let _ = session.run();
+            let magic = session_magic(shared, node);
+            converse(V1 { conn, magic }, shared, node, nth, peer);
         }
+    }
+}
+
+/// Holds the node's side of the conversation until it ends.
+fn converse<W: Wire>(wire: W, shared: &Shared, node: usize, nth: u64, peer: SocketAddr) {
+    let mut session = Session::new(wire, shared, node, nth, peer);
+    // Errors only mean the client went away or misbehaved: the connection just ends.
+    let _ = session.run();
+}
+
+/// A [`Behaviour::V2`] node: v1 if the client opens with a v1 `version` header, closes on
+/// a foreign network's, and runs the BIP324 responder otherwise (as Core does).
+fn dual(mut conn: Conn<'_>, shared: &Shared, node: usize, nth: u64, peer: SocketAddr) {
+    let magic = shared.config.magic;
+    let Ok(Some(first)) = conn.peek_prefix() else {
+        return;
+    };
+    match opening(&first, magic) {
+        Opening::V1 => converse(V1 { conn, magic }, shared, node, nth, peer),
+        Opening::ForeignV1 => {
+            let _ = conn.read_exact(&mut [0u8; V1_PREFIX_LEN]);
+        }
+        Opening::V2 => {
+            let capture = Capture::new(shared.config.capture_v2);
+            if let Some(wire) = v2::accept(&conn, &capture, magic) {
+                converse(wire, shared, node, nth, peer);
+            }
+            if let Some(bytes) = capture.into_bytes() {
+                shared.keep_capture(bytes);
+            }
+        }
+    }
+}
+
+/// A [`Behaviour::V2Garbage`] node: garbage on v1; on v2, a key and then garbage without
+/// a terminator on odd-numbered connections, half a key and the end on even ones.
+fn v2_garbage(mut conn: Conn<'_>, magic: Magic, nth: u64) {
+    let Ok(Some(first)) = conn.peek_prefix() else {
+        return;
+    };
+    match opening(&first, magic) {
+        Opening::V2 if nth % 2 == 0 => {
+            let _ = conn.read_exact(&mut [0u8; V1_PREFIX_LEN]);
+            let _ = conn.write_all(&random_bytes(V2_KEY_LEN / 2));
+        }
+        Opening::V2 => {
+            // More than the most garbage plus a terminator: the client must give up.
+            let len = V2_KEY_LEN + 2 * MAX_GARBAGE_LEN;
+            send_then_drain(conn, &random_bytes(len));
+        }
+        Opening::V1 | Opening::ForeignV1 => send_then_drain(conn, &garbage()),
+    }
+}
+
+/// The magic a node sends with: the network's, or the wrong one for a
+/// [`Behaviour::WrongMagic`] node.
+fn session_magic(shared: &Shared, node: usize) -> Magic {
+    match shared.config.nodes[node].behaviour {
+        Behaviour::WrongMagic => shared.config.wrong_magic,
+        _ => shared.config.magic,
     }
 }
 
@@ -71,9 +134,7 @@ fn send_then_drain(mut conn: Conn<'_>, bytes: &[u8]) {
 
 /// What a [`Behaviour::Garbage`] node sends: 2 KiB of random bytes.
 fn garbage() -> Vec<u8> {
-    let mut bytes = vec![0u8; 2048];
-    rand::rng().fill_bytes(&mut bytes);
-    bytes
+    random_bytes(2048)
 }
 
 /// What a [`Behaviour::OversizeHeader`] node sends: a `version` header with the right
@@ -160,15 +221,13 @@ fn handshake_version(shared: &Shared, node: usize, peer: SocketAddr) -> VersionM
     version
 }
 
-/// One handshaking connection: the node's side of the protocol.
-struct Session<'a> {
-    conn: Conn<'a>,
+/// One handshaking connection: the node's side of the protocol, over either transport.
+struct Session<'a, W> {
+    wire: W,
     shared: &'a Shared,
     node: usize,
     nth: u64,
     peer: SocketAddr,
-    /// Magic this node sends with.
-    magic: Magic,
     got_version: bool,
     got_verack: bool,
     /// The client sent `sendaddrv2` before its `verack`.
@@ -219,21 +278,14 @@ impl Entry {
     }
 }
 
-impl<'a> Session<'a> {
-    /// A session speaking the network's magic, or the wrong one for a
-    /// [`Behaviour::WrongMagic`] node.
-    fn new(conn: Conn<'a>, shared: &'a Shared, node: usize, nth: u64, peer: SocketAddr) -> Self {
-        let magic = match shared.config.nodes[node].behaviour {
-            Behaviour::WrongMagic => shared.config.wrong_magic,
-            _ => shared.config.magic,
-        };
+impl<'a, W: Wire> Session<'a, W> {
+    fn new(wire: W, shared: &'a Shared, node: usize, nth: u64, peer: SocketAddr) -> Self {
         Session {
-            conn,
+            wire,
             shared,
             node,
             nth,
             peer,
-            magic,
             got_version: false,
             got_verack: false,
             addrv2: false,
@@ -251,7 +303,7 @@ impl<'a> Session<'a> {
 
     /// Answers the client's messages until it closes or sends a foreign magic.
     fn run(&mut self) -> io::Result<()> {
-        while let Some(msg) = self.conn.read_message()? {
+        while let Some(msg) = self.wire.read_message()? {
             if self.behaviour() != Behaviour::WrongMagic && msg.magic != self.shared.config.magic {
                 return Ok(()); // Core disconnects on a foreign magic.
             }
@@ -295,21 +347,20 @@ impl<'a> Session<'a> {
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(nonce);
         self.wait()?;
-        self.conn
-            .send(self.magic, NetworkMessage::Pong(u64::from_le_bytes(bytes)))
+        self.wire
+            .send(NetworkMessage::Pong(u64::from_le_bytes(bytes)))
     }
 
     /// The delay of a `Slow` node before a reply.
     fn wait(&self) -> io::Result<()> {
-        if self.behaviour() == Behaviour::Slow && !self.conn.pause(self.shared.config.slow_delay) {
+        if self.behaviour() == Behaviour::Slow && !self.wire.pause(self.shared.config.slow_delay) {
             return Err(io::ErrorKind::TimedOut.into());
         }
         Ok(())
     }
 
     fn send_all(&mut self, msgs: Vec<NetworkMessage>) -> io::Result<()> {
-        msgs.into_iter()
-            .try_for_each(|msg| self.conn.send(self.magic, msg))
+        msgs.into_iter().try_for_each(|msg| self.wire.send(msg))
     }
 
     /// `version`, then (as Core does for 70016 peers) `wtxidrelay` and `sendaddrv2`, `verack`.
@@ -365,7 +416,7 @@ impl<'a> Session<'a> {
     fn send_addrs(&mut self, entries: &[Entry]) -> io::Result<()> {
         for chunk in entries.chunks(MAX_ADDR_PER_MSG) {
             if let Some(msg) = self.addr_message(chunk) {
-                self.conn.send(self.magic, msg)?;
+                self.wire.send(msg)?;
             }
         }
         Ok(())
@@ -382,7 +433,7 @@ impl<'a> Session<'a> {
                 .map(|k| Entry::ip(flood_addr(k, self.shared.config.port), flood_services()))
                 .collect();
             if let Some(msg) = self.addr_message(&chunk) {
-                self.conn.send(self.magic, msg)?;
+                self.wire.send(msg)?;
             }
         }
         Ok(())

@@ -15,6 +15,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::networks::{bind_cjdns, cjdns_bindable};
+use super::transport::{Sessions, Tally};
 use super::{Behaviour, Network, NodeSpec, SimConfig, SimProxy, gossip, node};
 use crate::addr::PeerAddr;
 
@@ -46,6 +47,18 @@ pub(crate) struct Shared {
     pub hidden_direct: AtomicU64,
     /// Connections accepted by all nodes, by the client's IP address.
     pub sources: Mutex<HashMap<IpAddr, u64>>,
+    /// Sessions per node by the transport they opened with.
+    pub transports: Vec<Tally>,
+    /// What v2 sessions received after their handshake ([`SimConfig::capture_v2`]).
+    pub captures: Mutex<Vec<Vec<u8>>>,
+}
+
+impl Shared {
+    /// Keeps what one v2 session received after its handshake.
+    pub(crate) fn keep_capture(&self, bytes: Vec<u8>) {
+        let mut captures = self.captures.lock().unwrap_or_else(PoisonError::into_inner);
+        captures.push(bytes);
+    }
 }
 
 /// A running simulated network. Dropping it stops it, like [`SimNetwork::shutdown`].
@@ -181,6 +194,23 @@ impl SimNetwork {
         self.shared.config.nodes[self.seed].addr
     }
 
+    /// Sessions the node at `addr` saw so far, by the transport they opened with (zeros for
+    /// an unknown address). A connection is counted once its first 16 bytes have been read
+    /// (a node that never reads, like `EndlessStream` or `Dead`, counts nothing).
+    pub fn sessions(&self, addr: SocketAddr) -> Sessions {
+        self.index
+            .get(&addr)
+            .map_or_else(Sessions::default, |&i| self.shared.transports[i].sessions())
+    }
+
+    /// The raw bytes each completed v2 session of a [`Behaviour::V2`] node received after
+    /// its handshake (the first 64 KiB), in the order the sessions ended; empty unless
+    /// [`SimConfig::capture_v2`] is set.
+    pub fn v2_captures(&self) -> Vec<Vec<u8>> {
+        let captures = self.shared.captures.lock();
+        captures.unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// Connections accepted so far by the node at `addr` (0 for an unknown address).
     pub fn connections(&self, addr: SocketAddr) -> u64 {
         self.index
@@ -296,6 +326,7 @@ fn shared_state(config: SimConfig) -> Shared {
         flood_count += usize::from(node.behaviour == Behaviour::AddrFlood);
     }
     let accepted = config.nodes.iter().map(|_| AtomicU64::new(0)).collect();
+    let transports = config.nodes.iter().map(|_| Tally::default()).collect();
     Shared {
         config,
         plan,
@@ -306,6 +337,8 @@ fn shared_state(config: SimConfig) -> Shared {
         live: AtomicUsize::new(0),
         hidden_direct: AtomicU64::new(0),
         sources: Mutex::default(),
+        transports,
+        captures: Mutex::default(),
     }
 }
 

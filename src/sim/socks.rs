@@ -50,11 +50,7 @@ enum Request {
 
 /// Serves one accepted client until it or the node closes, or the network stops.
 pub(crate) fn serve(stream: TcpStream, shared: &Arc<ProxyShared>, slot: &Arc<Slot>) {
-    let client = Conn {
-        stream,
-        stop: &shared.stop,
-        idle: shared.idle,
-    };
+    let client = Conn::new(stream, &shared.stop, shared.idle);
     if client.setup().is_err() {
         return;
     }
@@ -224,11 +220,7 @@ fn relay(
 /// Copies from `from` to `to` until EOF, an error or stop; then ends the session (its
 /// slot first) and shuts both down.
 fn pump(mut from: TcpStream, to: TcpStream, shared: &ProxyShared, slot: &Slot) {
-    let mut to = Conn {
-        stream: to,
-        stop: &shared.stop,
-        idle: shared.idle,
-    };
+    let mut to = Conn::new(to, &shared.stop, shared.idle);
     let mut buf = vec![0u8; RELAY_CHUNK];
     while !shared.stop.load(Ordering::Relaxed) {
         match from.read(&mut buf) {

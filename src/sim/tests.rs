@@ -17,6 +17,7 @@ use super::wire::encode_message;
 use super::{Behaviour, SimConfig, SimNetwork};
 
 mod networks;
+mod v2;
 
 const PORT: u16 = 28333;
 const MAGIC: Magic = Magic::REGTEST;
@@ -380,7 +381,7 @@ fn gossip_reaches_every_node_in_mixed_500() {
 #[test]
 fn mixed_holds_every_behaviour_with_distinct_addresses() {
     let config = SimConfig::mixed(500, MAGIC, PORT);
-    for behaviour in Behaviour::ALL {
+    for behaviour in Behaviour::MIXED {
         let count = config
             .nodes
             .iter()

@@ -1,5 +1,6 @@
 //! Framing for the simulated nodes: patient reads and writes on blocking sockets that give up
-//! when the network stops or the peer stays idle too long.
+//! when the network stops or the peer stays idle too long, and the v1 transport (24-byte
+//! headers) behind the [`Wire`] a node's conversation is written against.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -9,6 +10,8 @@ use std::time::{Duration, Instant};
 use bitcoin::consensus::encode;
 use bitcoin::p2p::Magic;
 use bitcoin::p2p::message::{NetworkMessage, RawNetworkMessage};
+
+use super::transport::{Sniff, Tally, V1_PREFIX_LEN};
 
 /// Length of a P2P message header: magic, command, payload length, checksum.
 pub(crate) const HEADER_LEN: usize = 24;
@@ -20,6 +23,9 @@ const MAX_PAYLOAD: usize = 1_000_000;
 /// How long one blocking socket call may wait before the stop flag is checked again.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How long [`Conn::peek_prefix`] sleeps while fewer than 16 bytes have arrived.
+const PEEK_NAP: Duration = Duration::from_millis(2);
+
 /// One message as received: the magic it came with, its command name and its raw payload.
 #[derive(Debug)]
 pub(crate) struct Incoming {
@@ -28,12 +34,67 @@ pub(crate) struct Incoming {
     pub payload: Vec<u8>,
 }
 
-/// A blocking stream plus what ends it: the network's stop flag and an idle limit.
+/// One side of a conversation in P2P messages, whatever the transport under it.
+pub(crate) trait Wire {
+    /// Reads the next message. Returns `Ok(None)` when the conversation is over: EOF, stop,
+    /// idle timeout, or a stream that cannot be read any further.
+    fn read_message(&mut self) -> io::Result<Option<Incoming>>;
+
+    /// Sends one message.
+    fn send(&mut self, msg: NetworkMessage) -> io::Result<()>;
+
+    /// Sleeps for `delay`; returns `false` if the network stopped meanwhile.
+    fn pause(&self, delay: Duration) -> bool;
+}
+
+/// The v1 transport: every message behind a 24-byte header with `magic`.
+#[derive(Debug)]
+pub(crate) struct V1<'a> {
+    pub conn: Conn<'a>,
+    pub magic: Magic,
+}
+
+impl Wire for V1<'_> {
+    fn read_message(&mut self) -> io::Result<Option<Incoming>> {
+        self.conn.read_message()
+    }
+
+    fn send(&mut self, msg: NetworkMessage) -> io::Result<()> {
+        self.conn.send(self.magic, msg)
+    }
+
+    fn pause(&self, delay: Duration) -> bool {
+        self.conn.pause(delay)
+    }
+}
+
+/// A blocking stream plus what ends it: the network's stop flag and an idle limit; and,
+/// for a node's connection, what counts its first bytes.
 #[derive(Debug)]
 pub(crate) struct Conn<'a> {
     pub stream: TcpStream,
-    pub stop: &'a AtomicBool,
-    pub idle: Duration,
+    stop: &'a AtomicBool,
+    idle: Duration,
+    sniff: Option<Sniff<'a>>,
+}
+
+impl<'a> Conn<'a> {
+    pub(crate) fn new(stream: TcpStream, stop: &'a AtomicBool, idle: Duration) -> Self {
+        Conn {
+            stream,
+            stop,
+            idle,
+            sniff: None,
+        }
+    }
+
+    /// The same connection, counted in `tally` by its first 16 bytes.
+    pub(crate) fn sniffed(self, tally: &'a Tally) -> Self {
+        Conn {
+            sniff: Some(Sniff::new(tally)),
+            ..self
+        }
+    }
 }
 
 impl Conn<'_> {
@@ -49,27 +110,79 @@ impl Conn<'_> {
         self.stop.load(Ordering::Relaxed)
     }
 
-    /// Fills `buf` completely. Returns `Ok(false)` on EOF, stop or idle timeout.
-    fn fill(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        let mut done = 0;
-        let mut last = Instant::now();
-        while done < buf.len() {
-            if self.stopped() || last.elapsed() > self.idle {
-                return Ok(false);
+    /// Reads what has arrived, waiting for at least a byte. Returns `Ok(0)` on EOF; fails
+    /// with `TimedOut` on stop or when nothing arrived for the idle limit.
+    pub(crate) fn read_some(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let start = Instant::now();
+        loop {
+            if self.stopped() || start.elapsed() > self.idle {
+                return Err(ErrorKind::TimedOut.into());
             }
-            match self.stream.read(&mut buf[done..]) {
-                Ok(0) => return Ok(false),
+            match (&self.stream).read(buf) {
                 Ok(n) => {
-                    done += n;
-                    last = Instant::now();
+                    self.got(&buf[..n]);
+                    return Ok(n);
                 }
                 Err(e) if is_retry(&e) => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(true)
     }
 
+    /// Writes some of `bytes`, waiting while the client is slow to read. Fails with
+    /// `TimedOut` on stop or when nothing could be written for the idle limit.
+    fn write_some(&self, bytes: &[u8]) -> io::Result<usize> {
+        let start = Instant::now();
+        loop {
+            if self.stopped() || start.elapsed() > self.idle {
+                return Err(ErrorKind::TimedOut.into());
+            }
+            match (&self.stream).write(bytes) {
+                Ok(0) if !bytes.is_empty() => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => return Ok(n),
+                Err(e) if is_retry(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Tells the sniffer (if any) about bytes just read.
+    fn got(&self, bytes: &[u8]) {
+        if let Some(sniff) = &self.sniff {
+            sniff.feed(bytes);
+        }
+    }
+
+    /// Waits until the client's first 16 bytes have arrived and returns them, leaving them
+    /// to be read. Returns `Ok(None)` on EOF, stop or idle timeout before that.
+    pub(crate) fn peek_prefix(&self) -> io::Result<Option<[u8; V1_PREFIX_LEN]>> {
+        let mut first = [0u8; V1_PREFIX_LEN];
+        let start = Instant::now();
+        while !self.stopped() && start.elapsed() <= self.idle {
+            match self.stream.peek(&mut first) {
+                Ok(0) => return Ok(None),
+                Ok(V1_PREFIX_LEN) => return Ok(Some(first)),
+                Ok(_) => std::thread::sleep(PEEK_NAP),
+                Err(e) if is_retry(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Fills `buf` completely. Returns `Ok(false)` on EOF, stop or idle timeout.
+    fn fill(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.read_some(&mut buf[done..]) {
+                Ok(0) => return Ok(false),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == ErrorKind::TimedOut => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
     /// Fills `buf` completely. Returns `Ok(false)` on EOF, stop or idle timeout.
     pub(crate) fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<bool> {
         self.fill(buf)
@@ -108,20 +221,8 @@ impl Conn<'_> {
     /// `TimedOut` on stop or when nothing could be written for the idle limit.
     pub(crate) fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         let mut done = 0;
-        let mut last = Instant::now();
         while done < bytes.len() {
-            if self.stopped() || last.elapsed() > self.idle {
-                return Err(ErrorKind::TimedOut.into());
-            }
-            match self.stream.write(&bytes[done..]) {
-                Ok(0) => return Err(ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    done += n;
-                    last = Instant::now();
-                }
-                Err(e) if is_retry(&e) => {}
-                Err(e) => return Err(e),
-            }
+            done += self.write_some(&bytes[done..])?;
         }
         Ok(())
     }
@@ -151,13 +252,31 @@ impl Conn<'_> {
         let mut buf = [0u8; 4096];
         let start = Instant::now();
         while !self.stopped() && start.elapsed() < self.idle {
-            match self.stream.read(&mut buf) {
+            match (&self.stream).read(&mut buf) {
                 Ok(0) => return,
-                Ok(_) => {}
+                Ok(n) => self.got(&buf[..n]),
                 Err(e) if is_retry(&e) => {}
                 Err(_) => return,
             }
         }
+    }
+}
+
+/// The connection as a reader for the BIP324 handshake and packets: [`Conn::read_some`].
+impl Read for &Conn<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_some(buf)
+    }
+}
+
+/// The connection as a writer for the BIP324 handshake and packets: patient writes.
+impl Write for &Conn<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.write_some(bytes)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
