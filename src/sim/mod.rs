@@ -395,6 +395,23 @@ impl SimConfig {
     }
 }
 
+impl SimConfig {
+    /// Makes a `fraction` of the `Good` nodes (evenly spread, never the seed, node 0) speak
+    /// BIP324 v2 as well: [`Behaviour::V2`], advertising P2P_V2. For benches.
+    pub fn speak_v2(&mut self, fraction: f64) {
+        let good: Vec<usize> = (1..self.nodes.len())
+            .filter(|&i| self.nodes[i].behaviour == Behaviour::Good)
+            .collect();
+        let take = (good.len() as f64 * fraction.clamp(0.0, 1.0)).round() as usize;
+        for k in 0..take {
+            let i = good[k * good.len() / take.max(1)];
+            let node = &mut self.nodes[i];
+            node.behaviour = Behaviour::V2;
+            node.services |= ServiceFlags::NETWORK | ServiceFlags::WITNESS | ServiceFlags::P2P_V2;
+        }
+    }
+}
+
 /// Node `i` of a configuration whose first block is `block`, on the network's `port`.
 fn node_spec(block: usize, i: usize, behaviour: Behaviour, port: u16) -> NodeSpec {
     let port = match behaviour {

@@ -12,3 +12,4 @@ mod networks;
 mod proxy;
 mod seed_dns;
 mod util;
+mod v2;

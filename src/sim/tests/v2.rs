@@ -15,7 +15,7 @@ use bitcoin::p2p::{Magic, ServiceFlags};
 
 use super::{Client, MAGIC, PORT, answered, node_of};
 use crate::sim::v2::{decode_contents, encode_contents};
-use crate::sim::{Behaviour, Sessions, SimConfig, SimNetwork};
+use crate::sim::{Behaviour, NodeSpec, Sessions, SimConfig, SimNetwork};
 
 /// A good seed (services 0x409: no P2P_V2), then one node of each v2 kind, then more good.
 fn v2_config() -> SimConfig {
@@ -339,4 +339,27 @@ fn sessions_count_each_transport() {
     foreign.send(Magic::TESTNET4, Client::version());
     assert!(foreign.try_recv().is_none());
     assert_eq!(net.sessions(v2).v1, 2);
+}
+
+#[test]
+fn speak_v2_turns_a_share_of_the_good_nodes_but_not_the_seed() {
+    let mut config = SimConfig::with_fractions(101, 0.1, 0.0, Magic::REGTEST, 18444);
+    let good = config
+        .nodes
+        .iter()
+        .filter(|n| n.behaviour == Behaviour::Good)
+        .count();
+    config.speak_v2(0.5);
+    let v2: Vec<&NodeSpec> = config
+        .nodes
+        .iter()
+        .filter(|n| n.behaviour == Behaviour::V2)
+        .collect();
+    assert_eq!(v2.len(), ((good - 1) as f64 * 0.5).round() as usize);
+    assert!(v2.iter().all(|n| n.services.has(ServiceFlags::P2P_V2)));
+    assert_eq!(
+        config.nodes[0].behaviour,
+        Behaviour::Good,
+        "the seed stays v1"
+    );
 }
