@@ -28,6 +28,10 @@
 //! node has (the simulated network's poison): with a proxy those are dialed too, through
 //! the same slots, and the emulated Tor refuses them at once.
 //!
+//! `--v2 F` makes that share of the good nodes speak BIP324 v2 and advertise it, so the
+//! crawler probes them over v2 (an elliptic-curve key exchange and encrypted packets per
+//! probe): compare the CPU per probe with `--v2 0`.
+//!
 //! It also reports the CPU per probe (the process, and split by thread role: crawler
 //! workers, writer, scheduler, the simulated network, the bench's own polling), the writer's
 //! batch sizes (from the crawler's counters) and the peak of open file descriptors (each
@@ -38,6 +42,7 @@
 //! cargo bench --bench crawl -- --nodes 20000 --threads 512 --silent 0.1 --dead 0.1
 //! cargo bench --bench crawl -- --probe-timeout 20              # the seeder's own timeouts
 //! cargo bench --bench crawl -- --onion 0.2                     # 20% on Tor, 32 probes through it
+//! cargo bench --bench crawl -- --v2 1 --threads 512            # every good node probed over v2
 //! cargo bench --bench crawl -- --onion 0.2 --proxy-probes 8    # the proxy's cap sets the pass
 //! ```
 //! Flags (each also an environment variable `CRAWL_<NAME>`): `--nodes`, `--threads`,
@@ -96,6 +101,8 @@ flags::params! {
     proxy_probes: usize = 32;
     /// The emulated Tor's wait before each CONNECT reply (`SimConfig`'s default).
     circuit_delay: f64 = 0.02;
+    /// The share of the good nodes that speak BIP324 v2 (and advertise it: probed over v2).
+    v2: f64 = 0.0;
 }
 
 impl Params {
@@ -232,6 +239,7 @@ fn sim_config(p: &Params, magic: Magic) -> SimConfig {
     if p.onion > 0.0 {
         config.place(SimNet::Onion, p.onion);
     }
+    config.speak_v2(p.v2);
     config
 }
 
