@@ -626,9 +626,11 @@ impl Snapshot {
 fn report(p: &Params, t: &Timeline, s: &Snapshot, n: usize, listeners: usize) {
     println!("crawl bench");
     println!(
-        "  network            {n} simulated nodes ({:.0}% silent, {:.0}% dead), regtest, 127.0.0.0/8",
+        "  network            {n} simulated nodes ({:.0}% silent, {:.0}% dead, {:.0}% of the good \
+         ones speaking v2), regtest, 127.0.0.0/8",
         p.silent * 100.0,
-        p.dead * 100.0
+        p.dead * 100.0,
+        p.v2 * 100.0
     );
     println!(
         "  crawler            {} threads, probe deadline {} s, connect timeout {} s, \
