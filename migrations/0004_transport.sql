@@ -10,3 +10,8 @@ ALTER TABLE peers ADD COLUMN transport TEXT CHECK (transport IN ('v1', 'v2'));
 -- filter on.
 DROP INDEX peers_good;
 CREATE INDEX peers_good ON peers (family, services, transport, address) WHERE good = 1;
+
+-- Good peers that advertise P2P_V2 are due at once: until a v2 probe succeeds, the answers
+-- for masks with P2P_V2 leave them out.
+UPDATE peers SET next_try = min(coalesce(next_try, 0), CAST(strftime('%s', 'now') AS INTEGER))
+    WHERE good = 1 AND services & 2048 != 0;

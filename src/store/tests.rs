@@ -883,7 +883,7 @@ fn version_3_database_upgrades_with_an_unknown_transport() {
                  VALUES ('1.2.3.4:8333', 1, 9, 'gossip', 100, 100);
              INSERT INTO peers (address, family, services, source, first_seen, good, tries,
                  successes, last_success, last_try, reliability_1m, evidence, next_try)
-                 VALUES ('5.6.7.8:8333', 1, 3081, 'seed', 50, 1, 7, 7, 90, 90, 0.5, 3, 200);",
+                 VALUES ('5.6.7.8:8333', 1, 3081, 'seed', 50, 1, 7, 7, 90, 90, 0.5, 3, 4000000000);",
         )
         .unwrap();
     }
@@ -896,6 +896,13 @@ fn version_3_database_upgrades_with_an_unknown_transport() {
     assert!(
         store.good_ips(Family::Ipv4, 0x809).unwrap().is_empty(),
         "not known to speak v2"
+    );
+    let due: Vec<String> = (store.due(crate::unix_now(), 10).unwrap().iter())
+        .map(|d| d.addr.to_string())
+        .collect();
+    assert_eq!(
+        due[0], "5.6.7.8:8333",
+        "a good peer advertising P2P_V2 is due at once"
     );
     let mut result = success("5.6.7.8:8333", 300, 3081);
     if let Outcome::Success { transport, .. } = &mut result.outcome {
