@@ -210,9 +210,11 @@ impl<C: Conn> Wire for V2Framed<'_, C> {
     fn receive(&mut self) -> Result<Message, ProbeError> {
         loop {
             let inbound = &mut self.inbound;
-            let mut packet = read_packet(&mut self.io, |length| {
-                Ok(inbound.decrypt_packet_len(length))
-            })?;
+            let mut packet =
+                read_packet(
+                    &mut self.io,
+                    |length| Ok(inbound.decrypt_packet_len(length)),
+                )?;
             let (_, plain) = inbound
                 .decrypt_in_place(&mut packet, None)
                 .map_err(handshake_error)?;

@@ -111,7 +111,8 @@ impl V2Peer {
         let peer = peer.receive_key(key).expect("a v2 key");
         let peer_key: [u8; KEY_LEN] = preamble[..KEY_LEN].try_into().expect("a key");
         let probe = probe.receive_key(peer_key).expect("a v2 key");
-        let mut version = vec![0u8; Handshake::<ReceivedKey<'static>>::send_version_len(Some(decoys))];
+        let mut version =
+            vec![0u8; Handshake::<ReceivedKey<'static>>::send_version_len(Some(decoys))];
         let peer = peer.send_version(&mut version, Some(decoys)).expect("room");
         preamble.extend(version);
         let mut version = vec![0u8; Handshake::<ReceivedKey<'static>>::send_version_len(None)];
@@ -353,10 +354,17 @@ pub fn check_v2_conversation(
     let result = converse_seeded(&mut conn, peer, &opts, later, PROBE_SEED);
     check_outcome(&result, &opts);
     let largest = READ_BUFFER.max(MAX_CONTENTS + PACKET_OVERHEAD);
-    assert!(conn.largest_read <= largest, "a read of {}", conn.largest_read);
+    assert!(
+        conn.largest_read <= largest,
+        "a read of {}",
+        conn.largest_read
+    );
     let read = script.bytes.len() - conn.inner.input.len();
     if let (Some(at), Err(ProbeError::Oversize { .. })) = (script.first_lie, &result) {
-        assert!(read <= at + LENGTH_LEN + READ_BUFFER, "read {read}, lie at {at}");
+        assert!(
+            read <= at + LENGTH_LEN + READ_BUFFER,
+            "read {read}, lie at {at}"
+        );
     }
     check_sent(&mut script.peer.clone(), &conn.inner.output);
     result
@@ -400,15 +408,29 @@ fn check_sent(peer: &mut V2Peer, sent: &[u8]) {
     assert_eq!(messages[1], v2_contents("sendaddrv2", &[], false));
 }
 
+/// Bytes per read a fuzz input can pick.
+pub const V2_CHUNKS: [usize; 8] = [1, 2, 3, 7, 64, 1000, 8192, usize::MAX];
+
 /// The whole check of one fuzz input: byte 0 holds flags, the rest goes into the script.
-/// Bits 0..2: the [`V2Stage`]; bits 2..5: bytes per read (1 to unlimited); bit 5: no
-/// `getaddr`; bit 6: the peer's handshake has garbage and a decoy.
+/// Bits 0..2: the [`V2Stage`]; bits 2..5: bytes per read (from [`V2_CHUNKS`]); bit 5: no
+/// `getaddr`; bit 6: the peer's handshake has garbage and a decoy. Besides the checks of
+/// [`check_v2_conversation`]: bytes that are not packets of the session (the raw stages)
+/// end the conversation with an error.
+///
+/// # Panics
+/// When a check fails.
 pub fn fuzz_v2(data: &[u8]) {
-    const CHUNKS: [usize; 8] = [1, 2, 3, 7, 64, 1000, 8192, usize::MAX];
     let Some((&flags, rest)) = data.split_first() else {
         return;
     };
-    let script = v2_script(V2Stage::from_bits(flags), flags & 64 != 0, rest);
-    let chunk = CHUNKS[usize::from(flags >> 2) % CHUNKS.len()];
-    let _ = check_v2_conversation(&script, chunk, flags & 32 == 0);
+    let stage = V2Stage::from_bits(flags);
+    let script = v2_script(stage, flags & 64 != 0, rest);
+    let chunk = V2_CHUNKS[usize::from(flags >> 2) % V2_CHUNKS.len()];
+    let result = check_v2_conversation(&script, chunk, flags & 32 == 0);
+    if matches!(stage, V2Stage::AfterKey | V2Stage::AfterVersion) {
+        assert!(
+            result.is_err(),
+            "bytes outside the session completed a handshake"
+        );
+    }
 }

@@ -127,7 +127,10 @@ mod tests {
     fn short_and_long_types_round_trip() {
         let ping = encode(&NetworkMessage::Ping(7));
         assert_eq!(ping[0], 18);
-        assert_eq!(decode(&ping).unwrap(), ("ping".to_owned(), &7u64.to_le_bytes()[..]));
+        assert_eq!(
+            decode(&ping).unwrap(),
+            ("ping".to_owned(), &7u64.to_le_bytes()[..])
+        );
         let getaddr = encode(&NetworkMessage::GetAddr);
         assert_eq!(getaddr, b"\0getaddr\0\0\0\0\0");
         assert_eq!(decode(&getaddr).unwrap(), ("getaddr".to_owned(), &[][..]));
@@ -162,7 +165,10 @@ mod tests {
         ] {
             assert_eq!(decode(bad).unwrap_err().reason(), "protocol", "{bad:?}");
         }
-        assert_eq!(decode(&[29, 1]).unwrap(), ("short id 29".to_owned(), &[1][..]));
+        assert_eq!(
+            decode(&[29, 1]).unwrap(),
+            ("short id 29".to_owned(), &[1][..])
+        );
         // A long type for a message that has a short ID is accepted, as Core does.
         let long_ping = b"\0ping\0\0\0\0\0\0\0\0\x07\0\0\0\0\0\0\0";
         assert_eq!(decode(long_ping).unwrap().0, "ping");
