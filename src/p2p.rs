@@ -1,24 +1,28 @@
 //! One probe of one peer over a blocking socket: connect, handshake, ask for addresses,
 //! and report what the peer said or why it failed.
 //!
-//! Every peer is hostile until proven otherwise. Headers are read by hand: the magic is
-//! checked, a length over [`MAX_PAYLOAD`] is refused before anything is allocated, the
-//! checksum is verified, and only the messages a probe needs are decoded (with their
-//! own, tighter caps); other payloads are skipped through a fixed buffer. Every read and
+//! Every peer is hostile until proven otherwise. The conversation runs over one of two
+//! framings ([`Transport`]): v1's plaintext messages (`v1`: the magic checked, a length over
+//! [`MAX_PAYLOAD`] refused before anything is allocated, the checksum verified, payloads
+//! the probe does not read skipped through a fixed buffer) or BIP324's encrypted packets
+//! (`v2`: the handshake, then a packet's length checked before it is read). Either way only
+//! the messages a probe needs are decoded, with their own, tighter caps. Every read and
 //! write is bounded by a deadline: the handshake's (`handshake_timeout` after the
-//! connection opened) until the peer's `version` and `verack` are in, then the probe's
-//! overall one, cut to `addr_grace` after the peer's answer to `getaddr`. So no peer holds
-//! a crawler thread longer than it needs: a silent one fails at the handshake timeout, an
-//! answering one is let go shortly after its answer. The checks on what a peer sends are
-//! pure functions in `decode`; this module holds the conversation and the socket.
+//! connection opened) until the peer's `version` and `verack` are in (v2's key exchange
+//! included), then the probe's overall one, cut to `addr_grace` after the peer's answer to
+//! `getaddr`. So no peer holds a crawler thread longer than it needs: a silent one fails at
+//! the handshake timeout, an answering one is let go shortly after its answer. The checks
+//! on what a peer sends are pure functions in `decode`, the socket's deadlines are in
+//! `stream`; this module holds the conversation.
 
+use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use bitcoin::consensus::encode;
 use bitcoin::p2p::address::Address;
-use bitcoin::p2p::message::{NetworkMessage, RawNetworkMessage};
+use bitcoin::p2p::message::NetworkMessage;
 use bitcoin::p2p::message_network::VersionMessage;
 use bitcoin::p2p::{Magic, ServiceFlags};
 
@@ -26,9 +30,15 @@ use crate::addr::PeerAddr;
 use crate::socks5::{self, SocksError, Target};
 
 mod decode;
+mod stream;
+mod v1;
+pub(crate) mod v2;
 
-use decode::is_decoded;
-pub use decode::{Header, Message, decode_payload, parse_header};
+pub use decode::{Header, Message, decode_authenticated, decode_payload, parse_header};
+#[cfg(any(test, feature = "testkit"))]
+pub(crate) use stream::READ_BUFFER;
+use v1::Framed;
+use v2::V2Framed;
 
 /// Largest payload any header may announce (SPEC §4); larger is a protocol violation.
 pub const MAX_PAYLOAD: u32 = 4_000_000;
@@ -38,7 +48,7 @@ pub const MAX_ADDR_PER_MESSAGE: u64 = 1000;
 pub const PROTOCOL_VERSION: u32 = 70016;
 /// Largest payload of a message a probe decodes (`addrv2` with 1000 entries of up to
 /// 512-byte addresses would be larger, but no real network has such addresses).
-const MAX_DECODED_PAYLOAD: u32 = 256 * 1024;
+pub(crate) const MAX_DECODED_PAYLOAD: u32 = 256 * 1024;
 const HEADER_LEN: usize = 24;
 
 /// Why a probe failed. [`ProbeError::reason`] is what the store records.
@@ -67,6 +77,11 @@ pub enum ProbeError {
     /// The proxy itself failed (not the peer's fault: its record is left alone).
     #[error("proxy: {0}")]
     Proxy(String),
+    /// The v2 (BIP324) handshake failed before the version exchange: the peer closed or
+    /// reset the connection at our key, answered in v1, or sent no garbage terminator in
+    /// time. Not a violation: retry over v1 on a new connection.
+    #[error("v2 handshake failed: {0}; retry over v1")]
+    V2Handshake(String),
     #[error("{0}")]
     Io(io::Error),
 }
@@ -85,6 +100,7 @@ impl ProbeError {
             ProbeError::Forbidden(_) => "forbidden",
             ProbeError::Unreachable(_) => "unreachable",
             ProbeError::Proxy(_) => "proxy",
+            ProbeError::V2Handshake(_) => "v2-handshake",
             ProbeError::Io(_) => "io",
         }
     }
@@ -129,6 +145,48 @@ impl ProbeError {
     }
 }
 
+/// The transport a probe speaks (SPEC §10): v1's plaintext messages or BIP324's encrypted
+/// packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Transport {
+    #[default]
+    V1,
+    V2,
+}
+
+impl Transport {
+    /// `"v1"` or `"v2"`, as the store and the CLI write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::V1 => "v1",
+            Transport::V2 => "v2",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A transport name that is neither `v1` nor `v2`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown transport '{0}': write v1 or v2")]
+pub struct ParseTransportError(String);
+
+impl FromStr for Transport {
+    type Err = ParseTransportError;
+
+    fn from_str(s: &str) -> Result<Transport, ParseTransportError> {
+        match s {
+            "v1" => Ok(Transport::V1),
+            "v2" => Ok(Transport::V2),
+            other => Err(ParseTransportError(other.to_owned())),
+        }
+    }
+}
+
 /// How to probe.
 #[derive(Debug, Clone)]
 pub struct ProbeOptions {
@@ -152,6 +210,8 @@ pub struct ProbeOptions {
     /// Most addresses kept from one peer.
     pub max_addrs: usize,
     pub user_agent: String,
+    /// The transport this probe speaks (v1 by default).
+    pub transport: Transport,
 }
 
 impl ProbeOptions {
@@ -167,6 +227,7 @@ impl ProbeOptions {
             addr_grace: Duration::from_millis(250),
             max_addrs: 2500,
             user_agent: format!("/dnsseeder:{}/", env!("CARGO_PKG_VERSION")),
+            transport: Transport::V1,
         }
     }
 }
@@ -190,6 +251,8 @@ pub struct PeerInfo {
     /// Whether `getaddr` was sent.
     pub asked_getaddr: bool,
     pub addrs: Vec<Learned>,
+    /// The transport the probe spoke.
+    pub transport: Transport,
 }
 
 /// A stream with a settable timeout for the next operation.
@@ -313,24 +376,74 @@ fn close_through_proxy(mut stream: TcpStream) {
     }
 }
 
-/// Runs the handshake and address collection on a stream that has just opened: the
-/// handshake must end within `opts.handshake_timeout` from now, the whole conversation by
-/// `deadline`.
+/// What a conversation runs over: v1 messages or v2 packets, every read and write bounded
+/// by a deadline the conversation may move.
+trait Wire {
+    /// Sends the messages in one write.
+    fn send_all<const N: usize>(&mut self, msgs: [NetworkMessage; N]) -> Result<(), ProbeError>;
+
+    fn send(&mut self, msg: NetworkMessage) -> Result<(), ProbeError> {
+        self.send_all([msg])
+    }
+
+    /// Reads the next message, decoded if the probe needs it.
+    fn receive(&mut self) -> Result<Message, ProbeError>;
+
+    fn deadline(&self) -> Instant;
+
+    fn set_deadline(&mut self, deadline: Instant);
+}
+
+/// Runs the handshake and address collection on a stream that has just opened, in the
+/// transport `opts.transport` says (v2: BIP324's handshake first): the handshake must end
+/// within `opts.handshake_timeout` from now, the whole conversation by `deadline`.
 ///
 /// # Errors
 /// Why the conversation failed before the handshake completed ([`ProbeError::Timeout`]
-/// when the peer's `version` and `verack` are not in by the handshake's deadline).
+/// when the peer's `version` and `verack` are not in by the handshake's deadline;
+/// [`ProbeError::V2Handshake`] when a peer asked for v2 does not speak it).
 pub fn converse<C: Conn>(
     conn: &mut C,
     peer: SocketAddr,
     opts: &ProbeOptions,
     deadline: Instant,
 ) -> Result<PeerInfo, ProbeError> {
+    converse_seeded(conn, peer, opts, deadline, rand::random())
+}
+
+/// [`converse`], with v2's ephemeral key made of `seed` (tests and fuzzing fix it, so that
+/// a peer's script can be written in advance).
+pub(crate) fn converse_seeded<C: Conn>(
+    conn: &mut C,
+    peer: SocketAddr,
+    opts: &ProbeOptions,
+    deadline: Instant,
+    seed: [u8; 32],
+) -> Result<PeerInfo, ProbeError> {
     let handshake_deadline = deadline.min(Instant::now() + opts.handshake_timeout);
-    let mut io = Framed::new(conn, opts.magic, handshake_deadline);
-    let version = handshake(&mut io, peer, opts)?;
-    io.deadline = deadline;
-    let mut info = PeerInfo::from_version(&version);
+    match opts.transport {
+        Transport::V1 => {
+            let mut wire = Framed::new(conn, opts.magic, handshake_deadline);
+            talk(&mut wire, peer, opts, deadline)
+        }
+        Transport::V2 => {
+            let mut wire = V2Framed::connect(conn, opts.magic, handshake_deadline, seed)?;
+            talk(&mut wire, peer, opts, deadline)
+        }
+    }
+}
+
+/// The conversation after the transport's own handshake: `version`/`verack` by the
+/// wire's deadline, then `getaddr` and the answer by `deadline`.
+fn talk<W: Wire>(
+    io: &mut W,
+    peer: SocketAddr,
+    opts: &ProbeOptions,
+    deadline: Instant,
+) -> Result<PeerInfo, ProbeError> {
+    let version = handshake(io, peer, opts)?;
+    io.set_deadline(deadline);
+    let mut info = PeerInfo::from_version(&version, opts.transport);
     if opts.getaddr && version.version >= 31402 {
         info.asked_getaddr = true;
         // Failures here do not undo the handshake: keep what arrived.
@@ -338,14 +451,14 @@ pub fn converse<C: Conn>(
             log::debug!("{peer}: getaddr not sent: {e}");
             return Ok(info);
         }
-        collect_addrs(&mut io, peer, opts, &mut info.addrs);
+        collect_addrs(io, peer, opts, &mut info.addrs);
     }
     Ok(info)
 }
 
 impl PeerInfo {
     /// What the peer's `version` says, before any `getaddr`.
-    fn from_version(v: &VersionMessage) -> PeerInfo {
+    fn from_version(v: &VersionMessage, transport: Transport) -> PeerInfo {
         PeerInfo {
             version: v.version,
             services: v.services.to_u64(),
@@ -353,6 +466,7 @@ impl PeerInfo {
             start_height: v.start_height,
             asked_getaddr: false,
             addrs: Vec::new(),
+            transport,
         }
     }
 }
@@ -360,8 +474,8 @@ impl PeerInfo {
 /// Sends our `version` and `sendaddrv2`, then answers the peer (`verack` to its
 /// `version`, `pong` to its pings) until both its `version` and its `verack` arrived.
 /// Returns its `version`.
-fn handshake<C: Conn>(
-    io: &mut Framed<'_, C>,
+fn handshake<W: Wire>(
+    io: &mut W,
     peer: SocketAddr,
     opts: &ProbeOptions,
 ) -> Result<VersionMessage, ProbeError> {
@@ -391,8 +505,8 @@ fn handshake<C: Conn>(
 /// Collects the addresses the peer sends into `out`, answering its pings, until `out`
 /// holds `max_addrs`, the deadline passes (cut to `addr_grace` after the first real
 /// answer), or the peer closes or breaks the protocol.
-fn collect_addrs<C: Conn>(
-    io: &mut Framed<'_, C>,
+fn collect_addrs<W: Wire>(
+    io: &mut W,
     peer: SocketAddr,
     opts: &ProbeOptions,
     out: &mut Vec<Learned>,
@@ -417,8 +531,8 @@ fn collect_addrs<C: Conn>(
 /// Keeps what fits of `entries` in `out`; after the first real answer (more than one
 /// entry, not a self-announcement) listens only `addr_grace` longer, for the rest of a
 /// split answer (later messages do not extend the grace). Returns whether `out` is full.
-fn keep_addrs<C: Conn>(
-    io: &mut Framed<'_, C>,
+fn keep_addrs<W: Wire>(
+    io: &mut W,
     entries: Vec<Learned>,
     opts: &ProbeOptions,
     out: &mut Vec<Learned>,
@@ -432,7 +546,7 @@ fn keep_addrs<C: Conn>(
         return true;
     }
     if real_answer {
-        io.deadline = io.deadline.min(Instant::now() + opts.addr_grace);
+        io.set_deadline(io.deadline().min(Instant::now() + opts.addr_grace));
     }
     false
 }
@@ -460,144 +574,6 @@ fn sanitize_agent(agent: &str) -> String {
         .filter(|c| !c.is_control())
         .take(256)
         .collect()
-}
-
-/// Bytes read from the socket at most per system call (more only for a large payload, which
-/// is read straight into its own buffer).
-const READ_BUFFER: usize = 8192;
-
-/// Message framing over a stream, bounded by a deadline.
-///
-/// Reads go through a buffer: a peer sends its `version`, `wtxidrelay`, `sendaddrv2` and
-/// `verack` (or the five messages after the handshake) back to back, and one `recv` takes
-/// them all, where reading each header and payload on its own cost two system calls per
-/// message plus two `setsockopt`s each. Each system call is still bounded by the time left
-/// until the deadline: the read timeout is set before every `recv`, the write timeout before
-/// every write.
-struct Framed<'a, C> {
-    conn: &'a mut C,
-    magic: Magic,
-    deadline: Instant,
-    buf: Vec<u8>,
-    /// Unconsumed bytes are `buf[start..end]`.
-    start: usize,
-    end: usize,
-}
-
-impl<'a, C: Conn> Framed<'a, C> {
-    fn new(conn: &'a mut C, magic: Magic, deadline: Instant) -> Framed<'a, C> {
-        Framed {
-            conn,
-            magic,
-            deadline,
-            buf: vec![0; READ_BUFFER],
-            start: 0,
-            end: 0,
-        }
-    }
-
-    fn remaining(&self) -> Result<Duration, ProbeError> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            Err(ProbeError::Timeout)
-        } else {
-            Ok(left)
-        }
-    }
-
-    fn send(&mut self, msg: NetworkMessage) -> Result<(), ProbeError> {
-        self.send_all([msg])
-    }
-
-    /// Sends the messages in one write.
-    fn send_all<const N: usize>(&mut self, msgs: [NetworkMessage; N]) -> Result<(), ProbeError> {
-        let mut bytes = Vec::new();
-        for msg in msgs {
-            bytes.extend(encode::serialize(&RawNetworkMessage::new(self.magic, msg)));
-        }
-        self.conn
-            .set_write_timeout_only(self.remaining()?)
-            .map_err(ProbeError::Io)?;
-        self.conn.write_all(&bytes).map_err(ProbeError::from_io)
-    }
-
-    /// One `recv` of at most `into.len()` bytes, bounded by the deadline.
-    fn recv(&mut self, mut into: ReadInto<'_>) -> Result<usize, ProbeError> {
-        loop {
-            self.conn
-                .set_read_timeout_only(self.remaining()?)
-                .map_err(ProbeError::Io)?;
-            let read = match into {
-                ReadInto::Buffer => self.conn.read(&mut self.buf),
-                ReadInto::Slice(ref mut out) => self.conn.read(out),
-            };
-            match read {
-                Ok(0) => return Err(ProbeError::Closed),
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(ProbeError::from_io(e)),
-            }
-        }
-    }
-
-    fn read_exact(&mut self, out: &mut [u8]) -> Result<(), ProbeError> {
-        let mut filled = 0;
-        while filled < out.len() {
-            if self.start == self.end {
-                let wanted = out.len() - filled;
-                if wanted >= self.buf.len() {
-                    // A large payload: no point copying it through the buffer.
-                    filled += self.recv(ReadInto::Slice(&mut out[filled..]))?;
-                    continue;
-                }
-                self.end = self.recv(ReadInto::Buffer)?;
-                self.start = 0;
-            }
-            let n = (out.len() - filled).min(self.end - self.start);
-            out[filled..filled + n].copy_from_slice(&self.buf[self.start..self.start + n]);
-            self.start += n;
-            filled += n;
-        }
-        Ok(())
-    }
-
-    fn skip(&mut self, mut len: usize) -> Result<(), ProbeError> {
-        let mut scratch = [0u8; 4096];
-        while len > 0 {
-            let n = len.min(scratch.len());
-            self.read_exact(&mut scratch[..n])?;
-            len -= n;
-        }
-        Ok(())
-    }
-
-    fn receive(&mut self) -> Result<Message, ProbeError> {
-        let mut header = [0u8; HEADER_LEN];
-        self.read_exact(&mut header)?;
-        let header = parse_header(&header, self.magic)?;
-        if header.length > MAX_DECODED_PAYLOAD && !is_decoded(&header.command) {
-            // Not ours to decode: skip without allocating (the checksum goes unchecked).
-            self.skip(header.length as usize)?;
-            return Ok(Message::Other(header.command));
-        }
-        if header.length > MAX_DECODED_PAYLOAD {
-            return Err(ProbeError::Oversize {
-                command: header.command,
-                length: header.length,
-            });
-        }
-        let mut payload = vec![0u8; header.length as usize];
-        self.read_exact(&mut payload)?;
-        decode_payload(&header, &payload)
-    }
-}
-
-/// Where [`Framed::recv`] puts what it reads.
-enum ReadInto<'b> {
-    /// The read buffer (which must be empty).
-    Buffer,
-    /// Straight into the caller's slice.
-    Slice(&'b mut [u8]),
 }
 
 #[cfg(test)]

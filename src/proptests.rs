@@ -1,8 +1,8 @@
 //! Property tests that mirror the cargo-fuzz targets in `fuzz/` on stable Rust, so that
 //! `cargo test` keeps guarding the paths the fuzzers explored (see docs/SECURITY.md,
 //! "Fuzzing"): arbitrary bytes, and structured inputs that get past the first checks,
-//! through the P2P reader and conversation, the DNS responder, the dump importer and the
-//! SOCKS5 client, plus the peer-address text round trip and the service-flag parser.
+//! through the P2P reader and conversation (v1 and v2), the DNS responder, the dump importer
+//! and the SOCKS5 client, plus the peer-address text round trip and the service-flag parser.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
@@ -33,6 +33,7 @@ use crate::p2p::{
 use crate::services;
 use crate::socks5::{SocksError, Target};
 use crate::testkit::socks5::{check_socks5_connect, check_socks5_reply};
+use crate::testkit::v2::{V2_CHUNKS, V2Stage, check_v2_conversation, fuzz_v2, v2_script};
 use crate::testkit::{
     ScriptedPeer, check_dns_response, check_dump_line, peer_handshake, raw_frame,
 };
@@ -193,6 +194,107 @@ proptest! {
             prop_assert_eq!(l.time, t);
             prop_assert_eq!(l.services, s);
             prop_assert_eq!(l.addr, PeerAddr { host: Host::V4(Ipv4Addr::from(ip)), port });
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// P2P over v2 (BIP324), the v2 receive path: the fuzz target `p2p_v2_receive`. The probe's
+// key is fixed, the peer's handshake made in memory (`testkit::v2`); then random bytes,
+// or records the peer encrypts into packets (some decoys, some with a spoiled tag, some
+// whose length lies over the cap).
+
+/// A payload the probe decodes, valid, for record command `command` (see
+/// `testkit::v2`'s list: 0 version, 2 ping, 4 addrv2), else `raw`.
+fn v2_payload(command: u8, entries: u8, raw: Vec<u8>) -> Vec<u8> {
+    match command {
+        0 => encode::serialize(&crate::testkit::peer_version(70016)),
+        2 => raw.iter().copied().chain([0; 8]).take(8).collect(),
+        4 => {
+            let mut out = encode::serialize(&encode::VarInt(u64::from(entries)));
+            for i in 0..entries {
+                out.extend([0, 0, 0, 0, 1, 1, 4, 127, 3, 0, i, 0x47, 0x6c]);
+            }
+            out
+        }
+        _ => raw,
+    }
+}
+
+/// One record `[command][flags][len u16 LE][payload]`: flags mostly clear, payloads
+/// mostly valid.
+fn any_v2_record() -> impl Strategy<Value = Vec<u8>> {
+    let flags = prop_oneof![4 => Just(0u8), 1 => any::<u8>()];
+    let valid = any::<bool>();
+    (
+        0..16u8,
+        flags,
+        valid,
+        0..40u8,
+        proptest::collection::vec(any::<u8>(), 0..60),
+    )
+        .prop_map(|(command, flags, valid, entries, raw)| {
+            let payload = if valid {
+                v2_payload(command, entries, raw)
+            } else {
+                raw
+            };
+            let mut out = vec![command, flags];
+            out.extend((payload.len() as u16).to_le_bytes());
+            out.extend(payload);
+            out
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any bytes, in any stage: the checks of `fuzz_v2`.
+    #[test]
+    fn p2p_v2_arbitrary_bytes_never_panic(
+        flags: u8,
+        data in proptest::collection::vec(any::<u8>(), 0..600),
+    ) {
+        let mut input = vec![flags];
+        input.extend(data);
+        fuzz_v2(&input);
+    }
+
+    /// Random bytes where the peer's packets should be end the conversation with an error
+    /// (never a success, a panic or a timeout), whatever the chunking.
+    #[test]
+    fn p2p_v2_random_stream_ends_with_an_error(
+        after_version: bool,
+        with_garbage: bool,
+        data in proptest::collection::vec(any::<u8>(), 0..5000),
+        chunk in prop::sample::select(V2_CHUNKS.to_vec()),
+    ) {
+        let stage = if after_version { V2Stage::AfterVersion } else { V2Stage::AfterKey };
+        let script = v2_script(stage, with_garbage, &data);
+        let result = check_v2_conversation(&script, chunk, true);
+        prop_assert!(result.is_err());
+    }
+
+    /// Packets of the session: the conversation never panics, and a first record whose
+    /// length lies over the cap ends it as `oversize`, right at that length.
+    #[test]
+    fn p2p_v2_records_never_panic_and_stop_at_a_lie(
+        records in proptest::collection::vec(any_v2_record(), 0..8),
+        after_handshake: bool,
+        with_garbage: bool,
+        getaddr: bool,
+        chunk in prop::sample::select(V2_CHUNKS.to_vec()),
+    ) {
+        let stage = if after_handshake {
+            V2Stage::RecordsAfterHandshake
+        } else {
+            V2Stage::Records
+        };
+        let script = v2_script(stage, with_garbage, &records.concat());
+        let result = check_v2_conversation(&script, chunk, getaddr);
+        let first_lies = records.first().is_some_and(|r| r[1] & 4 != 0);
+        if first_lies && stage == V2Stage::Records {
+            prop_assert_eq!(result.map_err(|e| e.reason()).err(), Some("oversize"));
         }
     }
 }

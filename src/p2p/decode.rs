@@ -4,7 +4,8 @@
 //! It exists apart from the probe so that every limit on hostile input stands in pure
 //! functions, with no socket in sight: the magic, the command's characters, the length
 //! cap ([`MAX_PAYLOAD`]), the checksum, and the entry cap of address messages
-//! ([`MAX_ADDR_PER_MESSAGE`]). The proptests and the fuzz target call them directly.
+//! ([`MAX_ADDR_PER_MESSAGE`]). The proptests and the fuzz target call them directly. Both
+//! transports decode payloads here: v1 after its checksum, v2 after its packet's tag.
 
 use std::net::IpAddr;
 
@@ -45,12 +46,7 @@ pub fn parse_header(bytes: &[u8; HEADER_LEN], magic: Magic) -> Result<Header, Pr
     if got != magic.to_bytes() {
         return Err(ProbeError::BadMagic(got));
     }
-    let raw = &bytes[4..16];
-    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    if !raw[..end].iter().all(|b| b.is_ascii_graphic()) || raw[end..].iter().any(|&b| b != 0) {
-        return Err(ProbeError::Protocol("malformed command name".into()));
-    }
-    let command = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let command = command_name(&bytes[4..16])?;
     let length = u32::from_le_bytes(bytes[16..20].try_into().expect("4 length bytes"));
     if length > MAX_PAYLOAD {
         return Err(ProbeError::Oversize { command, length });
@@ -63,12 +59,24 @@ pub fn parse_header(bytes: &[u8; HEADER_LEN], magic: Magic) -> Result<Header, Pr
     })
 }
 
-/// Whether a probe decodes messages named `command` (it skips the others).
+/// Reads a 12-byte command field: printable ASCII, then NUL padding only.
+///
+/// # Errors
+/// `Protocol` for anything else.
+pub(super) fn command_name(raw: &[u8]) -> Result<String, ProbeError> {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    if !raw[..end].iter().all(|b| b.is_ascii_graphic()) || raw[end..].iter().any(|&b| b != 0) {
+        return Err(ProbeError::Protocol("malformed command name".into()));
+    }
+    Ok(String::from_utf8_lossy(&raw[..end]).into_owned())
+}
+
+/// Whether a probe decodes messages named `command` (v1 skips the others).
 pub(super) fn is_decoded(command: &str) -> bool {
     matches!(command, "version" | "verack" | "ping" | "addr" | "addrv2")
 }
 
-/// Verifies the checksum and decodes the payload of the messages a probe needs.
+/// Verifies the checksum and decodes the payload of the messages a probe needs (v1).
 ///
 /// # Errors
 /// `BadChecksum`, `Oversize` (too many addr entries) or `Protocol`.
@@ -77,13 +85,23 @@ pub fn decode_payload(header: &Header, payload: &[u8]) -> Result<Message, ProbeE
     if hash.as_byte_array()[..4] != header.checksum {
         return Err(ProbeError::BadChecksum(header.command.clone()));
     }
-    let bad = |e: encode::Error| ProbeError::Protocol(format!("bad '{}': {e}", header.command));
-    Ok(match header.command.as_str() {
+    decode_authenticated(&header.command, payload)
+}
+
+/// Decodes the payload of a `command` message whose integrity is already established (a v1
+/// checksum, a v2 packet's authentication tag): the messages a probe needs, by name; any
+/// other is [`Message::Other`]. v1 and v2 share it, and so its caps.
+///
+/// # Errors
+/// `Oversize` (too many addr entries) or `Protocol`.
+pub fn decode_authenticated(command: &str, payload: &[u8]) -> Result<Message, ProbeError> {
+    let bad = |e: encode::Error| ProbeError::Protocol(format!("bad '{command}': {e}"));
+    Ok(match command {
         "version" => Message::Version(decode_version(payload).map_err(bad)?),
         "verack" => Message::Verack,
         "ping" => Message::Ping(encode::deserialize_partial::<u64>(payload).map_err(bad)?.0),
-        "addr" => Message::Addr(decode_addrs(payload, &header.command, decode_addr_v1)?),
-        "addrv2" => Message::Addr(decode_addrs(payload, &header.command, decode_addr_v2)?),
+        "addr" => Message::Addr(decode_addrs(payload, command, decode_addr_v1)?),
+        "addrv2" => Message::Addr(decode_addrs(payload, command, decode_addr_v2)?),
         other => Message::Other(other.to_owned()),
     })
 }

@@ -7,7 +7,10 @@ use bitcoin::Network;
 use bitcoin::consensus::encode::VarInt;
 
 use super::*;
-use crate::testkit::{self, ScriptedPeer, peer_handshake, peer_version};
+use bitcoin::consensus::encode;
+use bitcoin::p2p::message::RawNetworkMessage;
+
+use crate::testkit::{self, CountingPeer, ScriptedPeer, peer_handshake, peer_version};
 
 fn magic() -> Magic {
     Magic::from(Network::Regtest)
@@ -399,62 +402,13 @@ fn forbidden_addresses_are_never_dialed() {
     }
 }
 
-/// A [`ScriptedPeer`] that counts the reads and timeout changes the probe makes, and keeps
-/// the largest buffer a read was given.
-struct CountingPeer<'a> {
-    inner: ScriptedPeer<'a>,
-    reads: usize,
-    timeouts: usize,
-    largest_read: usize,
-}
-
-impl Read for CountingPeer<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.reads += 1;
-        self.largest_read = self.largest_read.max(buf.len());
-        self.inner.read(buf)
-    }
-}
-
-impl Write for CountingPeer<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Conn for CountingPeer<'_> {
-    fn set_timeout(&mut self, _: Duration) -> io::Result<()> {
-        self.timeouts += 2;
-        Ok(())
-    }
-
-    fn set_read_timeout_only(&mut self, _: Duration) -> io::Result<()> {
-        self.timeouts += 1;
-        Ok(())
-    }
-
-    fn set_write_timeout_only(&mut self, _: Duration) -> io::Result<()> {
-        self.timeouts += 1;
-        Ok(())
-    }
-}
-
 /// Talks to `script` delivered at most `chunk` bytes per read; returns the result and the
 /// peer, with what it was sent, what it did not get to say, and its counts.
 fn converse_with(script: &[u8], chunk: usize) -> (Result<PeerInfo, ProbeError>, CountingPeer<'_>) {
-    let mut conn = CountingPeer {
-        inner: ScriptedPeer {
-            chunk,
-            ..ScriptedPeer::new(script)
-        },
-        reads: 0,
-        timeouts: 0,
-        largest_read: 0,
-    };
+    let mut conn = CountingPeer::new(ScriptedPeer {
+        chunk,
+        ..ScriptedPeer::new(script)
+    });
     let peer = "127.0.0.1:18444".parse().unwrap();
     let opts = ProbeOptions::new(magic());
     let result = converse(

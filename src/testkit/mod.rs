@@ -1,6 +1,7 @@
 //! What the unit tests, the property tests (`src/proptests.rs`), the cargo-fuzz targets
 //! (`fuzz/`) and the integration tests share: an in-memory peer for the probe's
-//! conversation and the messages it says, the invariants they check of a DNS response and
+//! conversation and the messages it says, a BIP324 peer for its v2 transport and the
+//! checks on it ([`v2`]), the invariants they check of a DNS response and
 //! of a dump line, the SOCKS5 client's checks ([`socks5`]), and a DNS client over real
 //! sockets ([`dns_client`]). One copy, so the fuzzers and the stable-Rust property tests
 //! that mirror them cannot drift apart.
@@ -18,6 +19,7 @@ pub mod dns_client;
 pub mod generate;
 pub mod rng;
 pub mod socks5;
+pub mod v2;
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -140,6 +142,62 @@ impl Conn for ScriptedPeer<'_> {
     }
 
     fn set_write_timeout_only(&mut self, _: Duration) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A [`Conn`] that counts the reads and timeout changes the probe makes, and keeps the
+/// largest buffer a read was given (a buffer sized by a hostile length would show here).
+#[derive(Debug)]
+pub struct CountingPeer<'a> {
+    pub inner: ScriptedPeer<'a>,
+    pub reads: usize,
+    pub timeouts: usize,
+    pub largest_read: usize,
+}
+
+impl<'a> CountingPeer<'a> {
+    pub fn new(inner: ScriptedPeer<'a>) -> Self {
+        CountingPeer {
+            inner,
+            reads: 0,
+            timeouts: 0,
+            largest_read: 0,
+        }
+    }
+}
+
+impl Read for CountingPeer<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reads += 1;
+        self.largest_read = self.largest_read.max(buf.len());
+        self.inner.read(buf)
+    }
+}
+
+impl Write for CountingPeer<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Conn for CountingPeer<'_> {
+    fn set_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        self.timeouts += 2;
+        self.inner.set_timeout(timeout)
+    }
+
+    fn set_read_timeout_only(&mut self, timeout: Duration) -> io::Result<()> {
+        self.timeouts += 1;
+        self.inner.set_timeout(timeout)
+    }
+
+    fn set_write_timeout_only(&mut self, _: Duration) -> io::Result<()> {
+        self.timeouts += 1;
         Ok(())
     }
 }
