@@ -72,6 +72,16 @@ pub enum Route {
     },
 }
 
+impl std::fmt::Display for Route {
+    /// The peer, and the proxy if any: `1.2.3.4:8333`, `<name>.onion:8333 via 127.0.0.1:9050`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Route::Direct(sock) => write!(f, "{sock}"),
+            Route::Socks { at, target, .. } => write!(f, "{target} via {at}"),
+        }
+    }
+}
+
 impl Route {
     /// The proxy this route goes through, if any.
     pub fn proxy(&self) -> Option<ProxyKind> {

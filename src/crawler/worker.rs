@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use bitcoin::p2p::ServiceFlags;
 use crossbeam_channel::{RecvTimeoutError, Sender};
 
 use super::budget::LearnedBudget;
@@ -21,7 +22,7 @@ use super::{
     ToWriter, lock,
 };
 use crate::addr::PeerAddr;
-use crate::p2p::{self, Learned, PeerInfo, ProbeError};
+use crate::p2p::{self, Learned, PeerInfo, ProbeError, ProbeOptions, Transport};
 use crate::unix_now;
 
 /// Earliest plausible gossip timestamp (2009-01-03, the genesis block).
@@ -81,15 +82,13 @@ impl Worker {
         let mut opts = self.config.probe.clone();
         let day = (86_400.0 * self.config.policy.scale) as i64;
         opts.getaddr = job.last_getaddr.is_none_or(|t| unix_now() - t >= day);
+        opts.transport = self.transport_for(job);
         let Some(route) = self.config.networks.route(&job.addr) else {
             log::debug!("{}: no route to its network", job.addr);
             return None;
         };
         let started = Instant::now();
-        let outcome = self.timed(|| match &route {
-            Route::Direct(sock) => p2p::probe(*sock, &opts),
-            Route::Socks { at, target, .. } => p2p::probe_through(*at, target, &opts),
-        });
+        let outcome = self.timed(|| dial(&route, &opts));
         if let Some(gate) = route.proxy().and_then(|kind| self.gates.get(kind)) {
             gate.release();
         }
@@ -97,6 +96,16 @@ impl Worker {
             return None;
         }
         Some(self.result(&job.addr, outcome))
+    }
+
+    /// v2 first when the peer's known services include P2P_V2 and `--v2-transport auto`.
+    fn transport_for(&self, job: &DuePeer) -> Transport {
+        let advertised = job.services & ServiceFlags::P2P_V2.to_u64() != 0;
+        if self.config.v2_first && advertised {
+            Transport::V2
+        } else {
+            Transport::V1
+        }
     }
 
     /// The result of a probe of `addr` that ended now, and the gossip it admits.
@@ -187,13 +196,34 @@ impl Worker {
         );
         let learned = admit(&info.addrs, addr, self.config.policy.allow_private, time);
         let outcome = Outcome::Success {
-            transport: "v1",
+            transport: info.transport.as_str(),
             version: i64::from(info.version),
             services: info.services,
             user_agent: info.user_agent,
             start_height: i64::from(info.start_height),
         };
         (outcome, info.asked_getaddr, learned)
+    }
+}
+
+/// One probe along `route` over `opts.transport`; after a v2 handshake that failed before
+/// the version exchange (a v1-only peer closes on our key), a v1 probe on a new connection,
+/// as Bitcoin Core does.
+fn dial(route: &Route, opts: &ProbeOptions) -> Result<PeerInfo, ProbeError> {
+    let once = |opts: &ProbeOptions| match route {
+        Route::Direct(sock) => p2p::probe(*sock, opts),
+        Route::Socks { at, target, .. } => p2p::probe_through(*at, target, opts),
+    };
+    match once(opts) {
+        Err(ProbeError::V2Handshake(why)) => {
+            log::debug!("{route}: no v2 ({why}); v1 on a new connection");
+            let v1 = ProbeOptions {
+                transport: Transport::V1,
+                ..opts.clone()
+            };
+            once(&v1)
+        }
+        other => other,
     }
 }
 
