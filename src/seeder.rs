@@ -333,14 +333,16 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The demo's simulated network: every behaviour, 15% of the nodes onion and 5% I2P
-/// (behind the proxies it runs), and 5% CJDNS when `fc00::/8` is routed to `lo`.
+/// The demo's simulated network: every behaviour, 30% of the good nodes speaking BIP324 v2,
+/// 15% of the nodes onion and 5% I2P (behind the proxies it runs), and 5% CJDNS when
+/// `fc00::/8` is routed to `lo`.
 fn demo_network(nodes: usize) -> SimConfig {
     let mut config = SimConfig::mixed(
         nodes,
         DEMO_NETWORK.network().into(),
         DEMO_NETWORK.default_port(),
     );
+    config.speak_v2(0.3);
     config.place(Network::Onion, 0.15);
     config.place(Network::I2p, 0.05);
     match sim::cjdns_bindable() {
