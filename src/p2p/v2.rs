@@ -15,7 +15,7 @@
 //! cue to retry over v1 as Bitcoin Core does; a silent one fails as `Timeout`. After the
 //! terminator the peer has proven it speaks v2, and failures are what they are over v1.
 
-mod contents;
+pub(crate) mod contents;
 #[cfg(test)]
 mod tests;
 

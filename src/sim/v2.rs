@@ -24,40 +24,7 @@ use bitcoin::p2p::message::NetworkMessage;
 use rand::{Rng, RngExt};
 
 use super::wire::{Conn, Incoming, Wire};
-
-/// Message types by BIP324 short ID, as Bitcoin Core's `V2_MESSAGE_IDS` (src/net.cpp) lists
-/// them; ID 0 announces a 12-byte command, IDs 29 to 32 are assigned but unused.
-const SHORT_IDS: [&str; 29] = [
-    "",
-    "addr",
-    "block",
-    "blocktxn",
-    "cmpctblock",
-    "feefilter",
-    "filteradd",
-    "filterclear",
-    "filterload",
-    "getblocks",
-    "getblocktxn",
-    "getdata",
-    "getheaders",
-    "headers",
-    "inv",
-    "mempool",
-    "merkleblock",
-    "notfound",
-    "ping",
-    "pong",
-    "sendcmpct",
-    "tx",
-    "getcfilters",
-    "cfilter",
-    "getcfheaders",
-    "cfheaders",
-    "getcfcheckpt",
-    "cfcheckpt",
-    "addrv2",
-];
+use crate::p2p::v2::contents::{command_of, short_id};
 
 /// Length of a command in the long form (as in a v1 header).
 const COMMAND_LEN: usize = 12;
@@ -69,8 +36,8 @@ const CAPTURE_LIMIT: usize = 64 * 1024;
 /// The contents of the v2 packet that carries `msg`.
 pub(crate) fn encode_contents(msg: &NetworkMessage) -> Vec<u8> {
     let command = msg.cmd();
-    let mut contents = match SHORT_IDS[1..].iter().position(|&c| c == command) {
-        Some(i) => vec![u8::try_from(i + 1).expect("precondition: 29 short IDs fit a byte")],
+    let mut contents = match short_id(command) {
+        Some(id) => vec![id],
         None => {
             let mut long = vec![0u8; 1 + COMMAND_LEN];
             long[1..=command.len()].copy_from_slice(command.as_bytes());
@@ -86,8 +53,7 @@ pub(crate) fn encode_contents(msg: &NetworkMessage) -> Vec<u8> {
 pub(crate) fn decode_contents(contents: &[u8]) -> Option<(String, &[u8])> {
     let (&id, rest) = contents.split_first()?;
     if id != 0 {
-        let command = SHORT_IDS.get(usize::from(id))?;
-        return Some(((*command).to_owned(), rest));
+        return Some((command_of(id)?.to_owned(), rest));
     }
     let (command, payload) = rest.split_at_checked(COMMAND_LEN)?;
     let len = command.iter().position(|&b| b == 0).unwrap_or(COMMAND_LEN);
