@@ -360,6 +360,9 @@ pub struct RunArgs {
     /// Seconds a proxy may take to open the connection to a peer (a Tor or I2P circuit).
     #[arg(long, env = "DNSSEEDER_CIRCUIT_TIMEOUT", default_value_t = DEFAULT_CIRCUIT_TIMEOUT)]
     pub circuit_timeout: f64,
+    /// Bitcoin Core's asmap file: DNS answers take one address per autonomous system first.
+    #[arg(long, env = "DNSSEEDER_ASMAP")]
+    pub asmap: Option<PathBuf>,
     /// BIP324: try the encrypted v2 transport first with peers that advertise P2P_V2.
     #[arg(long, value_enum, env = "DNSSEEDER_V2_TRANSPORT", default_value_t = V2Transport::Auto)]
     pub v2_transport: V2Transport,
@@ -406,6 +409,7 @@ impl Default for RunArgs {
             proxy_probes: DEFAULT_PROXY_PROBES,
             circuit_timeout: DEFAULT_CIRCUIT_TIMEOUT,
             v2_transport: V2Transport::Auto,
+            asmap: None,
         }
     }
 }

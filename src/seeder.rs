@@ -15,6 +15,7 @@ use crossbeam_channel::{Receiver, select, tick};
 use crate::addr::Family;
 use crate::cli::{DbArg, DemoArgs, NetworkArg, RateLimit, RunArgs};
 use crate::config::Config;
+use crate::asmap::Asmap;
 use crate::crawler::Networks;
 use crate::crawler::{CrawlCounters, Crawler, ProxyKind};
 use crate::dns::{DnsHandle, DnsServer, PeerSource};
@@ -28,7 +29,15 @@ use crate::{dump, unix_now};
 /// Unusable flags ([`UsageError`](crate::cli::UsageError)), an unusable database, or a
 /// failure to start.
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let config = Config::from_args(args)?;
+    let mut config = Config::from_args(args)?;
+    if let Some(path) = &args.asmap {
+        // Checked before anything starts, with or without DNS.
+        let asmap = Arc::new(Asmap::from_file(path)?);
+        if let Some(dns) = &mut config.dns {
+            log::info!("--asmap {}: answers take one address per ASN first", path.display());
+            dns.asmap = Some(asmap);
+        }
+    }
     let signals = signal_channel()?;
     serve(&config, &signals)
 }

@@ -1,10 +1,22 @@
 //! Answer sets: the good peers for one service mask, split by family and grouped by
-//! netgroup, and the random, netgroup-diverse choice of the addresses of one answer.
+//! autonomous system (with `--asmap`) or netgroup, and the random, group-diverse choice of
+//! the addresses of one answer.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rand::Rng;
+
+use crate::asmap::Asmap;
 use rand::seq::SliceRandom;
+
+/// The group of `ip` in an answer set: its ASN by `asmap` when it maps one, else its
+/// `netgroup` (in a range of keys no ASN takes).
+fn group(asmap: Option<&Asmap>, ip: IpAddr, netgroup: u64) -> u64 {
+    match asmap.map(|m| m.lookup(ip)) {
+        Some(asn) if asn != 0 => u64::from(asn),
+        _ => (1 << 40) | netgroup,
+    }
+}
 
 /// Most address records in one answer.
 pub const MAX_ANSWERS: usize = 30;
@@ -24,9 +36,16 @@ pub struct AnswerSet {
 }
 
 impl AnswerSet {
-    /// Builds the set from peer addresses in any order; duplicates are removed and
-    /// IPv4-mapped IPv6 addresses count as IPv4.
+    /// Builds the set from peer addresses in any order, grouped by netgroup; duplicates
+    /// are removed and IPv4-mapped IPv6 addresses count as IPv4.
     pub fn new(peers: impl IntoIterator<Item = IpAddr>) -> Self {
+        Self::grouped(peers, None)
+    }
+
+    /// As [`AnswerSet::new`], grouped by autonomous system when `asmap` is given (an
+    /// address it does not map, ASN 0, is grouped by its netgroup), so that an answer takes
+    /// one address per ASN before it repeats one (SPEC §11).
+    pub fn grouped(peers: impl IntoIterator<Item = IpAddr>, asmap: Option<&Asmap>) -> Self {
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         for ip in peers {
@@ -35,9 +54,11 @@ impl AnswerSet {
                 IpAddr::V6(a) => v6.push(a),
             }
         }
+        let v4_group = |a: Ipv4Addr| group(asmap, IpAddr::V4(a), u64::from(a.to_bits() >> 16));
+        let v6_group = |a: Ipv6Addr| group(asmap, IpAddr::V6(a), (a.to_bits() >> 96) as u64);
         Self {
-            v4: Grouped::new(v4, |a| u64::from(a.to_bits() >> 16)),
-            v6: Grouped::new(v6, |a| (a.to_bits() >> 96) as u64),
+            v4: Grouped::new(v4, v4_group),
+            v6: Grouped::new(v6, v6_group),
         }
     }
 
@@ -118,15 +139,19 @@ impl<T> Default for Grouped<T> {
 }
 
 impl<T: Copy + Ord> Grouped<T> {
-    fn new(mut addrs: Vec<T>, netgroup: impl Fn(T) -> u64) -> Self {
-        addrs.sort_unstable_by_key(|&a| (netgroup(a), a));
-        addrs.dedup();
+    /// Groups `addrs` by `group`, which is asked once per address (an ASN lookup walks
+    /// the asmap).
+    fn new(addrs: Vec<T>, group: impl Fn(T) -> u64) -> Self {
+        let mut keyed: Vec<(u64, T)> = addrs.into_iter().map(|a| (group(a), a)).collect();
+        keyed.sort_unstable();
+        keyed.dedup();
         // Indices are u32: an answer set holds far fewer than 4 billion peers.
-        addrs.truncate(u32::MAX as usize);
-        let mut starts: Vec<u32> = (0..addrs.len())
-            .filter(|&i| i == 0 || netgroup(addrs[i - 1]) != netgroup(addrs[i]))
+        keyed.truncate(u32::MAX as usize);
+        let mut starts: Vec<u32> = (0..keyed.len())
+            .filter(|&i| i == 0 || keyed[i - 1].0 != keyed[i].0)
             .map(|i| i as u32)
             .collect();
+        let addrs: Vec<T> = keyed.into_iter().map(|(_, a)| a).collect();
         if !addrs.is_empty() {
             starts.push(addrs.len() as u32);
         }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::PeerSource;
 use super::answer::AnswerSet;
+use crate::asmap::Asmap;
 
 /// A mask unused for this long is dropped from the cache (unless pinned).
 pub const MASK_IDLE: Duration = Duration::from_secs(600);
@@ -36,6 +37,8 @@ pub(crate) struct AnswerCache {
     ttl: Duration,
     max_masks: usize,
     pinned: Vec<u64>,
+    /// `--asmap`: answer sets are grouped by ASN.
+    asmap: Option<Arc<Asmap>>,
 }
 
 impl AnswerCache {
@@ -55,7 +58,14 @@ impl AnswerCache {
             ttl,
             max_masks: max_masks + pinned.len(),
             pinned,
+            asmap: None,
         }
+    }
+
+    /// Groups the answer sets by the ASNs of `asmap` (SPEC §11).
+    pub(crate) fn with_asmap(mut self, asmap: Option<Arc<Asmap>>) -> Self {
+        self.asmap = asmap;
+        self
     }
 
     /// Fills every pinned mask (at start, before serving).
@@ -156,7 +166,7 @@ impl AnswerCache {
             source.good_peers(mask)
         };
         match result {
-            Ok(peers) => Arc::new(AnswerSet::new(peers)),
+            Ok(peers) => Arc::new(AnswerSet::grouped(peers, self.asmap.as_deref())),
             Err(e) => {
                 log::warn!("cannot load DNS answers for mask {mask:#x}: {e:#}");
                 old.unwrap_or_default()

@@ -52,6 +52,8 @@ pub struct DnsConfig {
     pub max_cached_masks: usize,
     /// SOA serial; `None` uses the UNIX time at start.
     pub serial: Option<u32>,
+    /// `--asmap`: answers take one address per ASN first (SPEC §11).
+    pub asmap: Option<std::sync::Arc<crate::asmap::Asmap>>,
 }
 
 impl DnsConfig {
@@ -79,6 +81,7 @@ impl DnsConfig {
             cache_ttl: Duration::from_secs(5),
             max_cached_masks: 64,
             serial: None,
+            asmap: None,
         }
     }
 

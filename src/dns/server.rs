@@ -109,7 +109,8 @@ impl DnsServer {
             config.cache_ttl,
             config.max_cached_masks,
             pinned_masks(&config),
-        );
+        )
+        .with_asmap(config.asmap.clone());
         cache.prefill();
         let mut handle = DnsHandle {
             shared: Arc::new(Shared::new(&config, ctx, cache, counters)),
