@@ -94,6 +94,12 @@ pub struct PeersArgs {
     /// At most this many rows.
     #[arg(long)]
     pub limit: Option<u64>,
+    /// Bitcoin Core's asmap file: show each peer's autonomous system (ASN).
+    #[arg(long, env = "DNSSEEDER_ASMAP")]
+    pub asmap: Option<PathBuf>,
+    /// Only peers in this autonomous system (needs --asmap).
+    #[arg(long, requires = "asmap")]
+    pub asn: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +109,9 @@ pub struct StatsArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = StatsFormat::Table)]
     pub format: StatsFormat,
+    /// Bitcoin Core's asmap file: list the ASNs with the most good peers.
+    #[arg(long, env = "DNSSEEDER_ASMAP")]
+    pub asmap: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

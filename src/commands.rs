@@ -6,6 +6,8 @@ use std::io::Write;
 use anyhow::Context;
 use serde_json::json;
 
+use crate::addr::PeerAddr;
+use crate::asmap::Asmap;
 use crate::cli::{DumpArgs, Format, ImportArgs, PeersArgs, StatsArgs, StatsFormat};
 use crate::reliability::WINDOW_NAMES;
 use crate::store::{PeerFilter, PeerRow, Status, Store, Summary};
@@ -16,6 +18,7 @@ use crate::{dump, unix_now};
 /// # Errors
 /// When the database cannot be read or the output written.
 pub fn peers(args: &PeersArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let asmap = load_asmap(args.asmap.as_deref())?;
     let store = Store::open_existing(&args.db.db)?;
     let filter = PeerFilter {
         status: if args.good {
@@ -25,9 +28,19 @@ pub fn peers(args: &PeersArgs, out: &mut impl Write) -> anyhow::Result<()> {
         },
         services: args.filter_service,
         family: args.network,
-        limit: args.limit,
+        // `--asn` filters after the ASNs are looked up: the limit applies after it.
+        limit: args.limit.filter(|_| args.asn.is_none()),
     };
-    let rows = store.peers(&filter, unix_now()).context("listing peers")?;
+    let mut rows = store.peers(&filter, unix_now()).context("listing peers")?;
+    if let Some(asmap) = &asmap {
+        for r in &mut rows {
+            r.asn = Some(asn_of(&r.address, asmap));
+        }
+    }
+    if let Some(asn) = args.asn {
+        rows.retain(|r| r.asn == Some(asn));
+        rows.truncate(args.limit.map_or(usize::MAX, |l| l as usize));
+    }
     match args.format {
         Format::Table => write_table(&rows, out)?,
         Format::Json => {
@@ -38,6 +51,20 @@ pub fn peers(args: &PeersArgs, out: &mut impl Write) -> anyhow::Result<()> {
         Format::Csv => write_csv(&rows, out)?,
     }
     Ok(())
+}
+
+/// Reads `--asmap`, if given.
+fn load_asmap(path: Option<&std::path::Path>) -> anyhow::Result<Option<Asmap>> {
+    Ok(path.map(Asmap::from_file).transpose()?)
+}
+
+/// The ASN of the peer at `address` (0 for Tor and I2P names and unmapped addresses).
+fn asn_of(address: &str, asmap: &Asmap) -> u32 {
+    let ip = address
+        .parse::<PeerAddr>()
+        .ok()
+        .and_then(|a| a.socket_addr());
+    ip.map_or(0, |sock| asmap.lookup(sock.ip()))
 }
 
 fn row_json(r: &PeerRow) -> serde_json::Value {
@@ -64,11 +91,12 @@ fn row_json(r: &PeerRow) -> serde_json::Value {
         "start_height": r.start_height,
         "banned_until": r.banned_until,
         "transport": r.transport,
+        "asn": r.asn,
     })
 }
 
 /// Headings of the table's columns before the agent.
-const TABLE_HEADINGS: [&str; 13] = [
+const TABLE_HEADINGS: [&str; 14] = [
     "address",
     "status",
     "services",
@@ -82,9 +110,10 @@ const TABLE_HEADINGS: [&str; 13] = [
     "version",
     "height",
     "transport",
+    "asn",
 ];
 /// Widths of those columns; the first two are left-aligned, the others right-aligned.
-const TABLE_WIDTHS: [usize; 13] = [46, 11, 8, 7, 7, 7, 7, 7, 6, 6, 7, 8, 9];
+const TABLE_WIDTHS: [usize; 14] = [46, 11, 8, 7, 7, 7, 7, 7, 6, 6, 7, 8, 9, 10];
 
 fn write_table(rows: &[PeerRow], out: &mut impl Write) -> std::io::Result<()> {
     write_table_line(out, &TABLE_HEADINGS.map(str::to_owned), "agent")?;
@@ -95,7 +124,7 @@ fn write_table(rows: &[PeerRow], out: &mut impl Write) -> std::io::Result<()> {
 }
 
 /// A row's cells under [`TABLE_HEADINGS`].
-fn table_cells(r: &PeerRow) -> [String; 13] {
+fn table_cells(r: &PeerRow) -> [String; 14] {
     let [r2h, r8h, r1d, r1w, r1m] = r.reliability.map(|v| format!("{:.2}%", 100.0 * v));
     [
         r.address.clone(),
@@ -111,13 +140,14 @@ fn table_cells(r: &PeerRow) -> [String; 13] {
         r.version.to_string(),
         r.start_height.to_string(),
         r.transport.clone().unwrap_or_else(|| "-".to_owned()),
+        r.asn.map_or_else(|| "-".to_owned(), |a| a.to_string()),
     ]
 }
 
 /// Writes one line of the table: the cells padded to [`TABLE_WIDTHS`], then the agent.
 fn write_table_line(
     out: &mut impl Write,
-    cells: &[String; 13],
+    cells: &[String; 14],
     agent: &str,
 ) -> std::io::Result<()> {
     for (i, (cell, width)) in cells.iter().zip(TABLE_WIDTHS).enumerate() {
@@ -141,7 +171,7 @@ fn csv_field(s: &str) -> String {
 /// The header line of `peers --format csv`.
 const CSV_HEADER: &str = "address,network,status,good,services,tries,successes,last_try,\
     last_success,last_error,reliability_2h,reliability_8h,reliability_1d,reliability_1w,\
-    reliability_1m,version,user_agent,start_height,transport";
+    reliability_1m,version,user_agent,start_height,transport,asn";
 
 fn write_csv(rows: &[PeerRow], out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "{CSV_HEADER}")?;
@@ -156,7 +186,7 @@ fn csv_record(r: &PeerRow) -> String {
     let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
     let rel: Vec<String> = r.reliability.iter().map(|v| format!("{v:.6}")).collect();
     format!(
-        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
         csv_field(&r.address),
         r.family.name(),
         r.status,
@@ -171,7 +201,8 @@ fn csv_record(r: &PeerRow) -> String {
         r.version,
         csv_field(&r.user_agent),
         r.start_height,
-        r.transport.as_deref().unwrap_or("")
+        r.transport.as_deref().unwrap_or(""),
+        r.asn.map_or(String::new(), |a| a.to_string())
     )
 }
 
@@ -180,16 +211,26 @@ fn csv_record(r: &PeerRow) -> String {
 /// # Errors
 /// When the database cannot be read or the output written.
 pub fn stats(args: &StatsArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let asmap = load_asmap(args.asmap.as_deref())?;
     let store = Store::open_existing(&args.db.db)?;
     let summary = store.summary(unix_now()).context("counting peers")?;
+    let top = match &asmap {
+        Some(asmap) => top_asns(&store, asmap)?,
+        None => Vec::new(),
+    };
     match args.format {
-        StatsFormat::Json => write_stats_json(&summary, out)?,
-        StatsFormat::Table => write_stats_table(&summary, out)?,
+        StatsFormat::Json => write_stats_json(&summary, &top, out)?,
+        StatsFormat::Table => {
+            write_stats_table(&summary, out)?;
+            if asmap.is_some() {
+                write_top_asns(&top, summary.good, out)?;
+            }
+        }
     }
     Ok(())
 }
 
-fn write_stats_json(s: &Summary, out: &mut impl Write) -> anyhow::Result<()> {
+fn write_stats_json(s: &Summary, top: &[(u32, u64)], out: &mut impl Write) -> anyhow::Result<()> {
     let families: serde_json::Map<_, _> = s
         .by_family
         .iter()
@@ -208,6 +249,7 @@ fn write_stats_json(s: &Summary, out: &mut impl Write) -> anyhow::Result<()> {
         "unreachable": s.unreachable, "banned": s.banned,
         "tried_last_hour": s.tried_last_hour,
         "networks": families, "errors": errors, "transports": transports,
+        "top_asns": top.iter().map(|&(asn, n)| json!({"asn": asn, "good": n})).collect::<Vec<_>>(),
     });
     serde_json::to_writer_pretty(&mut *out, &value)?;
     writeln!(out)?;
@@ -237,6 +279,43 @@ fn write_stats_table(s: &Summary, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "last errors")?;
     for (error, n) in &s.by_error {
         writeln!(out, "  {error:<13}{n}")?;
+    }
+    Ok(())
+}
+
+/// How many ASNs `stats --asmap` lists.
+const TOP_ASNS: usize = 10;
+
+/// The ASNs with the most good peers, with their counts, most first (ties by ASN).
+fn top_asns(store: &Store, asmap: &Asmap) -> anyhow::Result<Vec<(u32, u64)>> {
+    let filter = PeerFilter {
+        status: Some(Status::Good),
+        ..PeerFilter::default()
+    };
+    let rows = store
+        .peers(&filter, unix_now())
+        .context("listing good peers")?;
+    let mut counts = std::collections::HashMap::<u32, u64>::new();
+    for r in &rows {
+        *counts.entry(asn_of(&r.address, asmap)).or_default() += 1;
+    }
+    let mut top: Vec<(u32, u64)> = counts.into_iter().collect();
+    top.sort_unstable_by_key(|&(asn, n)| (std::cmp::Reverse(n), asn));
+    top.truncate(TOP_ASNS);
+    Ok(top)
+}
+
+/// The top ASNs as `stats` prints them: ASN, good peers, share of the good peers.
+fn write_top_asns(top: &[(u32, u64)], good: u64, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "top ASNs       good peers (share of all good)")?;
+    for &(asn, n) in top {
+        let share = 100.0 * n as f64 / good.max(1) as f64;
+        let name = if asn == 0 {
+            "unmapped".to_owned()
+        } else {
+            format!("AS{asn}")
+        };
+        writeln!(out, "  {name:<13}{n} ({share:.1}%)")?;
     }
     Ok(())
 }
@@ -307,6 +386,7 @@ mod tests {
             start_height: 900_000,
             banned_until: 0,
             transport: Some("v2".into()),
+            asn: Some(64_500),
         }
     }
 
@@ -319,7 +399,7 @@ mod tests {
         assert_eq!(
             lines[0],
             format!(
-                "{:<46} {:<11} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>8} {:>9}  agent",
+                "{:<46} {:<11} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>8} {:>9} {:>10}  agent",
                 "address",
                 "status",
                 "services",
@@ -332,13 +412,14 @@ mod tests {
                 "ok",
                 "version",
                 "height",
-                "transport"
+                "transport",
+                "asn"
             )
         );
         assert_eq!(
             lines[1],
             format!(
-                "{:<46} {:<11} {:>08x} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>8} {:>9}  {}",
+                "{:<46} {:<11} {:>08x} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>8} {:>9} {:>10}  {}",
                 "1.2.3.4:8333",
                 "good",
                 0x409,
@@ -352,6 +433,7 @@ mod tests {
                 70016,
                 900_000,
                 "v2",
+                64_500,
                 "/Satoshi:27.0.0/"
             )
         );
@@ -364,11 +446,11 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], CSV_HEADER);
-        assert_eq!(lines[0].split(',').count(), 19);
+        assert_eq!(lines[0].split(',').count(), 20);
         assert_eq!(
             lines[1],
             "1.2.3.4:8333,ipv4,good,1,1033,12,11,1700000000,,\"a, \"\"quoted\"\" error\",\
-             0.500000,0.250000,1.000000,0.000000,0.123457,70016,/Satoshi:27.0.0/,900000,v2"
+             0.500000,0.250000,1.000000,0.000000,0.123457,70016,/Satoshi:27.0.0/,900000,v2,64500"
         );
     }
 }

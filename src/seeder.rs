@@ -13,9 +13,9 @@ use anyhow::Context;
 use crossbeam_channel::{Receiver, select, tick};
 
 use crate::addr::Family;
+use crate::asmap::Asmap;
 use crate::cli::{DbArg, DemoArgs, NetworkArg, RateLimit, RunArgs};
 use crate::config::Config;
-use crate::asmap::Asmap;
 use crate::crawler::Networks;
 use crate::crawler::{CrawlCounters, Crawler, ProxyKind};
 use crate::dns::{DnsHandle, DnsServer, PeerSource};
@@ -34,7 +34,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         // Checked before anything starts, with or without DNS.
         let asmap = Arc::new(Asmap::from_file(path)?);
         if let Some(dns) = &mut config.dns {
-            log::info!("--asmap {}: answers take one address per ASN first", path.display());
+            log::info!(
+                "--asmap {}: answers take one address per ASN first",
+                path.display()
+            );
             dns.asmap = Some(asmap);
         }
     }

@@ -136,6 +136,9 @@ pub struct PeerRow {
     pub banned_until: i64,
     /// `v1` or `v2`: the transport of the last successful probe (`None` before one).
     pub transport: Option<String>,
+    /// Its autonomous system by `--asmap` (0: not mapped); `None` without an asmap. Not a
+    /// column: the `peers` command fills it in.
+    pub asn: Option<u32>,
 }
 
 /// Which rows `peers` lists.
@@ -426,5 +429,6 @@ fn peer_row(r: &Row<'_>) -> rusqlite::Result<PeerRow> {
         banned_until: r.get(17)?,
         transport: r.get(18)?,
         status: r.get(19)?,
+        asn: None,
     })
 }
