@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod asn;
 mod cli;
 mod crawl;
 mod evidence;
