@@ -8,7 +8,9 @@
 //!   from 1M rows of which 50k are good (target: 20 ms per call);
 //! - `due_1m`: the scheduler taking 1000 due addresses from the same 1M rows;
 //!   `due_1m_without_onion` the same with the onion rows skipped (the Tor proxy full or down);
-//!   `due_1m_onion/32` a Tor proxy's top-up, onion rows only.
+//!   `due_1m_onion/32` a Tor proxy's top-up, onion rows only;
+//! - `answer_set_1m_asmap/0x9`: the DNS cache's rebuild with `--asmap` (the query, each
+//!   address's ASN, the set grouped by ASN; target 20 ms), next to `answer_set_1m_netgroups`.
 //!
 //! Each database is built once per process in a temporary directory. Before measuring,
 //! the query plans of the DNS and scheduler queries are printed (and checked to use their
@@ -25,7 +27,7 @@ mod explain;
 mod workload;
 
 use std::hint::black_box;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use common::{NOW, Rng};
@@ -34,6 +36,9 @@ use criterion::{
     BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
 };
 use dnsseeder::addr::{Family, FamilySet, Host, PeerAddr};
+use dnsseeder::asmap::Asmap;
+use dnsseeder::dns::AnswerSet;
+use dnsseeder::testkit::asmap::encode;
 use dnsseeder::crawler::{NewPeer, Policy, SourceGroup};
 use dnsseeder::store::Store;
 use explain::explain_queries;
@@ -140,6 +145,23 @@ fn queries(c: &mut Criterion) {
         });
     }
     group.finish();
+    // The DNS cache's rebuild with --asmap: the query, then every address looked up and
+    // the set grouped by ASN (target: 20 ms, as without).
+    let asmap = bench_asmap();
+    c.bench_function("answer_set_1m_asmap/0x9", |b| {
+        let store = big_db(&mut db);
+        b.iter(|| {
+            let ips = store.good_ips(Family::Ipv4, black_box(9)).expect("good_ips runs");
+            AnswerSet::grouped(ips, Some(&asmap))
+        });
+    });
+    c.bench_function("answer_set_1m_netgroups/0x9", |b| {
+        let store = big_db(&mut db);
+        b.iter(|| {
+            let ips = store.good_ips(Family::Ipv4, black_box(9)).expect("good_ips runs");
+            AnswerSet::grouped(ips, None)
+        });
+    });
     c.bench_function("due_1m/1000", |b| {
         let store = big_db(&mut db);
         b.iter(|| store.due(black_box(NOW), 1000).expect("due runs"));
@@ -159,6 +181,35 @@ fn queries(c: &mut Criterion) {
     if let Some((_, store)) = &mut db {
         writer_at_1m(store);
     }
+}
+
+/// An asmap of the shape of Bitcoin Core's: 20,000 IPv4 prefixes of /12 to /24 over 5,000
+/// ASNs, and 2,000 IPv6 /32s, from a fixed seed (the test kit's encoder).
+fn bench_asmap() -> Asmap {
+    let mut rng = Rng::new(0xa5a5);
+    let mut prefixes = Vec::new();
+    for _ in 0..20_000 {
+        let len = 12 + (rng.next_u64() % 13) as u8;
+        let bits = (rng.next_u64() as u32) & (u32::MAX << (32 - len));
+        let asn = 1 + (rng.next_u64() % 5000) as u32;
+        prefixes.push((IpAddr::V4(Ipv4Addr::from(bits)), len, asn));
+    }
+    for _ in 0..2000 {
+        let top = (0x2000_u128 | u128::from(rng.next_u64() as u16 & 0x0fff)) << 112;
+        let bits = top | (u128::from(rng.next_u64() as u16) << 96);
+        let asn = 1 + (rng.next_u64() % 5000) as u32;
+        prefixes.push((IpAddr::V6(std::net::Ipv6Addr::from(bits)), 32, asn));
+    }
+    let started = Instant::now();
+    let bytes = encode(&prefixes);
+    let asmap = Asmap::from_bytes(bytes.clone()).expect("the encoder's asmap loads");
+    println!(
+        "asmap: {} prefixes, {} bytes, encoded and checked in {:.2?}",
+        prefixes.len(),
+        bytes.len(),
+        started.elapsed()
+    );
+    asmap
 }
 
 /// The 1M-row database, built and described on first use.
