@@ -10,6 +10,7 @@
 //! subcommands (`commands`) read and write it, and so can `sqlite3`.
 
 pub mod addr;
+pub mod asmap;
 pub mod cli;
 pub mod commands;
 pub mod config;
