@@ -2,7 +2,7 @@
 //! `cargo test` keeps guarding the paths the fuzzers explored (see docs/SECURITY.md,
 //! "Fuzzing"): arbitrary bytes, and structured inputs that get past the first checks,
 //! through the P2P reader and conversation (v1 and v2), the DNS responder, the dump importer
-//! and the SOCKS5 client, plus the peer-address text round trip and the service-flag parser.
+//! the SOCKS5 client and the asmap decoder, plus the peer-address text round trip and the service-flag parser.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
@@ -32,6 +32,7 @@ use crate::p2p::{
 };
 use crate::services;
 use crate::socks5::{SocksError, Target};
+use crate::testkit::asmap::{Instruction, assemble_bits, check_asmap_bytes, pack};
 use crate::testkit::socks5::{check_socks5_connect, check_socks5_reply};
 use crate::testkit::v2::{V2_CHUNKS, V2Stage, check_v2_conversation, fuzz_v2, v2_script};
 use crate::testkit::{
@@ -671,5 +672,39 @@ proptest! {
         script.extend(&trailing);
         let later = check_socks5_connect(&script, chunk, &target);
         prop_assert!(later.is_ok() || !valid, "{:?}", later);
+    }
+}
+
+// ---- asmap decoder (fuzz target `asmap_decode`) ----
+
+/// Any instruction, with values around the edges of their encodings.
+fn any_asmap_instruction() -> impl Strategy<Value = Instruction> {
+    prop_oneof![
+        (1..=70_000u32).prop_map(Instruction::Return),
+        (17..=400u32).prop_map(Instruction::Jump),
+        (2..=511u32).prop_map(Instruction::Match),
+        (1..=70_000u32).prop_map(Instruction::Default),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn asmap_arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+        check_asmap_bytes(&data);
+    }
+
+    /// Programs of real instructions (some valid, most not), whole or with a bit flipped.
+    #[test]
+    fn asmap_instruction_sequences_never_panic(
+        program in proptest::collection::vec(any_asmap_instruction(), 1..40),
+        flip in any::<u16>(),
+    ) {
+        let mut file = pack(&assemble_bits(&program));
+        check_asmap_bytes(&file);
+        let bit = usize::from(flip) % (file.len() * 8);
+        file[bit / 8] ^= 1 << (bit % 8);
+        check_asmap_bytes(&file);
     }
 }

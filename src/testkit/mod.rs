@@ -3,7 +3,8 @@
 //! conversation and the messages it says, a BIP324 peer for its v2 transport and the
 //! checks on it ([`v2`]), the invariants they check of a DNS response and
 //! of a dump line, the SOCKS5 client's checks ([`socks5`]), and a DNS client over real
-//! sockets ([`dns_client`]). One copy, so the fuzzers and the stable-Rust property tests
+//! sockets ([`dns_client`]), and asmap files built from prefix lists with the decoder's
+//! checks ([`asmap`]). One copy, so the fuzzers and the stable-Rust property tests
 //! that mirror them cannot drift apart.
 //!
 //! It also holds [`ensure_cjdns_route`], which lets the simulated network's CJDNS nodes
@@ -15,6 +16,7 @@
 //! integration tests, benches and fuzz targets turn on (the crate is its own
 //! dev-dependency): the shipped binary carries none of it.
 
+pub mod asmap;
 pub mod dns_client;
 pub mod generate;
 pub mod rng;
