@@ -37,10 +37,10 @@ use criterion::{
 };
 use dnsseeder::addr::{Family, FamilySet, Host, PeerAddr};
 use dnsseeder::asmap::Asmap;
-use dnsseeder::dns::AnswerSet;
-use dnsseeder::testkit::asmap::encode;
 use dnsseeder::crawler::{NewPeer, Policy, SourceGroup};
+use dnsseeder::dns::AnswerSet;
 use dnsseeder::store::Store;
+use dnsseeder::testkit::asmap::encode;
 use explain::explain_queries;
 use tempfile::TempDir;
 use workload::{POLICY, Workload};
@@ -151,14 +151,18 @@ fn queries(c: &mut Criterion) {
     c.bench_function("answer_set_1m_asmap/0x9", |b| {
         let store = big_db(&mut db);
         b.iter(|| {
-            let ips = store.good_ips(Family::Ipv4, black_box(9)).expect("good_ips runs");
+            let ips = store
+                .good_ips(Family::Ipv4, black_box(9))
+                .expect("good_ips runs");
             AnswerSet::grouped(ips, Some(&asmap))
         });
     });
     c.bench_function("answer_set_1m_netgroups/0x9", |b| {
         let store = big_db(&mut db);
         b.iter(|| {
-            let ips = store.good_ips(Family::Ipv4, black_box(9)).expect("good_ips runs");
+            let ips = store
+                .good_ips(Family::Ipv4, black_box(9))
+                .expect("good_ips runs");
             AnswerSet::grouped(ips, None)
         });
     });

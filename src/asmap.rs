@@ -9,11 +9,12 @@
 //! per lookup); this module reads the file, bounds its size and names what to do when it
 //! is refused.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Far more than any asmap (Core's are a few MiB), and below the 512 MiB at which the
 /// program's bit offsets would no longer fit the 32 bits Core (and the decoder) use.
@@ -45,12 +46,19 @@ pub enum AsmapError {
     Invalid { what: String },
 }
 
-/// A checked asmap program. Cloning shares it.
+/// A checked asmap program. Cloning shares it, and its memo.
 #[derive(Clone)]
 pub struct Asmap {
     map: Arc<asmap::Asmap>,
     len: usize,
+    /// ASNs already looked up by [`Asmap::lookup_many`]: a lookup walks the program (about
+    /// a microsecond), and the DNS cache asks for the same good peers at every rebuild.
+    memo: Arc<Mutex<HashMap<IpAddr, u32>>>,
 }
+
+/// Addresses the memo holds at most; past it, it starts again (far above the good peers of
+/// any network).
+const MEMO_MAX: usize = 1 << 20;
 
 /// Two handles are equal when they share one loaded map (a configuration compares them).
 impl PartialEq for Asmap {
@@ -100,6 +108,17 @@ impl Asmap {
         self.map.lookup(ip)
     }
 
+    /// [`Asmap::lookup`] of each of `ips`, remembered for the next call (the DNS cache's
+    /// rebuilds look up the same good peers again and again).
+    pub fn lookup_many(&self, ips: impl IntoIterator<Item = IpAddr>) -> Vec<u32> {
+        let mut memo = self.memo.lock().unwrap_or_else(PoisonError::into_inner);
+        if memo.len() > MEMO_MAX {
+            memo.clear();
+        }
+        let lookup = |ip| *memo.entry(ip).or_insert_with(|| self.map.lookup(ip));
+        ips.into_iter().map(lookup).collect()
+    }
+
     fn check(bytes: Vec<u8>, what: impl Fn() -> String) -> Result<Asmap, AsmapError> {
         let len = bytes.len();
         if len == 0 {
@@ -113,6 +132,7 @@ impl Asmap {
         Ok(Asmap {
             map: Arc::new(map),
             len,
+            memo: Arc::default(),
         })
     }
 }

@@ -222,3 +222,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn remembered_lookups_are_the_lookups() {
+    let asmap = Asmap::from_bytes(encode(&nested())).unwrap();
+    let ips: Vec<IpAddr> = ["10.1.2.3", "10.200.0.1", "192.0.2.1", "2001:db8::1", "::1"]
+        .iter()
+        .map(|s| ip(s))
+        .collect();
+    let expected: Vec<u32> = ips.iter().map(|&a| asmap.lookup(a)).collect();
+    assert_eq!(asmap.lookup_many(ips.iter().copied()), expected);
+    assert_eq!(
+        asmap.clone().lookup_many(ips.iter().copied()),
+        expected,
+        "from the memo"
+    );
+}

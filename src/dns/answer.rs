@@ -9,13 +9,23 @@ use rand::Rng;
 use crate::asmap::Asmap;
 use rand::seq::SliceRandom;
 
-/// The group of `ip` in an answer set: its ASN by `asmap` when it maps one, else its
-/// `netgroup` (in a range of keys no ASN takes).
-fn group(asmap: Option<&Asmap>, ip: IpAddr, netgroup: u64) -> u64 {
-    match asmap.map(|m| m.lookup(ip)) {
-        Some(asn) if asn != 0 => u64::from(asn),
-        _ => (1 << 40) | netgroup,
-    }
+/// The group of each of `addrs` in an answer set: its ASN by `asmap` when it maps one,
+/// else its `netgroup` (in a range of keys no ASN takes).
+fn keys<T: Copy>(
+    asmap: Option<&Asmap>,
+    addrs: &[T],
+    ip: impl Fn(T) -> IpAddr,
+    netgroup: impl Fn(T) -> u64,
+) -> Vec<u64> {
+    let asns = match asmap {
+        Some(m) => m.lookup_many(addrs.iter().map(|&a| ip(a))),
+        None => vec![0; addrs.len()],
+    };
+    let key = |(&a, asn): (&T, u32)| match asn {
+        0 => (1 << 40) | netgroup(a),
+        asn => u64::from(asn),
+    };
+    addrs.iter().zip(asns).map(key).collect()
 }
 
 /// Most address records in one answer.
@@ -54,11 +64,11 @@ impl AnswerSet {
                 IpAddr::V6(a) => v6.push(a),
             }
         }
-        let v4_group = |a: Ipv4Addr| group(asmap, IpAddr::V4(a), u64::from(a.to_bits() >> 16));
-        let v6_group = |a: Ipv6Addr| group(asmap, IpAddr::V6(a), (a.to_bits() >> 96) as u64);
+        let v4_keys = keys(asmap, &v4, IpAddr::V4, |a| u64::from(a.to_bits() >> 16));
+        let v6_keys = keys(asmap, &v6, IpAddr::V6, |a| (a.to_bits() >> 96) as u64);
         Self {
-            v4: Grouped::new(v4, v4_group),
-            v6: Grouped::new(v6, v6_group),
+            v4: Grouped::new(v4_keys.into_iter().zip(v4).collect()),
+            v6: Grouped::new(v6_keys.into_iter().zip(v6).collect()),
         }
     }
 
@@ -139,10 +149,8 @@ impl<T> Default for Grouped<T> {
 }
 
 impl<T: Copy + Ord> Grouped<T> {
-    /// Groups `addrs` by `group`, which is asked once per address (an ASN lookup walks
-    /// the asmap).
-    fn new(addrs: Vec<T>, group: impl Fn(T) -> u64) -> Self {
-        let mut keyed: Vec<(u64, T)> = addrs.into_iter().map(|a| (group(a), a)).collect();
+    /// Groups addresses by the key each comes with (its ASN or netgroup).
+    fn new(mut keyed: Vec<(u64, T)>) -> Self {
         keyed.sort_unstable();
         keyed.dedup();
         // Indices are u32: an answer set holds far fewer than 4 billion peers.
@@ -466,5 +474,33 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn with_an_asmap_answers_take_one_address_per_asn() {
+        use crate::asmap::Asmap;
+        use crate::testkit::asmap::encode;
+        // 600 addresses in one /16: one netgroup, but 40 ASNs of 15 addresses each.
+        let ips: Vec<IpAddr> = (0..600u16)
+            .map(|i| v4(127, 9, (i / 250) as u8, (i % 250) as u8))
+            .collect();
+        let prefixes: Vec<(IpAddr, u8, u32)> = ips
+            .iter()
+            .enumerate()
+            .map(|(i, &ip)| (ip, 32, 100 + (i % 40) as u32))
+            .collect();
+        let asmap = Asmap::from_bytes(encode(&prefixes)).unwrap();
+        let set = AnswerSet::grouped(ips.iter().copied(), Some(&asmap));
+        let mut rng = rand::rng();
+        for _ in 0..50 {
+            let answer = set.answer_ipv4(&mut rng);
+            let asns: HashSet<u32> = answer
+                .iter()
+                .map(|&a| asmap.lookup(IpAddr::V4(a)))
+                .collect();
+            assert_eq!(asns.len(), answer.len(), "an ASN repeats in {answer:?}");
+        }
+        let by_netgroup = AnswerSet::new(ips.iter().copied());
+        assert_eq!(by_netgroup.ipv4_netgroups(), 1);
     }
 }
