@@ -149,6 +149,28 @@ fn peers_lists_exactly_one_asn(
     assert!(!expected.is_empty());
     assert_eq!(listed, expected);
     assert!(rows.iter().all(|r| r["asn"] == BIG_ASN + 7));
+    let stats = run_ok(&["stats", "--db", arg(db), "--asmap", arg(asmap)]);
+    let top = stats
+        .lines()
+        .skip_while(|l| !l.starts_with("top ASNs"))
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        top.trim_start().starts_with(&format!("AS{BIG_ASN} ")),
+        "{stats}"
+    );
+    let share: f64 = top
+        .rsplit_once('(')
+        .unwrap()
+        .1
+        .trim_end_matches("%)")
+        .parse()
+        .unwrap();
+    assert!(
+        (25.0..35.0).contains(&share),
+        "the big ASN holds 30% of the good peers: {top}"
+    );
     let refused = run(&["peers", "--db", arg(db), "--asn", "1"]);
     assert_eq!(refused.status.code(), Some(2), "--asn needs --asmap");
     let bytes = std::fs::read(asmap).unwrap();
