@@ -5,6 +5,7 @@
 
 mod asn;
 mod cli;
+mod contrib;
 mod crawl;
 mod evidence;
 mod faults;
