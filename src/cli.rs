@@ -36,6 +36,8 @@ pub enum Command {
     Dump(DumpArgs),
     /// Import a dnsseed.dump (or one IP:PORT per line) into the database.
     Import(ImportArgs),
+    /// Copy the database to OUT, consistently, even while `run` writes it.
+    Backup(BackupArgs),
 }
 
 /// Default `--db`.
@@ -129,6 +131,15 @@ pub struct ImportArgs {
     pub db: DbArg,
     /// A dnsseed.dump, or a file with one IP:PORT per line.
     pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Write the copy here (atomically: a failed backup leaves OUT as it was).
+    #[arg(value_name = "OUT")]
+    pub out: PathBuf,
 }
 
 /// `--v2-transport`: whether probes try BIP324 v2 first with peers that advertise P2P_V2.

@@ -7,10 +7,12 @@
 //! (`store`). A DNS thread answers A/AAAA queries for the seed name and its `x<hex>`
 //! service-filter subdomains from per-mask caches rebuilt by indexed queries (`dns`).
 //! The database is an ordinary SQLite file: the `peers`, `stats`, `dump` and `import`
-//! subcommands (`commands`) read and write it, and so can `sqlite3`.
+//! subcommands (`commands`) read and write it, and so can `sqlite3`; `backup` copies it
+//! consistently while it is written.
 
 pub mod addr;
 pub mod asmap;
+pub mod backup;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -56,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stats(args) => commands::stats(&args, &mut out)?,
         Command::Dump(args) => commands::dump(&args, &mut out)?,
         Command::Import(args) => commands::import(&args, &mut out)?,
+        Command::Backup(args) => backup::backup(&args, &mut out)?,
     }
     out.flush()?;
     Ok(())

@@ -401,3 +401,61 @@ fn generate_is_not_a_command_of_the_binary() {
         "{help}"
     );
 }
+
+/// Every row of `peers` with every column, ordered by address.
+fn all_rows(db: &std::path::Path) -> Vec<Vec<rusqlite::types::Value>> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT * FROM peers ORDER BY address")
+        .unwrap();
+    let columns = stmt.column_count();
+    stmt.query_map([], |r| (0..columns).map(|i| r.get(i)).collect())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// `backup` of a generated database is the same rows, column for column, in a file that
+/// needs no `-wal`; the report names the rows; the database itself is refused as OUT.
+#[test]
+fn backup_copies_every_row_and_refuses_the_database_as_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, copy) = (dir.path().join("src.db"), dir.path().join("copy.db"));
+    let store = dnsseeder::store::Store::open(&db).unwrap();
+    dnsseeder::testkit::generate::fill(store.connection(), 5000, 800, 11).unwrap();
+    drop(store);
+
+    let report = run_ok(&["backup", "--db", arg(&db), arg(&copy)]);
+    assert_eq!(report.lines().count(), 1, "{report}");
+    assert!(report.starts_with("backed up 5000 rows ("), "{report}");
+    assert!(!dir.path().join("copy.db-wal").exists());
+    crate::util::assert_integrity(&copy);
+    assert_eq!(all_rows(&copy), all_rows(&db));
+    // A second backup replaces the first.
+    run_ok(&["backup", "--db", arg(&db), arg(&copy)]);
+    assert_eq!(all_rows(&copy), all_rows(&db));
+
+    let before = std::fs::read(&db).unwrap();
+    let same = dir.path().join(".").join("src.db");
+    let out = run(&["backup", "--db", arg(&db), arg(&same)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("is the database itself"), "{err}");
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+    let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(leftovers, 2, "a temporary file was left behind");
+}
+
+/// A missing `--db` is one line and exit 1, and leaves neither the database nor OUT.
+#[test]
+fn backup_of_a_missing_database_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, copy) = (dir.path().join("none.db"), dir.path().join("copy.db"));
+    let out = run(&["backup", "--db", arg(&db), arg(&copy)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(!db.exists() && !copy.exists());
+}

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod asn;
+mod backup;
 mod cli;
 mod contrib;
 mod crawl;
