@@ -33,13 +33,7 @@ pub fn peers(args: &PeersArgs, out: &mut impl Write) -> anyhow::Result<()> {
     };
     let mut rows = store.peers(&filter, unix_now()).context("listing peers")?;
     if let Some(asmap) = &asmap {
-        for r in &mut rows {
-            r.asn = Some(asn_of(&r.address, asmap));
-        }
-    }
-    if let Some(asn) = args.asn {
-        rows.retain(|r| r.asn == Some(asn));
-        rows.truncate(args.limit.map_or(usize::MAX, |l| l as usize));
+        with_asns(&mut rows, asmap, args.asn, args.limit);
     }
     match args.format {
         Format::Table => write_table(&rows, out)?,
@@ -51,6 +45,17 @@ pub fn peers(args: &PeersArgs, out: &mut impl Write) -> anyhow::Result<()> {
         Format::Csv => write_csv(&rows, out)?,
     }
     Ok(())
+}
+
+/// Fills in each row's ASN; with `asn`, keeps only that ASN's rows, at most `limit`.
+fn with_asns(rows: &mut Vec<PeerRow>, asmap: &Asmap, asn: Option<u32>, limit: Option<u64>) {
+    for r in rows.iter_mut() {
+        r.asn = Some(asn_of(&r.address, asmap));
+    }
+    if let Some(asn) = asn {
+        rows.retain(|r| r.asn == Some(asn));
+        rows.truncate(limit.map_or(usize::MAX, |l| l as usize));
+    }
 }
 
 /// Reads `--asmap`, if given.

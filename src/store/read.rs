@@ -238,23 +238,9 @@ impl Store {
             }
             let mut stmt = self.conn.prepare_cached(sql)?;
             let left = (limit - due.len()) as i64;
-            let rows = stmt.query_map(params![now, left, filter], |r| {
-                let services = r.get::<_, i64>(2)? as u64;
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<i64>>(1)?,
-                    services,
-                ))
-            })?;
+            let rows = stmt.query_map(params![now, left, filter], due_peer)?;
             for row in rows {
-                let (text, last_getaddr, services) = row?;
-                if let Ok(addr) = text.parse() {
-                    due.push(DuePeer {
-                        addr,
-                        last_getaddr,
-                        services,
-                    });
-                }
+                due.extend(row?);
             }
         }
         Ok(due)
@@ -409,6 +395,18 @@ impl Store {
             |r| r.get(0),
         )
     }
+}
+
+/// A row of a due query (address, last `getaddr`, services); `None` for an address that
+/// no longer parses.
+fn due_peer(r: &Row<'_>) -> rusqlite::Result<Option<DuePeer>> {
+    let addr = r.get::<_, String>(0)?.parse().ok();
+    let (last_getaddr, services) = (r.get(1)?, r.get::<_, i64>(2)? as u64);
+    Ok(addr.map(|addr| DuePeer {
+        addr,
+        last_getaddr,
+        services,
+    }))
 }
 
 fn peer_row(r: &Row<'_>) -> rusqlite::Result<PeerRow> {
