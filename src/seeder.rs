@@ -359,10 +359,8 @@ fn demo_network(nodes: usize) -> SimConfig {
     config.place(Network::I2p, 0.05);
     match sim::cjdns_bindable() {
         Ok(()) => config.place(Network::Cjdns, 0.05),
-        Err(e) => log::info!(
-            "demo: no CJDNS nodes ({e}); as root, `{}` adds them",
-            sim::CJDNS_ROUTE_COMMAND
-        ),
+        // The error names the route command.
+        Err(e) => log::info!("demo: no CJDNS nodes: {e}"),
     }
     config
 }
