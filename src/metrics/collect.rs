@@ -41,7 +41,29 @@ pub fn render(sources: &Sources) -> Result<String, std::fmt::Error> {
     processes(&mut r, &process::read());
     let mut out = String::new();
     encode(&mut out, &r)?;
-    Ok(out)
+    Ok(to_prometheus_text(&out))
+}
+
+/// prometheus-client writes OpenMetrics, where a counter's family `x` has samples
+/// `x_total`; the Prometheus text format (what `text/plain; version=0.0.4` promises, and
+/// what `promtool check metrics` reads) names the family `x_total` too and has no `# EOF`.
+fn to_prometheus_text(open_metrics: &str) -> String {
+    let counters: Vec<&str> = (open_metrics.lines())
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open_metrics.len() + 16 * counters.len());
+    for line in open_metrics.lines().filter(|l| *l != "# EOF") {
+        let meta = ["# HELP ", "# TYPE "].into_iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(meta.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
 }
 
 /// Registers a gauge with one series per `(labels, value)`.
@@ -274,6 +296,15 @@ mod tests {
         ] {
             assert!(page.contains(line), "{line} missing from\n{page}");
         }
+    }
+
+    #[test]
+    fn counters_are_named_with_total_in_help_and_type() {
+        let page = render(&sources()).unwrap();
+        assert!(page.contains("# TYPE dnsseeder_probes_total counter\n"));
+        assert!(page.contains("# HELP dnsseeder_probes_total Probes finished"));
+        assert!(page.contains("# TYPE dnsseeder_peers gauge\n"));
+        assert!(!page.contains("# EOF"));
     }
 
     #[test]
