@@ -167,3 +167,17 @@ fn promtool_accepts(page: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A taken `--metrics-listen` port is a startup error naming the flag.
+#[test]
+fn a_taken_metrics_port_fails_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("peers.db");
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let args = crawl_args(arg(&db), "", &["--metrics-listen", &listen]);
+    let out = crate::util::run(&args);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--metrics-listen"), "{stderr}");
+}
