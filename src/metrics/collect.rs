@@ -182,6 +182,11 @@ fn dns(r: &mut Registry, s: &DnsStats, sizes: &[(u64, usize, usize)]) {
         "Empty truncated replies sent to rate-limited sources",
         ConstCounter::new(s.rate_limited),
     );
+    answer_sets(r, sizes);
+}
+
+/// `dnsseeder_answer_set_size{mask,family}`: the cached answer sets (none without DNS).
+fn answer_sets(r: &mut Registry, sizes: &[(u64, usize, usize)]) {
     let rows = sizes.iter().flat_map(|&(mask, v4, v6)| {
         let labels =
             move |family: &str| vec![("mask", format!("{mask:x}")), ("family", family.into())];
