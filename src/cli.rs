@@ -246,6 +246,8 @@ pub const DEFAULT_DUMP_INTERVAL: u64 = 3600;
 pub const DEFAULT_MAX_ADDRESSES: u64 = 1_000_000;
 /// Default `--status-interval`, seconds.
 pub const DEFAULT_STATUS_INTERVAL: u64 = 10;
+/// `--health-probe-age`, seconds.
+pub const DEFAULT_HEALTH_PROBE_AGE: u64 = 600;
 /// Default `--ttl`, seconds.
 pub const DEFAULT_TTL: u32 = 60;
 /// Default `--dns-rate-limit`: 50 queries per second, bursts of 100.
@@ -386,6 +388,12 @@ pub struct RunArgs {
     /// BIP324: try the encrypted v2 transport first with peers that advertise P2P_V2.
     #[arg(long, value_enum, env = "DNSSEEDER_V2_TRANSPORT", default_value_t = V2Transport::Auto)]
     pub v2_transport: V2Transport,
+    /// Serve `GET /metrics` (Prometheus) and `GET /health` over HTTP on this IP:PORT.
+    #[arg(long, env = "DNSSEEDER_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// `/health` fails when no probe has succeeded for this many seconds (wall clock).
+    #[arg(long, env = "DNSSEEDER_HEALTH_PROBE_AGE", default_value_t = DEFAULT_HEALTH_PROBE_AGE)]
+    pub health_probe_age: u64,
 }
 
 impl Default for RunArgs {
@@ -430,6 +438,8 @@ impl Default for RunArgs {
             circuit_timeout: DEFAULT_CIRCUIT_TIMEOUT,
             v2_transport: V2Transport::Auto,
             asmap: None,
+            metrics_listen: None,
+            health_probe_age: DEFAULT_HEALTH_PROBE_AGE,
         }
     }
 }

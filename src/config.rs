@@ -32,6 +32,17 @@ pub struct Config {
     pub dump_interval: Duration,
     /// The DNS server, when `--host` is given.
     pub dns: Option<DnsConfig>,
+    /// The HTTP metrics and health endpoint, when `--metrics-listen` is given.
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// `--metrics-listen` and `--health-probe-age`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where to serve `/metrics` and `/health`.
+    pub listen: std::net::SocketAddr,
+    /// `/health` fails after this long without a successful probe.
+    pub probe_age: Duration,
 }
 
 impl Config {
@@ -62,6 +73,10 @@ impl Config {
             dump: args.dump.clone(),
             dump_interval: Duration::from_secs(args.dump_interval),
             dns,
+            metrics: args.metrics_listen.map(|listen| MetricsConfig {
+                listen,
+                probe_age: Duration::from_secs(args.health_probe_age),
+            }),
         })
     }
 }

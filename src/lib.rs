@@ -19,6 +19,7 @@ pub mod config;
 pub mod crawler;
 pub mod dns;
 pub mod dump;
+pub mod metrics;
 pub mod p2p;
 #[cfg(test)]
 mod proptests;

@@ -19,8 +19,9 @@ use crate::config::Config;
 use crate::crawler::Networks;
 use crate::crawler::{CrawlCounters, Crawler, ProxyKind};
 use crate::dns::{DnsHandle, DnsServer, PeerSource};
+use crate::metrics::{DnsSources, MetricsServer, PeerSnapshot, Sources};
 use crate::sim::{self, Network, SimConfig, SimNetwork};
-use crate::store::Store;
+use crate::store::{Store, Summary};
 use crate::{dump, unix_now};
 
 /// `dnsseeder run`.
@@ -67,12 +68,17 @@ pub fn serve(config: &Config, stop: &Receiver<&'static str>) -> anyhow::Result<(
     // Bind DNS before crawling: a port that cannot be had is a startup error.
     let dns = start_dns(config)?;
     let crawler = Crawler::start(config.crawl.clone())?;
+    let peers = PeerSnapshot::default();
+    let metrics = start_metrics(config, dns.as_ref(), &crawler, &peers)?;
     let running = Running {
         config,
         store,
         dns,
         crawler,
+        peers,
+        metrics,
     };
+    running.log_status(running.crawl_figures());
     let why = running.main_loop(stop);
     running.stop(why);
     Ok(())
@@ -89,6 +95,32 @@ fn start_dns(config: &Config) -> anyhow::Result<Option<DnsHandle>> {
     Ok(Some(server.spawn()?))
 }
 
+/// Starts `/metrics` and `/health` when `--metrics-listen` is given.
+fn start_metrics(
+    config: &Config,
+    dns: Option<&DnsHandle>,
+    crawler: &Crawler,
+    peers: &PeerSnapshot,
+) -> anyhow::Result<Option<MetricsServer>> {
+    let Some(metrics) = config.metrics else {
+        return Ok(None);
+    };
+    let dns = dns
+        .zip(config.dns.as_ref())
+        .map(|(handle, dns)| DnsSources {
+            counters: handle.counters(),
+            answers: handle.answer_sizes(),
+            default_mask: dns.default_mask,
+        });
+    let sources = Sources {
+        crawl: Arc::clone(&crawler.counters),
+        dns,
+        peers: peers.clone(),
+        probe_age: metrics.probe_age,
+    };
+    MetricsServer::start(metrics.listen, sources).map(Some)
+}
+
 /// A started seeder: what the main loop reads and what stopping takes down.
 struct Running<'a> {
     config: &'a Config,
@@ -96,6 +128,9 @@ struct Running<'a> {
     store: Store,
     dns: Option<DnsHandle>,
     crawler: Crawler,
+    /// The peer counts of the last status line, for `/metrics` and `/health`.
+    peers: PeerSnapshot,
+    metrics: Option<MetricsServer>,
 }
 
 impl Running<'_> {
@@ -106,9 +141,7 @@ impl Running<'_> {
         loop {
             select! {
                 recv(stop) -> why => return why.unwrap_or("stop channel closed"),
-                recv(status_tick) -> _ => {
-                    log_status(&self.store, self.crawl_figures(), dns_queries(self.dns.as_ref()));
-                }
+                recv(status_tick) -> _ => self.log_status(self.crawl_figures()),
                 recv(dump_tick) -> _ => write_dump(&self.store, self.config.dump.as_deref()),
             }
         }
@@ -139,14 +172,39 @@ impl Running<'_> {
             crawl_totals(&counters)
         );
         write_dump(&self.store, self.config.dump.as_deref());
-        log_status(
+        status(
             &self.store,
+            &self.peers,
             (0, proxy_failures),
-            dns_queries(self.dns.as_ref()),
+            self.dns.as_ref(),
         );
+        if let Some(metrics) = self.metrics {
+            metrics.stop();
+        }
         if let Some(dns) = self.dns {
             dns.shutdown();
         }
+    }
+
+    /// Counts the peers, keeps the counts for `/metrics`, and logs the status line.
+    fn log_status(&self, crawl: (usize, Option<u64>)) {
+        status(&self.store, &self.peers, crawl, self.dns.as_ref());
+    }
+}
+
+/// Counts the peers in `store`, keeps the counts in `peers`, and logs the status line.
+fn status(
+    store: &Store,
+    peers: &PeerSnapshot,
+    crawl: (usize, Option<u64>),
+    dns: Option<&DnsHandle>,
+) {
+    match store.counts(unix_now()) {
+        Ok(summary) => {
+            log_status(&summary, crawl, dns_queries(dns));
+            peers.set(summary);
+        }
+        Err(e) => log::error!("status: cannot read the database: {e}"),
     }
 }
 
@@ -194,24 +252,21 @@ fn crawl_totals(c: &CrawlCounters) -> String {
 
 /// The status line: peers by status and network, the crawl's pace, proxy failures (with a
 /// proxy configured) and DNS queries.
-fn log_status(store: &Store, crawl: (usize, Option<u64>), dns_queries: u64) {
+fn log_status(s: &Summary, crawl: (usize, Option<u64>), dns_queries: u64) {
     let (in_flight, proxy_failures) = crawl;
     let proxies = proxy_failures.map_or(String::new(), |n| format!("; {n} proxy failures"));
-    match store.counts(unix_now()) {
-        Ok(s) => log::info!(
-            "good {}/{} known (tried {} in last 1h, {} new, {} in flight), {} banned; by \
-             network: {}{proxies}; {} DNS queries",
-            s.good,
-            s.known,
-            s.tried_last_hour,
-            s.new,
-            in_flight,
-            s.banned,
-            s.by_network(),
-            dns_queries
-        ),
-        Err(e) => log::error!("status: cannot read the database: {e}"),
-    }
+    log::info!(
+        "good {}/{} known (tried {} in last 1h, {} new, {} in flight), {} banned; by \
+         network: {}{proxies}; {} DNS queries",
+        s.good,
+        s.known,
+        s.tried_last_hour,
+        s.new,
+        in_flight,
+        s.banned,
+        s.by_network(),
+        dns_queries
+    );
 }
 
 /// SIGINT and SIGTERM, as messages.
@@ -487,6 +542,7 @@ mod tests {
             dump: None,
             dump_interval: Duration::from_secs(3600),
             dns: Some(dns),
+            metrics: None,
         };
         let config = demo_config(&args, db, seed, Networks::default()).unwrap();
         assert_eq!(format!("{config:?}"), format!("{expected:?}"));

@@ -34,6 +34,7 @@ mod proxies;
 mod queues;
 mod route;
 mod scheduler;
+mod stats;
 mod worker;
 mod writer;
 
@@ -59,6 +60,7 @@ pub use messages::{Batch, DuePeer, NewPeer, Outcome, ProbeResult, Source, Source
 pub use pace::INSTANT_FAILURES_PER_SEC;
 pub use proxies::{ProxyGate, ProxyGates};
 pub use route::{Networks, ProxyKind, Route};
+pub use stats::{COMMIT_BUCKETS, CommitHistogram, HealthTimes, HistogramSnapshot, ReasonCounts};
 pub use worker::admit;
 pub use writer::PRUNE_AGE;
 
@@ -163,6 +165,12 @@ pub struct CrawlCounters {
     pub commit_micros: AtomicU64,
     /// Commit failures (e.g. disk full).
     pub write_errors: AtomicU64,
+    /// Failed probes by reason.
+    pub failures: ReasonCounts,
+    /// Commit durations.
+    pub commit_seconds: CommitHistogram,
+    /// When probes last succeeded and commits last happened, for `/health`.
+    pub health: HealthTimes,
 }
 
 /// Messages to the writer.

@@ -174,8 +174,12 @@ impl Worker {
         c.in_flight.fetch_sub(1, Ordering::Relaxed);
         c.probe_micros.fetch_add(micros, Ordering::Relaxed);
         c.probes.fetch_add(1, Ordering::Relaxed);
-        if outcome.is_ok() {
-            c.successes.fetch_add(1, Ordering::Relaxed);
+        match &outcome {
+            Ok(_) => {
+                c.successes.fetch_add(1, Ordering::Relaxed);
+                (c.health.last_success).store(crate::unix_now(), Ordering::Relaxed);
+            }
+            Err(e) => c.failures.add(e.reason()),
         }
         outcome
     }

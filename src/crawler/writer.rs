@@ -105,6 +105,8 @@ impl Writer {
                 self.budget.release(learned.len());
                 self.batch.results.push(result);
                 self.batch.learned.extend(learned);
+                let since = &self.counters.health.pending_since;
+                let _ = since.compare_exchange(0, unix_now(), Ordering::Relaxed, Ordering::Relaxed);
             }
             Ok(ToWriter::Seeds(seeds)) => self.batch.learned.extend(seeds),
             Err(RecvTimeoutError::Timeout) => {}
@@ -148,6 +150,7 @@ impl Writer {
                 self.batch.results.clear();
                 self.batch.learned.clear();
                 self.first_pending = None;
+                self.record_health(true);
                 Ok(())
             }
             Err(e) => self.commit_failed(&e, disconnected),
@@ -157,6 +160,7 @@ impl Writer {
     fn commit_failed(&mut self, e: &anyhow::Error, disconnected: bool) -> anyhow::Result<()> {
         self.failed_commits += 1;
         self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+        self.record_health(false);
         self.errors.log(&format!(
             "cannot write to the database ({} results waiting, will retry; DNS keeps serving): {e:#}",
             self.batch.results.len()
@@ -200,6 +204,16 @@ impl Writer {
         Ok(())
     }
 
+    /// Tells `/health` whether the last commit succeeded; after a success no result waits.
+    fn record_health(&self, ok: bool) {
+        let h = &self.counters.health;
+        h.last_commit_failed.store(!ok, Ordering::Relaxed);
+        if ok {
+            h.last_commit.store(unix_now(), Ordering::Relaxed);
+            h.pending_since.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// Only now may the scheduler hand the batch's addresses out again.
     fn release_committed(&self) {
         let mut in_flight = lock(&self.in_flight);
@@ -218,6 +232,7 @@ impl Writer {
         add(&c.learned_written, self.batch.learned.len());
         add(&c.evicted, summary.evicted);
         c.commit_micros.fetch_add(micros, Ordering::Relaxed);
+        c.commit_seconds.observe(micros);
         c.largest_batch
             .fetch_max(self.batch.results.len() as u64, Ordering::Relaxed);
     }

@@ -68,6 +68,16 @@ impl AnswerCache {
         self
     }
 
+    /// The cached masks and their answer sets' sizes as (mask, IPv4, IPv6), by mask.
+    pub(crate) fn sizes(&self) -> Vec<(u64, usize, usize)> {
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        let mut sizes: Vec<_> = (entries.iter())
+            .map(|(&mask, e)| (mask, e.set.ipv4_len(), e.set.ipv6_len()))
+            .collect();
+        sizes.sort_unstable();
+        sizes
+    }
+
     /// Fills every pinned mask (at start, before serving).
     pub(crate) fn prefill(&self) {
         let now = Instant::now();

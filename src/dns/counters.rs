@@ -13,6 +13,10 @@ use super::respond::Outcome;
 pub struct DnsCounters {
     /// Requests received (UDP datagrams and TCP messages), whatever became of them.
     pub queries: AtomicU64,
+    /// Requests received over UDP.
+    pub udp_queries: AtomicU64,
+    /// Requests received over TCP.
+    pub tcp_queries: AtomicU64,
     /// NOERROR responses, with or without records.
     pub answered: AtomicU64,
     /// REFUSED responses.
@@ -42,6 +46,10 @@ pub struct DnsCounters {
 pub struct DnsStats {
     /// See [`DnsCounters::queries`].
     pub queries: u64,
+    /// See [`DnsCounters::udp_queries`].
+    pub udp_queries: u64,
+    /// See [`DnsCounters::tcp_queries`].
+    pub tcp_queries: u64,
     /// See [`DnsCounters::answered`].
     pub answered: u64,
     /// See [`DnsCounters::refused`].
@@ -70,6 +78,8 @@ impl DnsCounters {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         DnsStats {
             queries: get(&self.queries),
+            udp_queries: get(&self.udp_queries),
+            tcp_queries: get(&self.tcp_queries),
             answered: get(&self.answered),
             refused: get(&self.refused),
             nxdomain: get(&self.nxdomain),
@@ -83,9 +93,23 @@ impl DnsCounters {
         }
     }
 
+    /// Counts one UDP request and what its response said.
+    #[inline]
+    pub(super) fn record_udp(&self, outcome: Outcome) {
+        bump(&self.udp_queries);
+        self.record(outcome);
+    }
+
+    /// Counts one TCP request and what its response said.
+    #[inline]
+    pub(super) fn record_tcp(&self, outcome: Outcome) {
+        bump(&self.tcp_queries);
+        self.record(outcome);
+    }
+
     /// Counts one request and what its response said.
     #[inline]
-    pub(super) fn record(&self, outcome: Outcome) {
+    fn record(&self, outcome: Outcome) {
         let counter = match outcome {
             Outcome::Answered => &self.answered,
             Outcome::NxDomain => &self.nxdomain,

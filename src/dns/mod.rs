@@ -118,7 +118,7 @@ pub use ratelimit::{RateLimiter, Verdict};
 pub use respond::{
     MAX_UDP_EDNS, MAX_UDP_PLAIN, Outcome, Transport, respond, respond_into, respond_truncated_into,
 };
-pub use server::{DnsHandle, DnsServer};
+pub use server::{AnswerSizes, DnsHandle, DnsServer};
 pub use zone::{ZoneContext, parse_mask_label};
 
 /// Where answer sets come from: the SQLite peer store implements it with an indexed

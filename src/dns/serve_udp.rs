@@ -79,6 +79,6 @@ fn answer_batch(
             Verdict::Truncate => respond_truncated_into(request, &shared.ctx, out),
             Verdict::Drop => Outcome::Dropped,
         };
-        shared.counters.record(outcome);
+        shared.counters.record_udp(outcome);
     }
 }

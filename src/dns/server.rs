@@ -179,6 +179,11 @@ impl DnsHandle {
         Arc::clone(&self.shared.counters)
     }
 
+    /// Returns a reader of the answer sets' sizes (for `/metrics`).
+    pub fn answer_sizes(&self) -> AnswerSizes {
+        AnswerSizes(Arc::clone(&self.shared))
+    }
+
     /// Stops the server and waits for its threads.
     pub fn shutdown(mut self) {
         self.stop_and_join();
@@ -221,6 +226,23 @@ impl DnsHandle {
 impl Drop for DnsHandle {
     fn drop(&mut self) {
         self.stop_and_join();
+    }
+}
+
+/// Reads the sizes of the cached answer sets, from any thread, while the server runs.
+#[derive(Clone)]
+pub struct AnswerSizes(Arc<Shared>);
+
+impl fmt::Debug for AnswerSizes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnswerSizes").finish_non_exhaustive()
+    }
+}
+
+impl AnswerSizes {
+    /// The cached masks and their sets' sizes as (mask, IPv4, IPv6), by mask.
+    pub fn get(&self) -> Vec<(u64, usize, usize)> {
+        self.0.cache.sizes()
     }
 }
 

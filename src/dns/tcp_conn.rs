@@ -284,7 +284,7 @@ fn answer_frames(data: &[u8], ws: &mut Workspace<'_>) -> (usize, Stop) {
             Frame::Whole(request) => request,
             Frame::Partial => return (consumed, Stop::Partial),
             Frame::TooLong => {
-                ws.shared.counters.record(Outcome::Dropped);
+                ws.shared.counters.record_tcp(Outcome::Dropped);
                 return (consumed, Stop::Silence);
             }
         };
@@ -310,7 +310,7 @@ fn answer(request: &[u8], ws: &mut Workspace<'_>) -> bool {
         &mut ws.rng,
         out,
     );
-    shared.counters.record(outcome);
+    shared.counters.record_tcp(outcome);
     if out.is_empty() {
         return false;
     }

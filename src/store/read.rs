@@ -163,6 +163,8 @@ pub struct Summary {
     pub tried_last_hour: u64,
     /// (family, known, good)
     pub by_family: Vec<(Family, u64, u64)>,
+    /// (family, status, count), as `peers` names the status.
+    pub by_status: Vec<(Family, String, u64)>,
     /// (last_error, count) over rows whose last probe failed.
     pub by_error: Vec<(String, u64)>,
     /// (family, v1, v2): rows by the transport of their last successful probe.
@@ -182,6 +184,7 @@ impl Summary {
             _ => self.banned += n,
         }
         let Some(family) = family else { return };
+        self.by_status.push((family, status.to_owned(), n));
         let good = if status == "good" { n } else { 0 };
         match self.by_family.iter_mut().find(|(f, ..)| *f == family) {
             Some((_, known, g)) => (*known, *g) = (*known + n, *g + good),

@@ -11,6 +11,7 @@ mod crawl;
 mod evidence;
 mod faults;
 mod hostile;
+mod metrics;
 mod networks;
 mod proxy;
 mod seed_dns;

@@ -1,0 +1,183 @@
+//! `--metrics-listen`: the real binary crawling a simulated network serves every SPEC §12
+//! metric, counts DNS queries exactly, and turns `/health` from 503 to 200 once peers
+//! are good.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use bitcoin::Network;
+use bitcoin::p2p::Magic;
+use dnsseeder::sim::{SimConfig, SimNetwork};
+use dnsseeder::testkit::dns_client::{client, exchange, query};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+use crate::util::{DNS_FLAGS, Seeder, arg, crawl_args, heavy};
+
+/// Every name SPEC §12 requires.
+const NAMES: [&str; 14] = [
+    "dnsseeder_peers{",
+    "dnsseeder_probes_total{",
+    "dnsseeder_probes_in_flight ",
+    "dnsseeder_learned_addresses_total ",
+    "dnsseeder_dns_queries_total{",
+    "dnsseeder_dns_responses_total{",
+    "dnsseeder_dns_rate_limited_total ",
+    "dnsseeder_answer_set_size{",
+    "dnsseeder_db_commit_seconds_bucket{",
+    "dnsseeder_db_commit_seconds_sum ",
+    "process_resident_memory_bytes ",
+    "process_cpu_seconds_total ",
+    "process_open_fds ",
+    "process_start_time_seconds ",
+];
+
+/// A loopback port nobody listens on (free a moment ago).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` over HTTP/1.0: the status code and the body.
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_owned())
+}
+
+/// The value of the sample line starting with `series` (name and labels).
+fn value(page: &str, series: &str) -> f64 {
+    let line = page
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{page}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Polls `/health` until it says 200; panics after `limit`.
+fn wait_healthy(addr: SocketAddr, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let (status, body) = get(addr, "/health");
+        if status == 200 {
+            assert_eq!(body, "ok\n");
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "still {status} after {limit:?}: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn metrics_and_health_follow_the_crawl_and_dns() {
+    let _serial = heavy();
+    let dir = tempfile::tempdir().unwrap();
+    let sim =
+        SimNetwork::start(SimConfig::mixed(200, Magic::from(Network::Regtest), 18444)).unwrap();
+    let db = dir.path().join("peers.db");
+    let seed = sim.seed().to_string();
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = http.to_string();
+    let extra = [
+        "--threads",
+        "16",
+        "--retry-scale",
+        "0.001",
+        "--metrics-listen",
+        &listen,
+    ];
+    let mut args = crawl_args(arg(&db), &seed, &extra);
+    args.extend(DNS_FLAGS);
+    let seeder = Seeder::start(&args, "info");
+    let dns = seeder.dns_addr();
+    seeder.wait_for_log("metrics: GET /metrics", Duration::from_secs(20));
+
+    let (status, body) = get(http, "/health");
+    assert_eq!(status, 503, "healthy before any peer is good: {body}");
+    assert_eq!(body.lines().count(), 1, "{body}");
+    assert_eq!(get(http, "/nope").0, 404);
+
+    wait_healthy(http, Duration::from_secs(60));
+    let page = get(http, "/metrics").1;
+    for name in NAMES {
+        assert!(page.contains(name), "{name} missing from\n{page}");
+    }
+    assert!(value(&page, "dnsseeder_probes_total{result=\"ok\"}") > 0.0);
+    promtool_accepts(&page);
+    dns_queries_are_counted(http, dns);
+}
+
+/// N UDP queries add exactly N to the UDP count; a foreign zone's query is REFUSED.
+fn dns_queries_are_counted(http: SocketAddr, dns: SocketAddr) {
+    const UDP: &str = "dnsseeder_dns_queries_total{transport=\"udp\"}";
+    const REFUSED: &str = "dnsseeder_dns_responses_total{rcode=\"refused\"}";
+    let before = get(http, "/metrics").1;
+    let socket = client("127.0.0.1:0");
+    for id in 0..7 {
+        let packet = query(id, "seed.example.com", RecordType::A, Some(1232));
+        exchange(&socket, dns, &packet).expect("an answer");
+    }
+    let after = get(http, "/metrics").1;
+    assert_eq!(value(&after, UDP) - value(&before, UDP), 7.0);
+    let packet = query(8, "example.org", RecordType::A, None);
+    let reply = exchange(&socket, dns, &packet).expect("an answer");
+    assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+    let last = get(http, "/metrics").1;
+    assert_eq!(value(&last, REFUSED) - value(&after, REFUSED), 1.0);
+    assert_eq!(value(&last, UDP) - value(&after, UDP), 1.0);
+}
+
+/// `promtool check metrics` finds nothing wrong with the page (skipped without promtool).
+fn promtool_accepts(page: &str) {
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("skipped promtool check: promtool is not installed");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A taken `--metrics-listen` port is a startup error naming the flag.
+#[test]
+fn a_taken_metrics_port_fails_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("peers.db");
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let args = crawl_args(arg(&db), "", &["--metrics-listen", &listen]);
+    let out = crate::util::run(&args);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--metrics-listen"), "{stderr}");
+}
