@@ -13,6 +13,7 @@ mod faults;
 mod hostile;
 mod metrics;
 mod networks;
+mod prometheus;
 mod proxy;
 mod seed_dns;
 mod util;
