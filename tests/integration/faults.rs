@@ -2,7 +2,7 @@
 //! random moments. Each must end in one clear line or a clean recovery, never lost data.
 
 use std::collections::HashSet;
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use dnsseeder::sim::{SimConfig, SimNetwork};
 use dnsseeder::testkit::dns_client::{addresses, client, exchange, query};
 use hickory_proto::rr::RecordType;
 
+use crate::metrics::{free_port, get, wait_healthy};
 use crate::util::{DNS_FLAGS, Rng, Seeder, arg, assert_integrity, crawl_args, heavy, run, run_ok};
 
 fn regtest() -> Magic {
@@ -203,10 +204,19 @@ fn full_disk_keeps_dns_serving_and_recovers() {
     let sim = SimNetwork::start(config).unwrap();
     let db = disk.0.join("peers.db");
     let seed = sim.seed().to_string();
+    let health = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let listen = health.to_string();
     let mut args = crawl_args(
         arg(&db),
         &seed,
-        &["--threads", "16", "--retry-scale", "0.001"],
+        &[
+            "--threads",
+            "16",
+            "--retry-scale",
+            "0.001",
+            "--metrics-listen",
+            &listen,
+        ],
     );
     args.extend(DNS_FLAGS);
     let mut seeder = Seeder::start(&args, "info");
@@ -230,8 +240,26 @@ fn full_disk_keeps_dns_serving_and_recovers() {
         std::thread::sleep(Duration::from_millis(300));
     }
 
+    wait_healthy(health, Duration::from_secs(30));
     let filler = disk.fill();
     seeder.wait_for_log("cannot write to the database", Duration::from_secs(30));
+    let start = Instant::now();
+    let unhealthy = loop {
+        let (status, body) = get(health, "/health");
+        if status == 503 {
+            break body;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "/health stayed {status}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(unhealthy.lines().count(), 1, "one line: {unhealthy}");
+    assert!(
+        unhealthy.contains("commit"),
+        "/health names the failing commits: {unhealthy}"
+    );
     std::thread::sleep(Duration::from_secs(3));
     assert!(ask() >= 10, "DNS keeps answering from what it has");
     let errors = seeder
@@ -246,6 +274,7 @@ fn full_disk_keeps_dns_serving_and_recovers() {
 
     std::fs::remove_file(filler).unwrap();
     seeder.wait_for_log("database writable again", Duration::from_secs(30));
+    wait_healthy(health, Duration::from_secs(30));
     seeder.signal("TERM");
     let (status, _) = seeder.wait_exit(Duration::from_secs(10));
     assert!(status.success());

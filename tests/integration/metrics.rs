@@ -34,7 +34,7 @@ const NAMES: [&str; 14] = [
 ];
 
 /// A loopback port nobody listens on (free a moment ago).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -43,7 +43,7 @@ fn free_port() -> u16 {
 }
 
 /// `GET path` over HTTP/1.0: the status code and the body.
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -66,7 +66,7 @@ fn value(page: &str, series: &str) -> f64 {
 }
 
 /// Polls `/health` until it says 200; panics after `limit`.
-fn wait_healthy(addr: SocketAddr, limit: Duration) {
+pub(crate) fn wait_healthy(addr: SocketAddr, limit: Duration) {
     let start = Instant::now();
     loop {
         let (status, body) = get(addr, "/health");
