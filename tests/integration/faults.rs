@@ -12,8 +12,10 @@ use dnsseeder::sim::{SimConfig, SimNetwork};
 use dnsseeder::testkit::dns_client::{addresses, client, exchange, query};
 use hickory_proto::rr::RecordType;
 
-use crate::metrics::{free_port, get, wait_healthy};
-use crate::util::{DNS_FLAGS, Rng, Seeder, arg, assert_integrity, crawl_args, heavy, run, run_ok};
+use crate::metrics::{get, wait_healthy};
+use crate::util::{
+    DNS_FLAGS, Rng, Seeder, arg, assert_integrity, crawl_args, free_port, heavy, run, run_ok,
+};
 
 fn regtest() -> Magic {
     Magic::from(Network::Regtest)

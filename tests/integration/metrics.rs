@@ -13,7 +13,7 @@ use dnsseeder::testkit::dns_client::{client, exchange, query};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::util::{DNS_FLAGS, Seeder, arg, crawl_args, heavy};
+use crate::util::{DNS_FLAGS, Seeder, arg, crawl_args, free_port, heavy, promtool_check_metrics};
 
 /// Every name SPEC §12 requires.
 const NAMES: [&str; 14] = [
@@ -32,15 +32,6 @@ const NAMES: [&str; 14] = [
     "process_open_fds ",
     "process_start_time_seconds ",
 ];
-
-/// A loopback port nobody listens on (free a moment ago).
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `GET path` over HTTP/1.0: the status code and the body.
 pub(crate) fn get(addr: SocketAddr, path: &str) -> (u16, String) {
@@ -117,7 +108,7 @@ fn metrics_and_health_follow_the_crawl_and_dns() {
         assert!(page.contains(name), "{name} missing from\n{page}");
     }
     assert!(value(&page, "dnsseeder_probes_total{result=\"ok\"}") > 0.0);
-    promtool_accepts(&page);
+    promtool_check_metrics(&page);
     dns_queries_are_counted(http, dns);
 }
 
@@ -139,33 +130,6 @@ fn dns_queries_are_counted(http: SocketAddr, dns: SocketAddr) {
     let last = get(http, "/metrics").1;
     assert_eq!(value(&last, REFUSED) - value(&after, REFUSED), 1.0);
     assert_eq!(value(&last, UDP) - value(&after, UDP), 1.0);
-}
-
-/// `promtool check metrics` finds nothing wrong with the page (skipped without promtool).
-fn promtool_accepts(page: &str) {
-    let child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let Ok(mut child) = child else {
-        eprintln!("skipped promtool check: promtool is not installed");
-        return;
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(page.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A taken `--metrics-listen` port is a startup error naming the flag.

@@ -5,7 +5,7 @@
 //! while the seeder crawls.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,13 +16,9 @@ use dnsseeder::sim::{Behaviour, SimConfig, SimNetwork};
 use dnsseeder::testkit::dns_client::{client, exchange, query};
 use hickory_proto::rr::RecordType;
 
-use crate::util::{DNS_FLAGS, Seeder, arg, crawl_args, heavy, wait_until_good};
-
-/// A free port on 127.0.0.1 (bound, read, released).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
+use crate::util::{
+    DNS_FLAGS, Seeder, arg, crawl_args, free_port, heavy, promtool_check_metrics, wait_until_good,
+};
 
 /// A running Prometheus, killed on drop.
 struct Prometheus {
@@ -175,34 +171,4 @@ fn a_real_prometheus_scrapes_the_seeder() {
     prometheus.wait_for(refused, Duration::from_secs(10), |v| v >= 5.0);
     let page = http_get(metrics, "/metrics").expect("the seeder serves /metrics");
     promtool_check_metrics(&page);
-}
-
-/// `promtool check metrics` on a scraped page (skipped, said, without promtool).
-fn promtool_check_metrics(page: &str) {
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let Ok(mut child) = child else {
-        eprintln!("skipped: promtool check metrics: promtool is not installed");
-        return;
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(page.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool: {report}"
-    );
 }

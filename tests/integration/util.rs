@@ -275,3 +275,43 @@ pub fn wait_until_good(
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
+
+/// A loopback port nobody listens on (free a moment ago).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// `promtool check metrics` finds nothing to say about a scraped page (skipped, and said,
+/// without promtool).
+pub fn promtool_check_metrics(page: &str) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("skipped: promtool check metrics: promtool is not installed");
+        return;
+    };
+    // The pipe closes when the handle drops at the end of the statement: promtool sees EOF.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics: {report}"
+    );
+}
