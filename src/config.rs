@@ -123,7 +123,7 @@ fn networks(args: &RunArgs) -> Networks {
 
 /// `--host` needs the names that its NS and SOA records carry.
 fn check_zone_flags(args: &RunArgs) -> Result<(), UsageError> {
-    if args.host.is_some() && (args.ns.is_none() || args.mbox.is_none()) {
+    if args.host.is_some() && (args.ns.is_empty() || args.mbox.is_none()) {
         return Err(usage(
             "--host needs --ns (this server's name) and --mbox (the zone's contact)",
         ));
@@ -217,11 +217,15 @@ fn dns_config(args: &RunArgs) -> Result<Option<DnsConfig>, UsageError> {
     let Some(host) = &args.host else {
         return Ok(None);
     };
-    let mut dns = DnsConfig::new(
-        host.clone(),
-        args.ns.clone().unwrap_or_default(),
-        args.mbox.clone().unwrap_or_default(),
-    );
+    let mut names = args.ns.iter().cloned();
+    let ns = names.next().unwrap_or_default();
+    let mut dns = DnsConfig::new(host.clone(), ns, args.mbox.clone().unwrap_or_default());
+    dns.extra_ns = names.collect();
+    let t = &args.transfer;
+    dns.axfr_allow = t.axfr_allow.clone();
+    dns.notify = t.notify.clone();
+    dns.zone_records = t.records.zone_records;
+    dns.zone_refresh = Duration::from_secs(t.zone_refresh);
     dns.listen = args.dns_listen.clone();
     dns.ttl = args.ttl;
     dns.default_mask = args.filter_service;
@@ -241,7 +245,7 @@ mod tests {
     fn zone(host: &str, args: RunArgs) -> RunArgs {
         RunArgs {
             host: Some(host.into()),
-            ns: Some("ns.example.com".into()),
+            ns: vec!["ns.example.com".into()],
             mbox: Some("hostmaster@example.com".into()),
             ..args
         }

@@ -8,7 +8,9 @@
 //! service-filter subdomains from per-mask caches rebuilt by indexed queries (`dns`).
 //! The database is an ordinary SQLite file: the `peers`, `stats`, `dump` and `import`
 //! subcommands (`commands`) read and write it, and so can `sqlite3`; `backup` copies it
-//! consistently while it is written.
+//! consistently while it is written. Secondaries (NSD, Knot, BIND) can carry the zone:
+//! the DNS server answers AXFR and sends NOTIFY (`dns::transfer`), and `zone` prints the
+//! same zone as a master file (`zone_file`).
 
 pub mod addr;
 pub mod asmap;
@@ -33,6 +35,7 @@ pub mod store;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod thread;
+pub mod zone_file;
 
 use std::io::Write;
 
@@ -60,6 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dump(args) => commands::dump(&args, &mut out)?,
         Command::Import(args) => commands::import(&args, &mut out)?,
         Command::Backup(args) => backup::backup(&args, &mut out)?,
+        Command::Zone(args) => zone_file::zone(&args, &mut out)?,
     }
     out.flush()?;
     Ok(())

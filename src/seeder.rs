@@ -320,7 +320,7 @@ fn demo_run_args(args: &DemoArgs, db: &Path, seed: SocketAddr, networks: Network
         allow_private: true,
         retry_scale: 0.01,
         host: Some(DEMO_ZONE.to_owned()),
-        ns: Some(format!("ns.{DEMO_ZONE}")),
+        ns: vec![format!("ns.{DEMO_ZONE}")],
         mbox: Some(format!("hostmaster.{DEMO_ZONE}")),
         dns_listen: vec![args.dns_listen],
         dns_rate_limit: RateLimit(None),

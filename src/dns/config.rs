@@ -3,6 +3,8 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use super::acl::Cidr;
+
 /// Longest DNS name in presentation form, without the trailing dot (RFC 1035 §2.3.4).
 const MAX_NAME_LEN: usize = 253;
 /// Longest DNS label (RFC 1035 §2.3.4).
@@ -54,6 +56,20 @@ pub struct DnsConfig {
     pub serial: Option<u32>,
     /// `--asmap`: answers take one address per ASN first (SPEC §11).
     pub asmap: Option<std::sync::Arc<crate::asmap::Asmap>>,
+    /// More name servers after `ns` (`--ns` repeated): the zone's NS records are `ns` and
+    /// these, e.g. the secondaries that carry it.
+    pub extra_ns: Vec<String>,
+    /// Sources that may transfer the zone by AXFR over TCP (`--axfr-allow`, SPEC §13);
+    /// empty: nobody.
+    pub axfr_allow: Vec<Cidr>,
+    /// Secondaries sent a DNS NOTIFY when the zone's serial grows (`--notify`).
+    pub notify: Vec<SocketAddr>,
+    /// A and AAAA records per name of the transferred zone (`--zone-records`, default
+    /// 25, at most [`MAX_ANSWERS`](super::MAX_ANSWERS)).
+    pub zone_records: usize,
+    /// The transferred zone is rebuilt, and its serial may grow, this often
+    /// (`--zone-refresh`, default 300 s); also the SOA's refresh timer.
+    pub zone_refresh: Duration,
 }
 
 impl DnsConfig {
@@ -82,7 +98,17 @@ impl DnsConfig {
             max_cached_masks: 64,
             serial: None,
             asmap: None,
+            extra_ns: Vec::new(),
+            axfr_allow: Vec::new(),
+            notify: Vec::new(),
+            zone_records: 25,
+            zone_refresh: Duration::from_secs(300),
         }
+    }
+
+    /// Whether the zone is kept for secondaries: transfers allowed or NOTIFY targets set.
+    pub fn transfers(&self) -> bool {
+        !self.axfr_allow.is_empty() || !self.notify.is_empty()
     }
 
     /// Checks the names and limits.
@@ -93,7 +119,16 @@ impl DnsConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         normalize_name("host", &self.host)?;
         normalize_name("ns", &self.ns)?;
+        for ns in &self.extra_ns {
+            normalize_name("ns", ns)?;
+        }
         normalize_mbox(&self.mbox)?;
+        if !(1..=super::MAX_ANSWERS).contains(&self.zone_records) {
+            return Err(ConfigError::ZoneRecords(self.zone_records));
+        }
+        if self.zone_refresh.is_zero() {
+            return Err(ConfigError::ZeroDuration("--zone-refresh"));
+        }
         if self.listen.is_empty() {
             return Err(ConfigError::NoListenAddress);
         }
@@ -126,6 +161,9 @@ pub enum ConfigError {
     /// A duration that must be positive is zero.
     #[error("{0} must be greater than zero")]
     ZeroDuration(&'static str),
+    /// `--zone-records` out of range.
+    #[error("--zone-records {0}: give 1 to {max} records per name", max = super::MAX_ANSWERS)]
+    ZoneRecords(usize),
 }
 
 /// Returns `name` lower-cased without a trailing dot, or why it is not a valid DNS name

@@ -17,8 +17,10 @@ pub struct DnsCounters {
     pub udp_queries: AtomicU64,
     /// Requests received over TCP.
     pub tcp_queries: AtomicU64,
-    /// NOERROR responses, with or without records.
+    /// NOERROR responses, with or without records (zone transfers included).
     pub answered: AtomicU64,
+    /// Zone transfers sent (AXFR, or IXFR answered with the whole zone).
+    pub transfers: AtomicU64,
     /// REFUSED responses.
     pub refused: AtomicU64,
     /// NXDOMAIN responses.
@@ -52,6 +54,8 @@ pub struct DnsStats {
     pub tcp_queries: u64,
     /// See [`DnsCounters::answered`].
     pub answered: u64,
+    /// See [`DnsCounters::transfers`].
+    pub transfers: u64,
     /// See [`DnsCounters::refused`].
     pub refused: u64,
     /// See [`DnsCounters::nxdomain`].
@@ -81,6 +85,7 @@ impl DnsCounters {
             udp_queries: get(&self.udp_queries),
             tcp_queries: get(&self.tcp_queries),
             answered: get(&self.answered),
+            transfers: get(&self.transfers),
             refused: get(&self.refused),
             nxdomain: get(&self.nxdomain),
             formerr: get(&self.formerr),
@@ -112,6 +117,10 @@ impl DnsCounters {
     fn record(&self, outcome: Outcome) {
         let counter = match outcome {
             Outcome::Answered => &self.answered,
+            Outcome::Transferred => {
+                bump(&self.transfers);
+                &self.answered
+            }
             Outcome::NxDomain => &self.nxdomain,
             Outcome::Refused => &self.refused,
             Outcome::FormErr => &self.formerr,

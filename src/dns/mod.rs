@@ -93,6 +93,7 @@
 //! 100 ms, so [`DnsHandle::shutdown`] (or dropping the handle) stops and joins the threads
 //! promptly.
 
+mod acl;
 mod answer;
 mod bind;
 mod cache;
@@ -107,9 +108,11 @@ mod serve_udp;
 mod server;
 mod tcp_conn;
 mod tcp_table;
+mod transfer;
 mod udp;
 mod zone;
 
+pub use acl::Cidr;
 pub use answer::{AnswerSet, MAX_ANSWERS, PREBUILT_ANSWERS};
 pub use bind::BindError;
 pub use config::{ConfigError, DnsConfig};
@@ -119,6 +122,7 @@ pub use respond::{
     MAX_UDP_EDNS, MAX_UDP_PLAIN, Outcome, Transport, respond, respond_into, respond_truncated_into,
 };
 pub use server::{AnswerSizes, DnsHandle, DnsServer};
+pub use transfer::{DEFAULT_ZONE_FILTERS, NameRecords, Zone, ZoneName, master_file, zone_names};
 pub use zone::{ZoneContext, parse_mask_label};
 
 /// Where answer sets come from: the SQLite peer store implements it with an indexed

@@ -52,6 +52,8 @@ impl Transport {
 pub enum Outcome {
     /// NOERROR, with or without records.
     Answered,
+    /// A zone transfer (AXFR or IXFR) to an `--axfr-allow` source, all its messages.
+    Transferred,
     /// NXDOMAIN: an unknown name inside the zone.
     NxDomain,
     /// REFUSED: a name outside the zone, another class, or a zone transfer.
@@ -159,7 +161,9 @@ fn answer_in_zone<R: Rng + ?Sized>(
     let found = match req.qtype {
         RecordType::A => w.ipv4_answer(ctx.ttl, answers(mask).as_deref(), rng),
         RecordType::AAAA => w.ipv6_answer(ctx.ttl, answers(mask).as_deref(), rng),
-        RecordType::NS if apex => w.record(RecordType::NS, ctx.ttl, &ctx.ns_rdata, Section::Answer),
+        RecordType::NS if apex => (ctx.ns_rdatas.iter()).fold(false, |any, ns| {
+            w.record(RecordType::NS, ctx.ttl, ns, Section::Answer) | any
+        }),
         RecordType::SOA | RecordType::ANY if apex => w.soa(ctx, req, zone_start, Section::Answer),
         _ => false,
     };

@@ -13,7 +13,7 @@ use rand::Rng;
 use super::answer::AnswerSet;
 use super::request::{HEADER_LEN, Reject, Request};
 use super::respond::{MAX_UDP_EDNS, Outcome};
-use super::zone::ZoneContext;
+use super::zone::{SOA_SERIAL_FROM_END, ZoneContext};
 
 pub(super) const RCODE_NOERROR: u8 = 0;
 pub(super) const RCODE_FORMERR: u8 = 1;
@@ -147,7 +147,12 @@ impl<'o> ResponseWriter<'o> {
             Section::Authority => ctx.negative_ttl,
         };
         let owner = HEADER_LEN + usize::from(req.labels[zone_start]);
-        self.record_at(owner, RecordType::SOA, ttl, &ctx.soa_rdata, section)
+        let fit = self.record_at(owner, RecordType::SOA, ttl, &ctx.soa_rdata, section);
+        if fit {
+            let at = self.out.len() - SOA_SERIAL_FROM_END;
+            self.out[at..at + 4].copy_from_slice(&ctx.serial().to_be_bytes());
+        }
+        fit
     }
 
     /// Writes one of the prebuilt IPv4 answers of `set` (nothing without a set);

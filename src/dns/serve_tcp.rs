@@ -225,9 +225,8 @@ impl<'s> EventLoop<'s> {
         if let Err(e) = stream.set_nodelay(true) {
             log::debug!("DNS TCP connection from {peer}: {e}");
         }
-        let slot = self
-            .table
-            .insert(peer.ip(), Connection::new(stream), Instant::now());
+        let connection = Connection::new(stream, self.shared.may_transfer(peer.ip()));
+        let slot = self.table.insert(peer.ip(), connection, Instant::now());
         let token = Token(self.listeners.len() + slot);
         let registry = self.poll.registry();
         let registered = self.table.get_mut(slot).map(|c| {
@@ -266,7 +265,7 @@ impl<'s> EventLoop<'s> {
     }
 
     /// Closes the connections idle for `tcp_idle_timeout` and those whose client has not
-    /// taken its answers for [`WRITE_TIMEOUT`].
+    /// taken its answers by their write deadline.
     fn expire(&mut self, now: Instant) {
         while self.idle_deadline().is_some_and(|deadline| deadline <= now) {
             if let Some((slot, _)) = self.table.oldest() {
@@ -281,9 +280,9 @@ impl<'s> EventLoop<'s> {
         let mut stalled = Vec::new();
         let table = &self.table;
         self.writers.retain(
-            |&slot| match table.get(slot).and_then(Connection::waiting_since) {
+            |&slot| match table.get(slot).and_then(Connection::write_deadline) {
                 None => false,
-                Some(since) if now >= since + WRITE_TIMEOUT => {
+                Some(deadline) if now >= deadline => {
                     stalled.push(slot);
                     false
                 }

@@ -14,12 +14,14 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::PeerSource;
+use super::acl::Cidr;
 use super::bind::{BindError, bind_pair};
 use super::cache::AnswerCache;
 use super::config::DnsConfig;
 use super::counters::DnsCounters;
 use super::serve_tcp::tcp_loop;
 use super::serve_udp::udp_loop;
+use super::transfer::{PublishedZone, ZoneKeeper, notify_loop, zone_names};
 use super::zone::ZoneContext;
 
 /// Longest a serving thread blocks before checking for shutdown.
@@ -112,14 +114,51 @@ impl DnsServer {
         )
         .with_asmap(config.asmap.clone());
         cache.prefill();
+        let transfer = Transfer::prepare(&config, &ctx, &cache);
+        let mut shared = Shared::new(&config, ctx, cache, counters);
+        shared.zone = transfer
+            .as_ref()
+            .map(|t| PublishedZone::new(t.first.clone()));
         let mut handle = DnsHandle {
-            shared: Arc::new(Shared::new(&config, ctx, cache, counters)),
+            shared: Arc::new(shared),
             threads: Vec::new(),
             local_addrs,
         };
         warn_if_few_descriptors(config.max_tcp_connections);
-        handle.start_all(sockets)?;
+        handle.start_all(sockets, transfer)?;
         Ok(handle)
+    }
+}
+
+/// The zone keeper and NOTIFY thread's inputs, when the zone is kept for secondaries.
+struct Transfer {
+    keeper: ZoneKeeper,
+    first: super::transfer::Zone,
+    notify: Vec<SocketAddr>,
+    zones: crossbeam_channel::Receiver<Arc<super::transfer::Zone>>,
+}
+
+impl Transfer {
+    /// `None` without `--axfr-allow` and `--notify`; else the first zone, built now.
+    fn prepare(config: &DnsConfig, ctx: &ZoneContext, cache: &AnswerCache) -> Option<Self> {
+        if !config.transfers() {
+            return None;
+        }
+        let (tx, zones) = crossbeam_channel::unbounded();
+        let notify = (!config.notify.is_empty()).then_some(tx);
+        let mut keeper = ZoneKeeper::new(
+            zone_names(ctx),
+            config.zone_records,
+            config.zone_refresh,
+            notify,
+        );
+        let first = keeper.first(ctx, cache);
+        Some(Self {
+            keeper,
+            first,
+            notify: config.notify.clone(),
+            zones,
+        })
     }
 }
 
@@ -127,6 +166,9 @@ impl DnsServer {
 fn pinned_masks(config: &DnsConfig) -> Vec<u64> {
     let mut pinned = vec![config.default_mask];
     pinned.extend(config.allow_filters.iter().flatten());
+    if config.transfers() && config.allow_filters.is_none() {
+        pinned.extend(super::DEFAULT_ZONE_FILTERS);
+    }
     pinned.sort_unstable();
     pinned.dedup();
     pinned
@@ -191,14 +233,31 @@ impl DnsHandle {
 
     /// Starts a thread per UDP socket, the TCP event loop over every listener, and the
     /// cache refresher.
-    fn start_all(&mut self, sockets: Vec<(UdpSocket, TcpListener)>) -> anyhow::Result<()> {
+    fn start_all(
+        &mut self,
+        sockets: Vec<(UdpSocket, TcpListener)>,
+        transfer: Option<Transfer>,
+    ) -> anyhow::Result<()> {
         let mut listeners = Vec::with_capacity(sockets.len());
         for (udp, tcp) in sockets {
             self.start("dns-udp", move |s| udp_loop(&udp, s))?;
             listeners.push(tcp);
         }
         self.start("dns-tcp", move |s| tcp_loop(listeners, s))?;
-        self.start("dns-refresh", |s| refresh_loop(s))
+        let Some(Transfer {
+            keeper,
+            notify,
+            zones,
+            ..
+        }) = transfer
+        else {
+            return self.start("dns-refresh", |s| refresh_loop(s, None));
+        };
+        self.start("dns-refresh", move |s| refresh_loop(s, Some(keeper)))?;
+        if notify.is_empty() {
+            return Ok(());
+        }
+        self.start("dns-notify", move |s| notify_loop(s, &notify, &zones))
     }
 
     /// Starts the serving thread `name`, running `serve` on the shared state.
@@ -258,6 +317,10 @@ pub(super) struct Shared {
     pub(super) max_tcp_connections: usize,
     pub(super) max_tcp_per_source: usize,
     cache_ttl: Duration,
+    /// The zone secondaries transfer; `None` without `--axfr-allow` and `--notify`.
+    pub(super) zone: Option<PublishedZone>,
+    /// `--axfr-allow`.
+    axfr_allow: Vec<Cidr>,
 }
 
 impl Shared {
@@ -277,7 +340,14 @@ impl Shared {
             max_tcp_connections: config.max_tcp_connections,
             max_tcp_per_source: config.max_tcp_per_source,
             cache_ttl: config.cache_ttl,
+            zone: None,
+            axfr_allow: config.axfr_allow.clone(),
         }
+    }
+
+    /// Whether `ip` may transfer the zone.
+    pub(super) fn may_transfer(&self, ip: std::net::IpAddr) -> bool {
+        self.zone.is_some() && self.axfr_allow.iter().any(|net| net.contains(ip))
     }
 
     /// Whether the server is stopping: every loop checks it at least once per [`POLL`].
@@ -306,11 +376,15 @@ pub(super) fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
-/// Refreshes the answer cache, a few times per `cache_ttl`, until the server stops.
-fn refresh_loop(shared: &Shared) {
+/// Refreshes the answer cache, a few times per `cache_ttl`, and with `keeper` the
+/// transferred zone, until the server stops.
+fn refresh_loop(shared: &Shared, mut keeper: Option<ZoneKeeper>) {
     let tick = (shared.cache_ttl / 4).clamp(Duration::from_millis(10), POLL);
     while !shared.stopping() {
         thread::sleep(tick);
         shared.cache.refresh(Instant::now());
+        if let (Some(keeper), Some(zone)) = (keeper.as_mut(), &shared.zone) {
+            keeper.tick(shared, zone, Instant::now());
+        }
     }
 }

@@ -11,6 +11,11 @@
 //! nothing more is read or answered (TCP's own flow control then holds the client back),
 //! so a connection never queues more than [`FLUSH_AT`] bytes plus one answer; a client
 //! that takes none of them for [`WRITE_TIMEOUT`] is closed by the loop.
+//!
+//! A connection from an `--axfr-allow` source may also ask for the zone: its answer is
+//! then the whole transfer (a few kilobytes per served name), and its client has
+//! [`TRANSFER_WRITE_TIMEOUT`] to take each part, as a secondary across the world may
+//! need a few round trips to open its window.
 
 use std::io::{self, Read, Write};
 use std::mem;
@@ -22,6 +27,7 @@ use rand::rngs::SmallRng;
 
 use super::respond::{Outcome, Transport, respond_into};
 use super::server::Shared;
+use super::transfer::respond_transfer;
 use super::udp::DATAGRAM;
 
 /// Longest request accepted over TCP, as over UDP; a longer frame closes the connection.
@@ -35,6 +41,8 @@ const READ_BUDGET: usize = 8;
 pub(super) const FLUSH_AT: usize = 8192;
 /// A client must take waiting answers within this time, or it is disconnected.
 pub(super) const WRITE_TIMEOUT: Duration = Duration::from_millis(200);
+/// The same for a connection from an `--axfr-allow` source.
+pub(super) const TRANSFER_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the loop does with a connection after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,16 +113,19 @@ pub(super) struct Connection {
     waiting_since: Option<Instant>,
     /// Nothing more is read: close once `output` is written.
     closing: bool,
+    /// From an `--axfr-allow` source: zone transfers are answered.
+    may_transfer: bool,
 }
 
 impl Connection {
-    pub(super) fn new(stream: TcpStream) -> Self {
+    pub(super) fn new(stream: TcpStream, may_transfer: bool) -> Self {
         Self {
             stream,
             input: Vec::new(),
             output: Vec::new(),
             waiting_since: None,
             closing: false,
+            may_transfer,
         }
     }
 
@@ -123,9 +134,14 @@ impl Connection {
         &mut self.stream
     }
 
-    /// Since when answers wait without the client taking any; `None` when none wait.
-    pub(super) fn waiting_since(&self) -> Option<Instant> {
-        self.waiting_since
+    /// When the client must have taken some of the answers waiting; `None` when none wait.
+    pub(super) fn write_deadline(&self) -> Option<Instant> {
+        let timeout = if self.may_transfer {
+            TRANSFER_WRITE_TIMEOUT
+        } else {
+            WRITE_TIMEOUT
+        };
+        self.waiting_since.map(|since| since + timeout)
     }
 
     /// Writes what waits, answers the requests held back, then reads and answers until
@@ -204,7 +220,7 @@ impl Connection {
         let mut consumed = 0;
         loop {
             ws.framed.clear();
-            let (used, stop) = answer_frames(&data[consumed..], ws);
+            let (used, stop) = answer_frames(&data[consumed..], ws, self.may_transfer);
             consumed += used;
             self.send(&ws.framed)?;
             self.closing |= stop == Stop::Silence;
@@ -277,7 +293,7 @@ fn write_some(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
 /// Answers the complete requests at the start of `data` in order, framing the responses
 /// into `ws.framed` until it holds [`FLUSH_AT`] bytes; returns the bytes used and why
 /// it stopped.
-fn answer_frames(data: &[u8], ws: &mut Workspace<'_>) -> (usize, Stop) {
+fn answer_frames(data: &[u8], ws: &mut Workspace<'_>, may_transfer: bool) -> (usize, Stop) {
     let mut consumed = 0;
     while ws.framed.len() < FLUSH_AT {
         let request = match next_frame(&data[consumed..]) {
@@ -289,6 +305,9 @@ fn answer_frames(data: &[u8], ws: &mut Workspace<'_>) -> (usize, Stop) {
             }
         };
         consumed += 2 + request.len();
+        if may_transfer && transfer(request, ws) {
+            continue;
+        }
         if !answer(request, ws) {
             return (consumed, Stop::Silence);
         }
@@ -317,6 +336,21 @@ fn answer(request: &[u8], ws: &mut Workspace<'_>) -> bool {
     ws.framed
         .extend_from_slice(&(out.len() as u16).to_be_bytes());
     ws.framed.extend_from_slice(out);
+    ws.answered = true;
+    true
+}
+
+/// Appends the framed transfer of the zone to `ws.framed` when `request` asks for it;
+/// returns whether it did.
+fn transfer(request: &[u8], ws: &mut Workspace<'_>) -> bool {
+    let shared = ws.shared;
+    let Some(zone) = &shared.zone else {
+        return false;
+    };
+    if !respond_transfer(request, &shared.ctx, &zone.get(), &mut ws.framed) {
+        return false;
+    }
+    shared.counters.record_tcp(Outcome::Transferred);
     ws.answered = true;
     true
 }

@@ -187,8 +187,9 @@ fn ns_and_soa_at_the_apex() {
     };
     assert_eq!(soa.mname.to_ascii(), "ns.example.com.");
     assert_eq!(
-        (soa.refresh, soa.retry, soa.expire),
-        (604800, 86400, 2592000)
+        (soa.refresh, soa.retry, soa.expire, soa.minimum),
+        (300, 60, 604800, 40),
+        "refresh: --zone-refresh; retry a minute; expire a week; minimum: negative TTL"
     );
     assert_eq!(m.answers[0].ttl, 60);
     // Not at x-names, and other types are NODATA.

@@ -5,7 +5,13 @@
 //! and `response`, while everything that can be computed from the configuration alone
 //! is computed here, once. It also says which names belong to the zone and which
 //! service mask a name inside it asks for.
+//!
+//! The one thing that changes is the SOA serial: the zone keeper (`transfer::keeper`)
+//! raises it when the transferred zone changes, and every SOA written after that,
+//! live or transferred, carries the new one.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_proto::rr::Name;
@@ -15,10 +21,14 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use super::config::{ConfigError, DnsConfig, normalize_mbox, normalize_name};
 use super::request::Request;
 
-/// SOA timers, as sipa's seeder sets them.
-const SOA_REFRESH: i32 = 604_800;
-const SOA_RETRY: i32 = 86_400;
-const SOA_EXPIRE: i32 = 2_592_000;
+/// The SOA's retry timer at most: a secondary that failed to refresh tries again after
+/// this many seconds (or `--zone-refresh`, when shorter).
+const SOA_RETRY: u32 = 60;
+/// The SOA's expire timer: a secondary that cannot reach the seeder for a week stops
+/// answering rather than serve week-old peers.
+const SOA_EXPIRE: u32 = 604_800;
+/// Bytes from the serial to the end of SOA RDATA: serial, refresh, retry, expire, minimum.
+pub(super) const SOA_SERIAL_FROM_END: usize = 20;
 
 /// The zone's fixed data, prepared once: names, TTLs, masks and pre-encoded RDATA.
 #[derive(Debug, Clone)]
@@ -31,8 +41,24 @@ pub struct ZoneContext {
     pub(super) negative_ttl: u32,
     default_mask: u64,
     allow_filters: Option<Vec<u64>>,
+    /// The SOA RDATA with the serial at start; [`ZoneContext::serial`] is the current one.
     pub(super) soa_rdata: Vec<u8>,
-    pub(super) ns_rdata: Vec<u8>,
+    /// One NS RDATA per name server, `--ns` order.
+    pub(super) ns_rdatas: Vec<Vec<u8>>,
+    serial: Arc<AtomicU32>,
+    /// The zone's names in presentation form (lower case, no trailing dot), for the
+    /// master file.
+    pub(super) text: ZoneText,
+}
+
+/// The zone's names and SOA timers as text and numbers, for the master file.
+#[derive(Debug, Clone)]
+pub(super) struct ZoneText {
+    pub(super) host: String,
+    pub(super) ns: Vec<String>,
+    pub(super) mbox: String,
+    /// Refresh, retry, expire and minimum, in seconds.
+    pub(super) timers: [u32; 4],
 }
 
 impl ZoneContext {
@@ -43,18 +69,63 @@ impl ZoneContext {
     /// Returns a [`ConfigError`] when `host`, `ns` or `mbox` is not a valid name.
     pub fn new(config: &DnsConfig) -> Result<Self, ConfigError> {
         let host = normalize_name("host", &config.host)?;
-        let ns = to_name("ns", &normalize_name("ns", &config.ns)?)?;
-        let soa = soa(config, ns.clone())?;
+        let ns_names = std::iter::once(&config.ns)
+            .chain(&config.extra_ns)
+            .map(|ns| normalize_name("ns", ns))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ns = ns_names
+            .iter()
+            .map(|ns| to_name("ns", ns))
+            .collect::<Result<Vec<_>, _>>()?;
+        let serial = config.serial.unwrap_or_else(unix_time_serial);
+        let text = ZoneText {
+            mbox: normalize_mbox(&config.mbox)?,
+            timers: timers(config),
+            host,
+            ns: ns_names,
+        };
         Ok(Self {
-            zone_wire: wire_name(&host),
-            zone_labels: host.split('.').count(),
+            zone_wire: wire_name(&text.host),
+            zone_labels: text.host.split('.').count(),
             ttl: config.ttl,
             negative_ttl: config.negative_ttl,
             default_mask: config.default_mask,
             allow_filters: sorted_filters(config.allow_filters.as_deref()),
-            soa_rdata: encode_rdata("mbox", &soa)?,
-            ns_rdata: encode_rdata("ns", &NS(ns))?,
+            soa_rdata: encode_rdata("mbox", &soa(&text, ns[0].clone(), serial)?)?,
+            ns_rdatas: (ns.into_iter().map(|n| encode_rdata("ns", &NS(n))))
+                .collect::<Result<_, _>>()?,
+            serial: Arc::new(AtomicU32::new(serial)),
+            text,
         })
+    }
+
+    /// The current SOA serial.
+    #[inline]
+    pub fn serial(&self) -> u32 {
+        self.serial.load(Ordering::Relaxed)
+    }
+
+    /// Sets the SOA serial every response carries from now on.
+    pub(super) fn set_serial(&self, serial: u32) {
+        self.serial.store(serial, Ordering::Relaxed);
+    }
+
+    /// The SOA RDATA with `serial`.
+    pub(super) fn soa_rdata_with(&self, serial: u32) -> Vec<u8> {
+        let mut rdata = self.soa_rdata.clone();
+        let at = rdata.len() - SOA_SERIAL_FROM_END;
+        rdata[at..at + 4].copy_from_slice(&serial.to_be_bytes());
+        rdata
+    }
+
+    /// The zone's name in wire form (lower case).
+    pub(super) fn zone_wire(&self) -> &[u8] {
+        &self.zone_wire
+    }
+
+    /// The masks served under `x<hex>` names, when `--allow-filters` lists them.
+    pub(super) fn allow_filters(&self) -> Option<&[u64]> {
+        self.allow_filters.as_deref()
     }
 
     /// Returns the service mask of a name inside the zone, given the index of the zone's
@@ -107,18 +178,33 @@ pub fn parse_mask_label(label: &[u8]) -> Option<u64> {
     })
 }
 
+/// The SOA timers: refresh every `--zone-refresh` (when a secondary missed a NOTIFY, it
+/// is at most that late), retry after a minute at most, expire after a week, and the
+/// negative TTL as minimum.
+fn timers(config: &DnsConfig) -> [u32; 4] {
+    let refresh = u32::try_from(config.zone_refresh.as_secs()).unwrap_or(u32::MAX);
+    let refresh = refresh.clamp(1, SOA_EXPIRE / 2);
+    [
+        refresh,
+        SOA_RETRY.min(refresh),
+        SOA_EXPIRE,
+        config.negative_ttl,
+    ]
+}
+
 /// The zone's SOA record, naming `ns` and the configured mailbox.
-fn soa(config: &DnsConfig, ns: Name) -> Result<SOA, ConfigError> {
-    let mbox = to_name("mbox", &normalize_mbox(&config.mbox)?)?;
-    let serial = config.serial.unwrap_or_else(unix_time_serial);
+fn soa(text: &ZoneText, ns: Name, serial: u32) -> Result<SOA, ConfigError> {
+    let mbox = to_name("mbox", &text.mbox)?;
+    let [refresh, retry, expire, minimum] = text.timers;
+    // The timers fit in i32: refresh and retry are capped by expire, a week.
     Ok(SOA::new(
         ns,
         mbox,
         serial,
-        SOA_REFRESH,
-        SOA_RETRY,
-        SOA_EXPIRE,
-        config.negative_ttl,
+        refresh as i32,
+        retry as i32,
+        expire as i32,
+        minimum,
     ))
 }
 
