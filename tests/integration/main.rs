@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod asn;
+mod axfr;
 mod backup;
 mod cli;
 mod contrib;
