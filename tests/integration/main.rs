@@ -9,6 +9,8 @@ mod backup;
 mod cli;
 mod contrib;
 mod crawl;
+mod dnsd;
+mod dnsd_harness;
 mod evidence;
 mod faults;
 mod hostile;
