@@ -242,23 +242,6 @@ pub fn start_knot(
     daemon
 }
 
-/// Runs `knotc ARGS` against the knotd in `daemon`; panics unless it succeeds.
-pub fn knotc(daemon: &Daemon, args: &[&str]) -> String {
-    let out = tool("knotc")
-        .arg("-s")
-        .arg(daemon.dir().join("knot.sock"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "knotc {args:?}: {text}");
-    text
-}
-
 /// A Knot or NSD secondary (or an NSD serving a file) on a loopback address.
 #[derive(Debug)]
 pub struct Secondary {
@@ -357,11 +340,6 @@ impl Secondary {
     /// Its log so far, for failure messages.
     pub fn log(&self) -> String {
         self.daemon.log()
-    }
-
-    /// The daemon, for [`knotc`] (such as `zone-refresh`) or its directory.
-    pub fn daemon(&self) -> &Daemon {
-        &self.daemon
     }
 }
 
