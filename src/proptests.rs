@@ -2,7 +2,8 @@
 //! `cargo test` keeps guarding the paths the fuzzers explored (see docs/SECURITY.md,
 //! "Fuzzing"): arbitrary bytes, and structured inputs that get past the first checks,
 //! through the P2P reader and conversation (v1 and v2), the DNS responder, the dump importer
-//! the SOCKS5 client and the asmap decoder, plus the peer-address text round trip and the service-flag parser.
+//! the SOCKS5 client, the asmap decoder and the metrics endpoint's HTTP request parser,
+//! plus the peer-address text round trip and the service-flag parser.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
@@ -26,6 +27,7 @@ use crate::dns::{
 };
 use crate::dump::DumpFigures;
 use crate::dump::{self, MAX_LINE, format_line};
+use crate::metrics::http::{Head, MAX_HEAD, Method};
 use crate::p2p::{
     Header, MAX_ADDR_PER_MESSAGE, MAX_PAYLOAD, Message, ProbeOptions, converse, decode_payload,
     parse_header,
@@ -33,6 +35,7 @@ use crate::p2p::{
 use crate::services;
 use crate::socks5::{SocksError, Target};
 use crate::testkit::asmap::{Instruction, assemble_bits, check_asmap_bytes, pack};
+use crate::testkit::http::check_http_head;
 use crate::testkit::socks5::{check_socks5_connect, check_socks5_reply};
 use crate::testkit::v2::{V2_CHUNKS, V2Stage, check_v2_conversation, fuzz_v2, v2_script};
 use crate::testkit::{
@@ -706,5 +709,92 @@ proptest! {
         let bit = usize::from(flip) % (file.len() * 8);
         file[bit / 8] ^= 1 << (bit % 8);
         check_asmap_bytes(&file);
+    }
+}
+
+// ---- metrics HTTP request heads (fuzz target `http_request`) ----
+
+/// A line of a request head: mostly well formed, sometimes not.
+fn any_head_line() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => "(GET|HEAD|POST|get|G\\(T) (/metrics|/health|/|\\*|/m\\?q=1|http://h:1/health|x)( HTTP/1\\.[01]| HTTP/[02]\\.0| HTTP/1| )?",
+        3 => "[A-Za-z-]{1,12}: ?[ -~]{0,20}",
+        1 => "[ \t]?[ -~]{0,30}",
+    ]
+}
+
+/// A request head built of lines ended by CRLF, LF or a stray CR, maybe with the empty
+/// line, maybe padded past `MAX_HEAD`, maybe with bytes after it.
+fn any_head() -> impl Strategy<Value = Vec<u8>> {
+    let end = prop::sample::select(vec!["\r\n", "\n", "\r", "\r\r\n"]);
+    (
+        proptest::collection::vec((any_head_line(), end), 0..8),
+        prop::sample::select(vec!["\r\n", "\n", "", "\r"]),
+        prop_oneof![3 => Just(0usize), 1 => MAX_HEAD - 40..MAX_HEAD + 40],
+        proptest::collection::vec(any::<u8>(), 0..20),
+    )
+        .prop_map(|(lines, last, pad, tail)| {
+            let mut head = Vec::new();
+            for (i, (line, end)) in lines.iter().enumerate() {
+                head.extend(line.as_bytes());
+                if i == 1 && pad > 0 {
+                    head.extend(b"\r\nX-Pad: ");
+                    head.resize(pad.max(head.len()), b'p');
+                }
+                head.extend(end.as_bytes());
+            }
+            head.extend(last.as_bytes());
+            head.extend(tail);
+            head
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Arbitrary bytes never panic, and never make a request without an empty line in the
+    /// first `MAX_HEAD` bytes (checked by `check_http_head`).
+    #[test]
+    fn http_arbitrary_bytes_never_panic(
+        data in prop_oneof![
+            3 => proptest::collection::vec(any::<u8>(), 0..300),
+            1 => proptest::collection::vec(any::<u8>(), MAX_HEAD - 10..MAX_HEAD + 300),
+        ],
+        chunk in 1..600usize,
+    ) {
+        check_http_head(&data, chunk).ok();
+        check_http_head(&data, 1).ok();
+    }
+
+    /// Heads of real lines, cut anywhere: the same verdict whole and in pieces, a request
+    /// only with its empty line.
+    #[test]
+    fn http_structured_heads(head in any_head(), chunk in 1..64usize, cut in any::<prop::sample::Index>()) {
+        check_http_head(&head, chunk).ok();
+        check_http_head(&head[..cut.index(head.len() + 1)], chunk).ok();
+    }
+
+    /// A well-formed GET with any headers is a request for its path.
+    #[test]
+    fn http_well_formed_gets_are_requests(
+        path in "/[a-z0-9/._-]{0,30}",
+        query in proptest::option::of("[a-z0-9=&]{0,10}"),
+        fields in proptest::collection::vec("[A-Za-z-]{1,12}: [ -~]{0,20}", 0..10),
+        lf_only in any::<bool>(),
+    ) {
+        let eol = if lf_only { "\n" } else { "\r\n" };
+        let target = query.map_or(path.clone(), |q| format!("{path}?{q}"));
+        let mut head = format!("GET {target} HTTP/1.1{eol}");
+        for field in fields {
+            head.push_str(&field);
+            head.push_str(eol);
+        }
+        head.push_str(eol);
+        let verdict = check_http_head(head.as_bytes(), 7);
+        let Ok(Head::Request(request)) = verdict else {
+            panic!("{head:?}: {verdict:?}");
+        };
+        prop_assert_eq!(request.method, Method::Get);
+        prop_assert_eq!(request.path, path);
     }
 }

@@ -4,12 +4,18 @@
 //! Each request reads atomics and the peer counts the main loop computes for its status
 //! line ([`PeerSnapshot`]): no database query per scrape. `collect.rs` builds the page
 //! from a fresh registry, `health.rs` judges health from plain facts, `process.rs` reads
-//! `/proc/self`, and `server.rs` is the HTTP thread.
+//! `/proc/self`, `server.rs` is the HTTP thread (a `mio` loop, bounded in connections,
+//! bytes and time), `conn.rs` one of its connections and `http.rs` the pure HTTP/1.x
+//! request parser and response writer.
 
 mod collect;
+mod conn;
 mod health;
+pub mod http;
 mod process;
 mod server;
+#[cfg(test)]
+mod tests;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;

@@ -3,9 +3,10 @@
 //! conversation and the messages it says, a BIP324 peer for its v2 transport and the
 //! checks on it ([`v2`]), the invariants they check of a DNS response and
 //! of a dump line, the SOCKS5 client's checks ([`socks5`]), and a DNS client over real
-//! sockets ([`dns_client`]), and asmap files built from prefix lists with the decoder's
-//! checks ([`asmap`]). One copy, so the fuzzers and the stable-Rust property tests
-//! that mirror them cannot drift apart.
+//! sockets ([`dns_client`]), asmap files built from prefix lists with the decoder's
+//! checks ([`asmap`]), and the checks of the metrics endpoint's HTTP parser ([`http`]).
+//! One copy, so the fuzzers and the stable-Rust property tests that mirror them cannot
+//! drift apart.
 //!
 //! It also holds [`ensure_cjdns_route`], which lets the simulated network's CJDNS nodes
 //! bind where the machine allows it, and [`generate`], the generator of realistic peer databases that the benches
@@ -19,6 +20,7 @@
 pub mod asmap;
 pub mod dns_client;
 pub mod generate;
+pub mod http;
 pub mod rng;
 pub mod socks5;
 pub mod v2;
