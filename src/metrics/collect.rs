@@ -182,6 +182,11 @@ fn dns(r: &mut Registry, s: &DnsStats, sizes: &[(u64, usize, usize)]) {
         "Empty truncated replies sent to rate-limited sources",
         ConstCounter::new(s.rate_limited),
     );
+    r.register(
+        "dnsseeder_dns_zone_transfers",
+        "Zone transfers (AXFR, or IXFR answered with the whole zone) sent to --axfr-allow sources",
+        ConstCounter::new(s.transfers),
+    );
     answer_sets(r, sizes);
 }
 
@@ -292,6 +297,7 @@ mod tests {
             "dnsseeder_dns_queries_total{transport=\"udp\"} 0",
             "dnsseeder_dns_responses_total{rcode=\"refused\"} 0",
             "dnsseeder_dns_rate_limited_total 0",
+            "dnsseeder_dns_zone_transfers_total 0",
             "dnsseeder_db_commit_seconds_count 1",
             "dnsseeder_db_commit_seconds_bucket{le=\"0.005\"} 1",
             "process_cpu_seconds_total ",
