@@ -239,3 +239,48 @@ fn notify_is_a_notify_for_the_soa_and_acks_match_its_id() {
     assert_eq!(read_ack(&query, 0x4242), Ack::Other, "not a response");
     assert_eq!(read_ack(&ack[..3], 0x4242), Ack::Other);
 }
+
+/// Checks what [`respond_transfer`] did with `request`: when it answered, every message
+/// parses, stays under the limit, echoes the ID, and the records run from SOA to SOA.
+fn transfer_checked(ctx: &ZoneContext, zone: &Zone, request: &[u8]) {
+    let mut framed = Vec::new();
+    if !respond_transfer(request, ctx, zone, &mut framed) {
+        assert!(framed.is_empty());
+        return;
+    }
+    let msgs = messages(&framed);
+    let id = u16::from_be_bytes([request[0], request[1]]);
+    assert!(
+        msgs.iter()
+            .all(|m| m.metadata.id == id && m.metadata.authoritative)
+    );
+    let all = records(&msgs);
+    assert_eq!(all.first().map(Record::record_type), Some(RecordType::SOA));
+    assert_eq!(all.last().map(Record::record_type), Some(RecordType::SOA));
+}
+
+proptest::proptest! {
+    /// Arbitrary bytes never panic the transfer path.
+    #[test]
+    fn transfer_survives_arbitrary_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+        let ctx = ctx(None);
+        transfer_checked(&ctx, &zone(&ctx, 5, 1), &bytes);
+    }
+
+    /// Transfer requests with bytes changed or cut are answered whole or declined.
+    #[test]
+    fn mutated_transfer_requests_are_whole_or_declined(
+        edits in proptest::collection::vec((0usize..64, proptest::num::u8::ANY), 1..4),
+        cut in 0usize..80,
+        edns in proptest::bool::ANY,
+    ) {
+        let ctx = ctx(None);
+        let mut req = request("seed.example.com.", RecordType::AXFR, DNSClass::IN, edns);
+        for (at, byte) in edits {
+            let at = at % req.len();
+            req[at] = byte;
+        }
+        req.truncate(cut.max(12).min(req.len()));
+        transfer_checked(&ctx, &zone(&ctx, 5, 1), &req);
+    }
+}
