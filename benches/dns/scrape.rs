@@ -258,11 +258,12 @@ impl ScrapeRates {
         let share = per_sec / per_answer / qps;
         println!(
             "= {:.0} queries of the serving thread per scrape ({:.2} us per answer), {:.0} per \
-             s: {:.4}% of the {qps:.0} qps without scrapes",
+             s: {:.4}% of the {qps:.0} qps without scrapes ({:.4}% of one core)",
             per_scrape / per_answer,
             per_answer * 1e6,
             per_sec / per_answer,
-            share * 100.0
+            share * 100.0,
+            per_sec * 100.0
         );
         println!(
             "scrape cost < 1% of qps: {} (CPU-equivalent {:.4}%; qps with / without, median \
