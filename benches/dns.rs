@@ -30,6 +30,14 @@
 //!    with its idle one from 1 (target >= 0.9), and the crawler's probes per second and
 //!    the CPU of its threads are printed. `--churn-threads 0` leaves this phase out.
 //!
+//! Phase 1c, while `/metrics` is scraped (`benches/dns/scrape.rs`): a real
+//!    `MetricsServer` reads the server's counters; each of `--scrape-rounds` rounds (6)
+//!    measures the server's maximum rate for `--scrape-secs` (5) with a thread scraping
+//!    `/metrics` every `--scrape-interval` seconds (1) and as long without it, in
+//!    alternating order. Printed: the median ratio of the rates (with / without), and the
+//!    metrics server's CPU per scrape and per second, as queries of the serving thread and
+//!    as a share of the qps (target < 1%: the verdict). `--scrape-rounds 0` leaves it out.
+//!
 //! 2. Latency, open loop: one thread sends on a fixed schedule at half the server's
 //!    maximum (or `--rate`) for `--latency-secs` seconds and reads the responses in
 //!    between, sleeping when the next send is far enough away; responses are matched by
@@ -49,16 +57,19 @@
 //! with N idle TCP connections, held by a child process from many loopback addresses.
 //!
 //! Targets: server rate >= 0.9 x the responder's; p99 < 2 ms at half the maximum; server
-//! rate while the crawler churns >= 0.9 x the idle one.
+//! rate while the crawler churns >= 0.9 x the idle one; a scrape a second costs the
+//! metrics server less CPU than 1% of the server's queries.
 //!
 //! ```text
-//! cargo bench --bench dns                       # 1M rows, 50k good, about 70 s
+//! cargo bench --bench dns                       # 1M rows, 50k good, about 3 min
 //! cargo bench --bench dns -- --rounds 5 --secs 3 --window 64
+//! cargo bench --bench dns -- --churn-threads 0 --scrape-rounds 10   # more scrape rounds
 //! cargo bench --bench dns -- --idle-tcp 10000   # memory of idle TCP connections, seconds
 //! ```
 //! Flags: `--rows`, `--good`, `--secs`, `--rounds`, `--window`, `--latency-secs`, `--rate`
 //! (offered load of the latency run; 0: half the measured maximum), `--moderate`,
-//! `--idle-tcp`, `--churn-threads`, `--churn-rows`. Without `--bench` (as
+//! `--idle-tcp`, `--churn-threads`, `--churn-rows`, `--scrape-rounds`, `--scrape-secs`,
+//! `--scrape-interval`. Without `--bench` (as
 //! `cargo test --benches` runs it) everything is small and short: a smoke test.
 
 #[allow(dead_code)] // the DNS bench needs only its kill on drop
@@ -77,6 +88,8 @@ mod load;
 mod memory;
 #[path = "common/run.rs"]
 mod run;
+#[path = "dns/scrape.rs"]
+mod scrape;
 #[path = "common/threads.rs"]
 mod threads;
 #[path = "common/workload.rs"]
@@ -145,6 +158,12 @@ flags::params! {
     churn_threads: usize = 256, smoke 16;
     /// Addresses in the churning crawler's database.
     churn_rows: usize = 50_000, smoke 2_000;
+    /// Rounds of phase 1c, with and without a scraper of `/metrics`; 0: no such phase.
+    scrape_rounds: usize = 6, smoke 1;
+    /// Seconds of each of phase 1c's closed loops.
+    scrape_secs: f64 = 5.0, smoke 0.6;
+    /// Seconds between two scrapes in phase 1c.
+    scrape_interval: f64 = 1.0;
 }
 
 impl Params {
@@ -158,6 +177,9 @@ impl Params {
         }
         if p.churn_rows == 0 || p.churn_rows > CHURN_MAX_ROWS {
             return Err(format!("need 0 < --churn-rows <= {CHURN_MAX_ROWS}"));
+        }
+        if p.scrape_secs <= 0.0 || p.scrape_interval <= 0.0 {
+            return Err("need --scrape-secs > 0 and --scrape-interval > 0".into());
         }
         Ok(p)
     }
@@ -186,6 +208,7 @@ fn bench(p: &Params) -> anyhow::Result<()> {
     let path = dir.path().join("peers.db");
     fill_database(&path, p)?;
     let config = dns_config()?;
+    let default_mask = config.default_mask;
     let per_answer = respond_cost(&config, &path, &build_query())?;
     let server = DnsServer::bind(config, StoreSource::new(Store::open(&path)?))?;
     let handle = server.spawn()?;
@@ -197,6 +220,12 @@ fn bench(p: &Params) -> anyhow::Result<()> {
     let responder_target = (responder.addr, RESPONDER_THREAD);
     let max = max_rates(p, &query, server_target, responder_target)?;
     let churn = churn_rates(p, &query, server_target, responder_target)?;
+    let served = scrape::Served {
+        handle: &handle,
+        default_mask,
+        db: &path,
+    };
+    let scrapes = scrape::scrape_rates(p, &served, &query, server_target)?;
     let rate = if p.rate > 0.0 {
         p.rate
     } else {
@@ -218,6 +247,7 @@ fn bench(p: &Params) -> anyhow::Result<()> {
     if let Some(churn) = &churn {
         churn.print(p, &max);
     }
+    scrape::print(scrapes.as_ref(), p);
     print_latency_run(p, rate, &lat_server, &lat_fixed);
     scale.print(p, max.server());
     print_closing(&stats, per_answer);
