@@ -9,8 +9,10 @@
 //!   for A and IPv6 for AAAA, chosen at random one netgroup (/16, /32) at a time. Each
 //!   answer set draws 128 such answers per family when it is built (every cache refresh)
 //!   and a query is served one of them at random (see `answer::PREBUILT_ANSWERS`).
-//! - NS and SOA at the apex. ANY at the apex gets the SOA alone (RFC 8482), elsewhere
-//!   no data; AXFR/IXFR and classes other than IN are REFUSED.
+//! - NS (one per `--ns`) and SOA at the apex. ANY at the apex gets the SOA alone (RFC 8482),
+//!   elsewhere no data; classes other than IN are REFUSED, and so are AXFR/IXFR except over
+//!   TCP from an `--axfr-allow` source, which gets the whole zone (`transfer`, SPEC §13).
+//!   The SOA's serial follows the transferred zone's when transfers are on.
 //! - A known name without data: NOERROR with the SOA in authority (TTL and SOA minimum
 //!   `negative_ttl`); an unknown name inside the zone: NXDOMAIN with the SOA; a name
 //!   outside the zone: REFUSED, not authoritative, question echoed.
@@ -32,7 +34,9 @@
 //! - `response`: the response written directly, with the question copied and owner
 //!   names as compression pointers into it;
 //! - `zone`: [`ZoneContext`], the zone's names, masks and SOA/NS RDATA encoded once by
-//!   hickory-proto.
+//!   hickory-proto, and the current SOA serial;
+//! - `transfer`: the zone secondaries transfer (AXFR, NOTIFY, the master file), and
+//!   `acl`: the `--axfr-allow` ranges.
 //!
 //! No allocation for typical queries; about 0.2 µs per 30-record answer (see
 //! docs/PERFORMANCE.md, `## DNS`). Then the data it answers from:
