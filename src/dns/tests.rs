@@ -12,6 +12,9 @@ use rand::{RngExt, SeedableRng};
 
 use super::*;
 
+/// NOTIFY over real sockets: resent until acknowledged, given up on an error, sent again
+/// when the zone changes and only then.
+mod notify;
 /// The server over real sockets, with this file's zone and peers.
 mod sockets;
 /// The TCP event loop under thousands of connections: the per-source and global caps.

@@ -23,7 +23,7 @@ use crate::testkit::dns_client::{
 
 /// Peers with their services, shared so a test can change them while the server runs.
 #[derive(Clone, Default)]
-struct VecSource(Arc<Mutex<Vec<(IpAddr, u64)>>>);
+pub(super) struct VecSource(pub(super) Arc<Mutex<Vec<(IpAddr, u64)>>>);
 
 impl PeerSource for VecSource {
     fn good_peers(&mut self, mask: u64) -> anyhow::Result<Vec<IpAddr>> {
