@@ -126,7 +126,10 @@ pub use respond::{
     MAX_UDP_EDNS, MAX_UDP_PLAIN, Outcome, Transport, respond, respond_into, respond_truncated_into,
 };
 pub use server::{AnswerSizes, DnsHandle, DnsServer};
-pub use transfer::{DEFAULT_ZONE_FILTERS, NameRecords, Zone, ZoneName, master_file, zone_names};
+pub use transfer::{
+    DEFAULT_ZONE_FILTERS, MESSAGE_LIMIT, NameRecords, Zone, ZoneName, master_file,
+    respond_transfer, zone_names,
+};
 pub use zone::{ZoneContext, parse_mask_label};
 
 /// Where answer sets come from: the SQLite peer store implements it with an indexed

@@ -23,6 +23,7 @@ pub mod generate;
 pub mod http;
 pub mod rng;
 pub mod socks5;
+pub mod transfer;
 pub mod v2;
 
 use std::io::{self, Read, Write};

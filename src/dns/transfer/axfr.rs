@@ -23,8 +23,9 @@ pub const MESSAGE_LIMIT: usize = 16_000;
 const RR_FIXED: usize = 10;
 
 /// Appends the framed transfer of `zone` to `framed` when `request` is an AXFR or IXFR
-/// of the zone's apex in class IN; returns whether it did.
-pub(in crate::dns) fn respond_transfer(
+/// of the zone's apex in class IN; returns whether it did. The server asks it only for
+/// connections from `--axfr-allow` sources.
+pub fn respond_transfer(
     request: &[u8],
     ctx: &ZoneContext,
     zone: &Zone,

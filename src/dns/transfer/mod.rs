@@ -21,7 +21,7 @@ mod notifier;
 mod notify;
 mod records;
 
-pub(super) use axfr::respond_transfer;
+pub use axfr::{MESSAGE_LIMIT, respond_transfer};
 pub(super) use keeper::{PublishedZone, ZoneKeeper};
 pub use master_file::master_file;
 pub(super) use notifier::notify_loop;
