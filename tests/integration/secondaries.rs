@@ -26,6 +26,15 @@ use crate::dnsd::{
 use crate::util::{Seeder, arg, crawl_args, free_port, heavy, run_ok};
 
 const ZONE: &str = "seed.example.com";
+/// The zone's names, as `run` and `zone` take them: two name servers.
+const ZONE_FLAGS: [&str; 6] = [
+    "--host",
+    ZONE,
+    "--ns",
+    "ns1.example.net,ns2.example.net",
+    "--mbox",
+    "hostmaster.example.com",
+];
 const SEEDER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 20);
 const KNOT: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 21);
 const NSD: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 22);
@@ -186,12 +195,6 @@ fn knot_and_nsd_carry_the_seeders_zone() {
         "16",
         "--retry-scale",
         "0.001",
-        "--host",
-        ZONE,
-        "--ns",
-        "ns1.example.net,ns2.example.net",
-        "--mbox",
-        "hostmaster.example.com",
         "--dns-listen",
         &dns_s,
         "--dns-rate-limit",
@@ -207,7 +210,9 @@ fn knot_and_nsd_carry_the_seeders_zone() {
         "--zone-refresh",
         "1",
     ];
-    let seeder = Seeder::start(&crawl_args(arg(&db), &seed, &extra), "info");
+    let mut args = crawl_args(arg(&db), &seed, &extra);
+    args.extend(ZONE_FLAGS);
+    let seeder = Seeder::start(&args, "info");
     seeder.wait_for_log("zone: first serial", Duration::from_secs(20));
     // NOTIFY leaves from the address the kernel picks towards 127.0.0.x: 127.0.0.1.
     let from = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -271,19 +276,9 @@ fn signed_by_knot(signer: &Secondary, dir: &std::path::Path) {
 
 /// `dnsseeder zone` passes kzonecheck and named-checkzone, and NSD serves it.
 fn master_file(db: &std::path::Path, dir: &std::path::Path) {
-    let text = run_ok(&[
-        "zone",
-        "--db",
-        arg(db),
-        "--host",
-        ZONE,
-        "--ns",
-        "ns1.example.net,ns2.example.net",
-        "--mbox",
-        "hostmaster.example.com",
-        "--serial",
-        "2026120601",
-    ]);
+    let mut args = vec!["zone", "--db", arg(db), "--serial", "2026120601"];
+    args.extend(ZONE_FLAGS);
+    let text = run_ok(&args);
     let path = dir.join("seed.zone");
     std::fs::write(&path, &text).unwrap();
     kzonecheck(&path, ZONE).unwrap();
