@@ -3,7 +3,7 @@
 //! crawler, then run the main loop that logs the status line and writes the dump, and
 //! stop everything in order on SIGINT/SIGTERM (or the demo's timer).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,11 +14,11 @@ use crossbeam_channel::{Receiver, select, tick};
 
 use crate::addr::Family;
 use crate::asmap::Asmap;
-use crate::cli::{DbArg, DemoArgs, NetworkArg, RateLimit, RunArgs};
+use crate::cli::{DbArg, DemoArgs, NetworkArg, RateLimit, RunArgs, TransferArgs};
 use crate::config::Config;
 use crate::crawler::Networks;
 use crate::crawler::{CrawlCounters, Crawler, ProxyKind};
-use crate::dns::{DnsHandle, DnsServer, PeerSource};
+use crate::dns::{Cidr, DnsHandle, DnsServer, PeerSource};
 use crate::metrics::{DnsSources, MetricsServer, PeerSnapshot, Sources};
 use crate::sim::{self, Network, SimConfig, SimNetwork};
 use crate::store::{Store, Summary};
@@ -334,6 +334,12 @@ fn demo_run_args(args: &DemoArgs, db: &Path, seed: SocketAddr, networks: Network
         handshake_timeout: Some(1.0),
         status_interval: 5,
         threads: args.threads.max(1),
+        // 127.0.0.1 may transfer the zone, redrawn every 5 s: `dig ... AXFR` shows it.
+        transfer: TransferArgs {
+            axfr_allow: vec![Cidr::host(IpAddr::V4(Ipv4Addr::LOCALHOST))],
+            zone_refresh: 5,
+            ..TransferArgs::default()
+        },
         ..RunArgs::default()
     }
 }
@@ -520,6 +526,8 @@ mod tests {
         dns.listen = vec![args.dns_listen];
         dns.rate_limit = None;
         dns.cache_ttl = Duration::from_secs(2);
+        dns.axfr_allow = vec!["127.0.0.1/32".parse().unwrap()];
+        dns.zone_refresh = Duration::from_secs(5);
         let expected = Config {
             crawl: CrawlConfig {
                 db: db.to_path_buf(),

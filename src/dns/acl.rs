@@ -16,6 +16,13 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// The range of one address.
+    pub fn host(addr: IpAddr) -> Self {
+        let addr = addr.to_canonical();
+        let len = if addr.is_ipv4() { 32 } else { 128 };
+        Self { addr, len }
+    }
+
     /// Whether `ip` lies in the range.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
