@@ -114,11 +114,9 @@ impl DnsServer {
         )
         .with_asmap(config.asmap.clone());
         cache.prefill();
-        let transfer = Transfer::prepare(&config, &ctx, &cache);
+        let (transfer, first) = Transfer::prepare(&config, &ctx, &cache).unzip();
         let mut shared = Shared::new(&config, ctx, cache, counters);
-        shared.zone = transfer
-            .as_ref()
-            .map(|t| PublishedZone::new(t.first.clone()));
+        shared.zone = first.map(PublishedZone::new);
         let mut handle = DnsHandle {
             shared: Arc::new(shared),
             threads: Vec::new(),
@@ -133,14 +131,17 @@ impl DnsServer {
 /// The zone keeper and NOTIFY thread's inputs, when the zone is kept for secondaries.
 struct Transfer {
     keeper: ZoneKeeper,
-    first: super::transfer::Zone,
     notify: Vec<SocketAddr>,
     zones: crossbeam_channel::Receiver<Arc<super::transfer::Zone>>,
 }
 
 impl Transfer {
-    /// `None` without `--axfr-allow` and `--notify`; else the first zone, built now.
-    fn prepare(config: &DnsConfig, ctx: &ZoneContext, cache: &AnswerCache) -> Option<Self> {
+    /// `None` without `--axfr-allow` and `--notify`; else with the first zone, built now.
+    fn prepare(
+        config: &DnsConfig,
+        ctx: &ZoneContext,
+        cache: &AnswerCache,
+    ) -> Option<(Self, super::transfer::Zone)> {
         if !config.transfers() {
             return None;
         }
@@ -153,12 +154,12 @@ impl Transfer {
             notify,
         );
         let first = keeper.first(ctx, cache);
-        Some(Self {
+        let transfer = Self {
             keeper,
-            first,
             notify: config.notify.clone(),
             zones,
-        })
+        };
+        Some((transfer, first))
     }
 }
 
@@ -248,7 +249,6 @@ impl DnsHandle {
             keeper,
             notify,
             zones,
-            ..
         }) = transfer
         else {
             return self.start("dns-refresh", |s| refresh_loop(s, None));
