@@ -121,11 +121,24 @@ fn networks(args: &RunArgs) -> Networks {
     }
 }
 
-/// `--host` needs the names that its NS and SOA records carry.
+/// `--host` needs the names that its NS and SOA records carry; zone transfers need a
+/// zone, and the secondaries notified must be allowed to transfer it.
 fn check_zone_flags(args: &RunArgs) -> Result<(), UsageError> {
     if args.host.is_some() && (args.ns.is_empty() || args.mbox.is_none()) {
         return Err(usage(
             "--host needs --ns (this server's name) and --mbox (the zone's contact)",
+        ));
+    }
+    let t = &args.transfer;
+    if args.host.is_none() && (!t.axfr_allow.is_empty() || !t.notify.is_empty()) {
+        return Err(usage(
+            "--axfr-allow and --notify need --host: without a zone there is nothing to transfer",
+        ));
+    }
+    if !t.notify.is_empty() && t.axfr_allow.is_empty() {
+        return Err(usage(
+            "--notify needs --axfr-allow: list the notified secondaries' addresses there, \
+             or their transfers are refused",
         ));
     }
     Ok(())
@@ -372,6 +385,30 @@ mod tests {
             (
                 zone("a..b", RunArgs::default()),
                 "invalid host name \"a..b\"",
+            ),
+            (
+                with(|a| a.transfer.axfr_allow = vec!["10.0.0.1".parse().unwrap()]),
+                "--axfr-allow and --notify need --host",
+            ),
+            (
+                zone(
+                    "seed.example.com",
+                    with(|a| {
+                        a.transfer.notify = vec!["10.0.0.1:53".parse().unwrap()];
+                    }),
+                ),
+                "--notify needs --axfr-allow",
+            ),
+            (
+                zone("seed.example.com", with(|a| a.transfer.zone_refresh = 0)),
+                "--zone-refresh must be greater than zero",
+            ),
+            (
+                zone(
+                    "seed.example.com",
+                    with(|a| a.transfer.records.zone_records = 31),
+                ),
+                "--zone-records 31: give 1 to 30",
             ),
         ] {
             let got = error(&args);
